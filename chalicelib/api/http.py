@@ -1,0 +1,310 @@
+"""The one place where HTTP meets the domain.
+
+`operation(...)` registers a Chalice route and records what it accepts and returns (the
+OpenAPI document is generated from those records). Around every view it: checks the
+body size, authenticates (bearer JWT or POS signature), authorizes against the route's
+`Access`, validates body and query with pydantic, calls the handler, serialises the
+response model, and maps every DomainError to the api.md error envelope and status.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from chalice.app import Blueprint, CognitoUserPoolAuthorizer, Request, Response
+from pydantic import BaseModel, ValidationError
+
+from chalicelib import errors
+from chalicelib.auth import Principal, bearer_token, is_pos_request, verify_pos_request
+from chalicelib.observability import logger
+
+STATUS_BY_ERROR: tuple[tuple[type[errors.DomainError], int], ...] = (
+    (errors.PayloadTooLarge, 413),
+    (errors.InvalidInput, 400),
+    (errors.Unauthenticated, 401),
+    (errors.Forbidden, 403),
+    (errors.NotFound, 404),
+    (errors.Conflict, 409),
+    (errors.BusinessRuleViolation, 422),
+    (errors.RateLimited, 429),
+    (errors.Unavailable, 503),
+)
+JSON_HEADERS = {"Content-Type": "application/json"}
+
+
+def status_for(exc: errors.DomainError) -> int:
+    for cls, status in STATUS_BY_ERROR:
+        if isinstance(exc, cls):
+            return status
+    return 400
+
+
+def error_body(code: str, message: str, details: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message, "details": dict(details or {})}}
+
+
+def error_response(exc: errors.DomainError) -> Response:
+    return Response(
+        body=error_body(exc.code, exc.message, exc.details),
+        status_code=status_for(exc),
+        headers=dict(JSON_HEADERS),
+    )
+
+
+@dataclass(frozen=True)
+class Access:
+    """Who may call a route. Several may be combined."""
+
+    public: bool = False
+    member_self: bool = False  # a member token for the {member_id} in the path
+    registrant: bool = False  # a member token not yet bound to a member (self sign-up)
+    staff: frozenset[str] = frozenset()
+    store: bool = False  # a signed POS request
+
+    def describe(self) -> str:
+        parts = []
+        if self.public:
+            parts.append("anyone")
+        if self.member_self:
+            parts.append("the member (own data only)")
+        if self.registrant:
+            parts.append("an app user signing up")
+        if self.staff:
+            parts.append("staff (" + ", ".join(sorted(self.staff)) + ")")
+        if self.store:
+            parts.append("a POS (signed, own store only)")
+        return "; ".join(parts)
+
+
+PUBLIC = Access(public=True)
+ALL_STAFF = frozenset({"ops", "admin", "store_staff"})
+OPS = frozenset({"ops", "admin"})
+
+
+@dataclass(frozen=True)
+class Call:
+    """What a handler gets: already authenticated, authorized and validated."""
+
+    principal: Principal | None
+    params: dict[str, str]
+    body: Any = None
+    query: Any = None
+    request: Request | None = None
+
+
+@dataclass(frozen=True)
+class Operation:
+    path: str
+    method: str
+    name: str
+    summary: str
+    tags: tuple[str, ...]
+    access: Access
+    body: type[BaseModel] | None
+    query: type[BaseModel] | None
+    response: type[BaseModel] | None
+    status: int
+    error_statuses: tuple[int, ...] = field(default_factory=tuple)
+    not_writable: frozenset[str] = frozenset()
+
+
+OPERATIONS: list[Operation] = []
+
+# In AWS, API Gateway checks member and staff tokens against the stage's Cognito user pool
+# before the function runs. Chalice wants a literal ARN: this placeholder is replaced by
+# the pool's Fn::GetAtt in infra/resources.json. The app verifies every token again
+# (chalicelib/auth.py): that is what guards `chalice local`, where Cognito authorizers
+# are not emulated, and the routes a POS may call too (its signature covers the body,
+# which no authorizer sees), so those routes carry no gateway authorizer.
+COGNITO = CognitoUserPoolAuthorizer(
+    "LoyaltyUserPool",
+    provider_arns=["arn:aws:cognito-idp:cn-north-1:000000000000:userpool/cn-north-1_placeholder"],
+)
+
+
+def operation(
+    bp: Blueprint,
+    path: str,
+    method: str,
+    *,
+    access: Access,
+    summary: str,
+    tags: tuple[str, ...],
+    body: type[BaseModel] | None = None,
+    query: type[BaseModel] | None = None,
+    response: type[BaseModel] | None = None,
+    status: int = 200,
+    error_statuses: tuple[int, ...] = (),
+    not_writable: frozenset[str] = frozenset(),
+) -> Callable[[Callable[[Call], Any]], Callable[[Call], Any]]:
+    def register(handler: Callable[[Call], Any]) -> Callable[[Call], Any]:
+        op = Operation(
+            path=path,
+            method=method,
+            name=handler.__name__,
+            summary=summary,
+            tags=tags,
+            access=access,
+            body=body,
+            query=query,
+            response=response,
+            status=status,
+            error_statuses=error_statuses,
+            not_writable=not_writable,
+        )
+        OPERATIONS.append(op)
+
+        @functools.wraps(handler)
+        def view(**params: str) -> Response:
+            request = bp.current_request
+            try:
+                call = _prepare(op, request, params)
+                result = handler(call)
+            except errors.DomainError as exc:
+                if status_for(exc) >= 500:
+                    logger.warning("dependency unavailable", extra={"code": exc.code})
+                return error_response(exc)
+            return _respond(op, result)
+
+        gateway_authorizer = None if access.public or access.store else COGNITO
+        bp.route(path, methods=[method], authorizer=gateway_authorizer, name=handler.__name__)(view)
+        return handler
+
+    return register
+
+
+def _respond(op: Operation, result: Any) -> Response:
+    if isinstance(result, Response):
+        return result
+    payload = result.model_dump(mode="json") if isinstance(result, BaseModel) else result
+    return Response(body=payload, status_code=op.status, headers=dict(JSON_HEADERS))
+
+
+def _prepare(op: Operation, request: Request, params: dict[str, str]) -> Call:
+    from chalicelib.wiring import services  # deferred: pulls in pynamodb/botocore
+
+    raw = _raw_body(request)
+    svc = services()
+    if len(raw) > svc.settings.max_body_bytes:
+        raise errors.PayloadTooLarge(
+            "request body too large", details={"max_bytes": svc.settings.max_body_bytes}
+        )
+    principal = None if op.access.public else _authenticate(request, params, raw, op)
+    if principal is not None:
+        authorize(principal, op.access, params)
+    body = parse_body(op.body, raw, op.not_writable) if op.body is not None else None
+    query = parse_query(op.query, request) if op.query is not None else None
+    return Call(principal=principal, params=params, body=body, query=query, request=request)
+
+
+def _raw_body(request: Request) -> bytes:
+    raw = request.raw_body or b""
+    return raw.encode() if isinstance(raw, str) else raw
+
+
+def _authenticate(request: Request, params: dict[str, str], raw: bytes, op: Operation) -> Principal:
+    from chalicelib.domain.clock import utc_now
+    from chalicelib.wiring import services
+
+    svc = services()
+    headers = request.headers
+    if is_pos_request(headers):
+        if not op.access.store:
+            raise errors.Forbidden("stores may not call this route")
+        return verify_pos_request(
+            method=request.method,
+            path=concrete_path(op.path, params),
+            headers=headers,
+            body=raw,
+            key_lookup=svc.program.store_key,
+            nonces=svc.guards,
+            now=utc_now(),
+            max_skew_seconds=svc.settings.pos_clock_skew_seconds,
+        )
+    token = bearer_token(headers)
+    if token is None:
+        raise errors.Unauthenticated(
+            "send a bearer token or a POS signature", code="MISSING_CREDENTIALS"
+        )
+    return svc.verifier.verify(token)
+
+
+def authorize(principal: Principal, access: Access, params: Mapping[str, str]) -> None:
+    if principal.kind == "member":
+        if principal.member_id is None:
+            if access.registrant:
+                return
+            raise errors.Forbidden("register as a member first", code="NOT_A_MEMBER")
+        # The same answer whether or not the other member exists: nothing to probe.
+        if access.member_self and params.get("member_id") == principal.member_id:
+            return
+        raise errors.Forbidden("members may only reach their own data")
+    if principal.kind == "staff":
+        if principal.roles & access.staff:
+            return
+        raise errors.Forbidden("your staff role may not do this", code="ROLE_REQUIRED")
+    if principal.kind == "store" and access.store:
+        return
+    raise errors.Forbidden("not allowed")
+
+
+def concrete_path(template: str, params: Mapping[str, str]) -> str:
+    path = template
+    for name, value in params.items():
+        path = path.replace("{" + name + "}", value)
+    return path
+
+
+def parse_body(model: type[BaseModel], raw: bytes, not_writable: frozenset[str]) -> BaseModel:
+    if not raw.strip():
+        raise errors.InvalidInput("a JSON body is required", code="MALFORMED_JSON")
+    try:
+        document = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise errors.InvalidInput("body is not valid JSON", code="MALFORMED_JSON") from exc
+    if not isinstance(document, dict):
+        raise errors.InvalidInput("body must be a JSON object", code="VALIDATION_ERROR")
+    refused = sorted(set(document) & not_writable)
+    if refused:
+        raise errors.InvalidInput(
+            "these fields cannot be changed here",
+            code="FIELD_NOT_WRITABLE",
+            details={"fields": refused},
+        )
+    try:
+        # Strict JSON mode: "12" is not an int and 12.5 is not an int; NaN never parses.
+        return model.model_validate_json(raw)
+    except ValidationError as exc:
+        raise errors.InvalidInput(
+            "request does not match the schema",
+            code="VALIDATION_ERROR",
+            details={"fields": validation_details(exc)},
+        ) from exc
+
+
+def parse_query(model: type[BaseModel], request: Request) -> BaseModel:
+    params = request.query_params
+    values = {key: params[key] for key in params} if params is not None else {}
+    try:
+        return model.model_validate(values, strict=False)
+    except ValidationError as exc:
+        raise errors.InvalidInput(
+            "query does not match the schema",
+            code="VALIDATION_ERROR",
+            details={"fields": validation_details(exc)},
+        ) from exc
+
+
+def validation_details(exc: ValidationError) -> list[dict[str, str]]:
+    return [
+        {
+            "field": ".".join(str(part) for part in err["loc"]) or "(body)",
+            "issue": err["msg"],
+            "type": err["type"],
+        }
+        for err in exc.errors(include_url=False, include_input=False)
+    ]

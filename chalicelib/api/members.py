@@ -1,0 +1,197 @@
+"""Members (api.md, Members): register, read, change profile, POS/staff look-up."""
+
+from __future__ import annotations
+
+from chalice.app import Blueprint
+
+from chalicelib.api.http import ALL_STAFF, Access, Call, operation
+from chalicelib.auth import Principal
+from chalicelib.domain import members as domain
+from chalicelib.domain.clock import rfc3339, utc_now
+from chalicelib.domain.members import Member
+from chalicelib.domain.phone import mask_phone
+from chalicelib.domain.tiers import tier_by_code
+from chalicelib.errors import BusinessRuleViolation, Forbidden, InvalidInput
+from chalicelib.models.members import (
+    NOT_WRITABLE_FIELDS,
+    ExpiringNext,
+    LookupQuery,
+    MemberResponse,
+    PointsSummary,
+    Profile,
+    RegisterMemberRequest,
+    TierSummary,
+    UpdateMemberRequest,
+)
+from chalicelib.wiring import services
+
+bp = Blueprint(__name__)
+TAGS = ("members",)
+SELF_OR_STAFF = Access(member_self=True, staff=ALL_STAFF)
+
+
+@operation(
+    bp,
+    "/v1/members",
+    "POST",
+    access=Access(registrant=True, staff=ALL_STAFF, store=True),
+    body=RegisterMemberRequest,
+    response=MemberResponse,
+    status=201,
+    tags=TAGS,
+    summary="Register a member from any channel; 409 MEMBER_EXISTS names the existing one",
+    error_statuses=(400, 401, 403, 409, 422),
+)
+def register_member(call: Call) -> MemberResponse:
+    request: RegisterMemberRequest = call.body
+    principal = call.principal
+    assert principal is not None
+    svc = services()
+    store_id = request.store_id
+    external_ids = (
+        request.external_ids.model_dump(exclude_none=True) if request.external_ids else {}
+    )
+    if principal.kind == "store":
+        if store_id is not None and store_id != principal.store_id:
+            raise Forbidden("a POS registers members for its own store", code="STORE_MISMATCH")
+        store_id = principal.store_id
+    elif principal.kind == "member":
+        # Self sign-up: the sign-in identity becomes one of the member's ids, so the
+        # identity provider can map its user to this member from now on.
+        external_ids["cognito_sub"] = principal.subject
+    if store_id is not None and svc.program.store(store_id) is None:
+        raise BusinessRuleViolation(
+            "unknown store", code="UNKNOWN_STORE", details={"store_id": store_id}
+        )
+    member = domain.register(
+        domain.Registration(
+            phone=request.phone,
+            channel=request.channel.value,
+            name=request.name,
+            gender=request.gender.value if request.gender else None,
+            birthday=request.birthday,
+            email=request.email,
+            tags=tuple(dict.fromkeys(request.tags)),
+            marketing_consent=request.marketing_consent,
+            store_id=store_id,
+            external_ids=external_ids,
+        ),
+        svc.members,
+        svc.hasher,
+        utc_now(),
+    )
+    return member_view(member, principal)
+
+
+@operation(
+    bp,
+    "/v1/members/lookup",
+    "GET",
+    access=Access(staff=ALL_STAFF, store=True),
+    query=LookupQuery,
+    response=MemberResponse,
+    tags=TAGS,
+    summary="Find a member by phone, POS card or WeChat unionid (POS, staff)",
+    error_statuses=(400, 401, 403, 404),
+)
+def lookup_member(call: Call) -> MemberResponse:
+    query: LookupQuery = call.query
+    given = [name for name in ("phone", "card", "wechat_unionid") if getattr(query, name)]
+    if len(given) != 1:
+        raise InvalidInput(
+            "give exactly one of phone, card, wechat_unionid", code="VALIDATION_ERROR"
+        )
+    svc = services()
+    if query.phone:
+        member = domain.find_by_phone(query.phone, svc.members, svc.hasher)
+    elif query.card:
+        member = domain.find_by_external_id("pos_card", query.card, svc.members, svc.hasher)
+    else:
+        assert query.wechat_unionid is not None
+        member = domain.find_by_external_id(
+            "wechat_unionid", query.wechat_unionid, svc.members, svc.hasher
+        )
+    assert call.principal is not None
+    return member_view(member, call.principal)
+
+
+@operation(
+    bp,
+    "/v1/members/{member_id}",
+    "GET",
+    access=SELF_OR_STAFF,
+    response=MemberResponse,
+    tags=TAGS,
+    summary="A member: profile, tier, points summary, lifecycle stage",
+    error_statuses=(401, 403, 404),
+)
+def get_member(call: Call) -> MemberResponse:
+    member = domain.get_member(call.params["member_id"], services().members)
+    assert call.principal is not None
+    return member_view(member, call.principal)
+
+
+@operation(
+    bp,
+    "/v1/members/{member_id}",
+    "PATCH",
+    access=SELF_OR_STAFF,
+    body=UpdateMemberRequest,
+    response=MemberResponse,
+    tags=TAGS,
+    not_writable=NOT_WRITABLE_FIELDS,
+    summary="Change profile fields (tier, points and ids are refused with FIELD_NOT_WRITABLE)",
+    error_statuses=(400, 401, 403, 404, 422),
+)
+def update_member(call: Call) -> MemberResponse:
+    request: UpdateMemberRequest = call.body
+    assert call.principal is not None
+    changes = {
+        name: (value.value if hasattr(value, "value") else value)
+        for name, value in request.model_dump(exclude_unset=True).items()
+    }
+    member = domain.update_profile(
+        call.params["member_id"],
+        changes,
+        services().members,
+        utc_now(),
+        by_staff=call.principal.is_staff,
+    )
+    return member_view(member, call.principal)
+
+
+def member_view(member: Member, viewer: Principal) -> MemberResponse:
+    tier = tier_by_code(member.tier_code, services().program.tiers())
+    expiring = (
+        ExpiringNext(points=member.expiring_next_points, date=member.expiring_next_date)
+        if member.expiring_next_date is not None and member.expiring_next_points > 0
+        else None
+    )
+    # A cashier confirms the person; the full number stays with the member and staff.
+    phone = mask_phone(member.phone) if viewer.kind == "store" else member.phone
+    return MemberResponse(
+        member_id=member.member_id,
+        phone=phone,
+        profile=Profile(
+            name=member.name,
+            gender=member.gender,
+            birthday=member.birthday,
+            email=member.email,
+            tags=list(member.tags),
+            marketing_consent=member.marketing_consent,
+            channel=member.channel,
+            store_id=member.store_id,
+        ),
+        external_ids={} if viewer.kind == "store" else dict(member.external_ids),
+        tier=TierSummary(
+            code=tier.code,
+            name=tier.name,
+            expires_at=rfc3339(member.tier_expires_at) if member.tier_expires_at else None,
+        ),
+        points=PointsSummary(
+            balance=member.points_balance, pending=member.points_pending, expiring_next=expiring
+        ),
+        lifecycle_stage=member.lifecycle_stage,
+        created_at=rfc3339(member.created_at),
+        updated_at=rfc3339(member.updated_at),
+    )

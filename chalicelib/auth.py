@@ -1,0 +1,211 @@
+"""Who is calling: member and staff JWTs, POS HMAC signatures (api.md, Authentication).
+
+Bearer tokens are verified by the API Gateway authorizer in app.py (with the same
+`TokenVerifier` as here) on routes only members or staff may call. Routes a POS may call
+too are verified in the app, because a POS signature covers the body and an authorizer
+never sees the body.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from chalicelib.domain.stores import StoreKey
+from chalicelib.errors import Forbidden, Unauthenticated
+
+STAFF_ROLES = frozenset({"ops", "admin", "store_staff"})
+NONCE_TTL_SECONDS = 15 * 60  # outlives the ±5 min window, so a replay is always caught
+
+
+@dataclass(frozen=True)
+class Principal:
+    kind: str  # "member" | "staff" | "store"
+    subject: str
+    member_id: str | None = None
+    roles: frozenset[str] = field(default_factory=frozenset)
+    store_id: str | None = None
+
+    @property
+    def is_staff(self) -> bool:
+        return self.kind == "staff"
+
+    def to_context(self) -> dict[str, str]:
+        """Flat strings: API Gateway authorizer context allows no nested values."""
+        return {
+            "kind": self.kind,
+            "subject": self.subject,
+            "member_id": self.member_id or "",
+            "roles": ",".join(sorted(self.roles)),
+            "store_id": self.store_id or "",
+        }
+
+    @classmethod
+    def from_context(cls, context: Mapping[str, Any]) -> Principal:
+        roles = str(context.get("roles", ""))
+        return cls(
+            kind=str(context["kind"]),
+            subject=str(context["subject"]),
+            member_id=str(context.get("member_id") or "") or None,
+            roles=frozenset(r for r in roles.split(",") if r),
+            store_id=str(context.get("store_id") or "") or None,
+        )
+
+
+def principal_from_claims(claims: Mapping[str, Any]) -> Principal:
+    """Cognito-shaped claims: staff roles from `cognito:groups`; the member from
+    `custom:member_id` (absent until the member exists: such a token may only register)."""
+    subject = str(claims.get("sub", ""))
+    if not subject:
+        raise Unauthenticated("token has no subject", code="INVALID_TOKEN")
+    groups = claims.get("cognito:groups") or []
+    if isinstance(groups, str):
+        groups = [groups]
+    roles = frozenset(str(g) for g in groups) & STAFF_ROLES
+    if roles:
+        store = claims.get("custom:store_id")
+        return Principal("staff", subject, roles=roles, store_id=str(store) if store else None)
+    member_id = claims.get("custom:member_id")
+    return Principal("member", subject, member_id=str(member_id) if member_id else None)
+
+
+class TokenVerifier:
+    """HS256 tokens signed by the stage (local, tests) or RS256 Cognito user-pool tokens."""
+
+    def __init__(
+        self,
+        *,
+        secret: str | None,
+        issuer: str,
+        audience: str,
+        user_pool_id: str | None = None,
+        app_client_id: str | None = None,
+        region: str | None = None,
+        jwks_client: Any = None,
+    ) -> None:
+        self._secret = secret
+        self._issuer = issuer
+        self._audience = audience
+        self._pool = user_pool_id
+        self._client_id = app_client_id
+        self._jwks_client = jwks_client
+        if user_pool_id:
+            self._issuer = f"https://cognito-idp.{region}.amazonaws.com/{user_pool_id}"
+
+    def verify(self, token: str) -> Principal:
+        import jwt  # deferred: PyJWT + cryptography cost ~80 ms of cold start
+
+        try:
+            if self._secret is not None:
+                claims = jwt.decode(
+                    token,
+                    self._secret,
+                    algorithms=["HS256"],
+                    audience=self._audience,
+                    issuer=self._issuer,
+                    options={"require": ["exp", "iat", "sub"]},
+                )
+            else:
+                claims = self._verify_cognito(token, jwt)
+        except jwt.PyJWTError as exc:
+            raise Unauthenticated("invalid or expired token", code="INVALID_TOKEN") from exc
+        return principal_from_claims(claims)
+
+    def _verify_cognito(self, token: str, jwt: Any) -> dict[str, Any]:
+        if self._jwks_client is None:
+            self._jwks_client = jwt.PyJWKClient(
+                f"{self._issuer}/.well-known/jwks.json", cache_keys=True, lifespan=3600
+            )
+        signing_key = self._jwks_client.get_signing_key_from_jwt(token)
+        claims: dict[str, Any] = jwt.decode(
+            token,
+            signing_key.key,
+            algorithms=["RS256"],
+            issuer=self._issuer,
+            options={"verify_aud": False, "require": ["exp", "iat", "sub", "token_use"]},
+        )
+        # Cognito id tokens carry the app client in `aud`, access tokens in `client_id`.
+        use = claims.get("token_use")
+        client = claims.get("aud") if use == "id" else claims.get("client_id")
+        if use not in ("id", "access") or (self._client_id and client != self._client_id):
+            raise jwt.InvalidTokenError("token is not for this app client")
+        return claims
+
+
+def bearer_token(headers: Mapping[str, str]) -> str | None:
+    value = headers.get("authorization") or ""
+    scheme, _, token = value.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return token.strip()
+
+
+# ---- POS signatures -------------------------------------------------------------------
+
+POS_HEADERS = ("x-store-id", "x-key-id", "x-timestamp", "x-nonce", "x-signature")
+
+
+def canonical_request(method: str, path: str, timestamp: str, nonce: str, body: bytes) -> str:
+    return "\n".join([method.upper(), path, timestamp, nonce, hashlib.sha256(body).hexdigest()])
+
+
+def sign(secret: str, method: str, path: str, timestamp: str, nonce: str, body: bytes) -> str:
+    message = canonical_request(method, path, timestamp, nonce, body).encode()
+    return hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
+
+
+class NonceGuard(Protocol):
+    def claim(
+        self, key: str, kind: str, ttl_seconds: int, info: dict[str, Any] | None = None
+    ) -> bool: ...
+
+
+def is_pos_request(headers: Mapping[str, str]) -> bool:
+    return "x-signature" in headers
+
+
+def verify_pos_request(
+    *,
+    method: str,
+    path: str,
+    headers: Mapping[str, str],
+    body: bytes,
+    key_lookup: Callable[[str], StoreKey | None],
+    nonces: NonceGuard,
+    now: datetime,
+    max_skew_seconds: int,
+) -> Principal:
+    """Check in order of cost: headers, clock, signature, then (one write) the nonce."""
+    missing = [name for name in POS_HEADERS if not headers.get(name)]
+    if missing:
+        raise Unauthenticated(
+            "missing POS signature headers", code="SIGNATURE_MISSING", details={"headers": missing}
+        )
+    store_id, key_id = headers["x-store-id"], headers["x-key-id"]
+    timestamp, nonce = headers["x-timestamp"], headers["x-nonce"]
+    if len(nonce) > 128:
+        raise Unauthenticated("nonce too long", code="INVALID_NONCE")
+    try:
+        sent_at = datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise Unauthenticated("X-Timestamp is not RFC 3339", code="INVALID_TIMESTAMP") from exc
+    if sent_at.tzinfo is None:
+        raise Unauthenticated("X-Timestamp needs a time zone", code="INVALID_TIMESTAMP")
+    if abs((now - sent_at.astimezone(UTC)).total_seconds()) > max_skew_seconds:
+        raise Unauthenticated("X-Timestamp outside the allowed window", code="STALE_TIMESTAMP")
+    store_key = key_lookup(key_id)
+    expected = sign(store_key.secret, method, path, timestamp, nonce, body) if store_key else ""
+    # Compare even when the key is unknown, so timing does not tell which keys exist.
+    if not hmac.compare_digest(expected, headers["x-signature"].lower()) or store_key is None:
+        raise Unauthenticated("signature does not verify", code="INVALID_SIGNATURE")
+    if not store_key.active:
+        raise Unauthenticated("store key is revoked", code="KEY_REVOKED")
+    if store_key.store_id != store_id:
+        raise Forbidden("this key does not act for that store", code="STORE_MISMATCH")
+    if not nonces.claim(f"NONCE#{store_id}#{nonce}", "nonce", NONCE_TTL_SECONDS):
+        raise Unauthenticated("nonce already used", code="NONCE_REUSED")
+    return Principal("store", f"store:{store_id}", store_id=store_id)

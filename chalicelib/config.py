@@ -1,0 +1,100 @@
+"""Typed settings, read from the environment on first use, never at import.
+
+Chalice patches a stage's environment variables only while a function runs, and
+`chalice package` imports app.py with none of them set; so nothing may read them at
+module import time. `get_settings()` builds the object once per container;
+`reset_settings()` is for tests that switch environments.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+
+
+class SettingsError(RuntimeError):
+    """A required setting is missing or malformed: a deployment mistake, not bad input."""
+
+
+def _required(name: str) -> str:
+    value = os.environ.get(name, "").strip()
+    if not value:
+        raise SettingsError(f"environment variable {name} is required")
+    return value
+
+
+def _optional(name: str) -> str | None:
+    value = os.environ.get(name, "").strip()
+    return value or None
+
+
+def _int(name: str, default: int) -> int:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise SettingsError(f"environment variable {name} must be an integer") from exc
+
+
+@dataclass(frozen=True)
+class Settings:
+    stage: str
+    region: str
+    members_table: str
+    program_table: str
+    runtime_table: str
+    messages_queue_url: str | None
+    event_bus_name: str
+    # Member/staff tokens: either a locally signed HS256 secret (stage `local`, tests) or
+    # a Cognito user pool (AWS stages). Exactly one of the two is configured.
+    jwt_secret: str | None
+    jwt_issuer: str
+    jwt_audience: str
+    cognito_user_pool_id: str | None
+    cognito_app_client_id: str | None
+    # Phone numbers and external ids are looked up through a keyed hash (HMAC-SHA256),
+    # so identity keys in the table do not reveal the person.
+    pii_hash_key: str
+    max_body_bytes: int
+    pos_clock_skew_seconds: int
+
+    @property
+    def uses_cognito(self) -> bool:
+        return self.cognito_user_pool_id is not None
+
+
+def load_settings() -> Settings:
+    jwt_secret = _optional("JWT_SECRET")
+    pool = _optional("COGNITO_USER_POOL_ID")
+    if (jwt_secret is None) == (pool is None):
+        raise SettingsError("configure exactly one of JWT_SECRET (local) or COGNITO_USER_POOL_ID")
+    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "cn-north-1"
+    return Settings(
+        stage=os.environ.get("STAGE", "local"),
+        region=region,
+        members_table=_required("MEMBERS_TABLE"),
+        program_table=_required("PROGRAM_TABLE"),
+        runtime_table=_required("RUNTIME_TABLE"),
+        messages_queue_url=_optional("MESSAGES_QUEUE_URL"),
+        event_bus_name=os.environ.get("EVENT_BUS_NAME", "default"),
+        jwt_secret=jwt_secret,
+        jwt_issuer=os.environ.get("JWT_ISSUER", "loyalty-local"),
+        jwt_audience=os.environ.get("JWT_AUDIENCE", "loyalty-api"),
+        cognito_user_pool_id=pool,
+        cognito_app_client_id=_optional("COGNITO_APP_CLIENT_ID"),
+        pii_hash_key=_required("PII_HASH_KEY"),
+        max_body_bytes=_int("MAX_BODY_BYTES", 64 * 1024),
+        pos_clock_skew_seconds=_int("POS_CLOCK_SKEW_SECONDS", 300),
+    )
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return load_settings()
+
+
+def reset_settings() -> None:
+    get_settings.cache_clear()

@@ -1,0 +1,210 @@
+"""Member repository on pynamodb. DynamoDB errors become domain exceptions here."""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Iterator
+from datetime import date, datetime
+from typing import Any
+
+from pynamodb.connection import Connection
+from pynamodb.exceptions import DoesNotExist, TransactWriteError, UpdateError
+from pynamodb.transactions import TransactWrite
+
+from chalicelib.dal.tables import IdentityItem, MemberItem
+from chalicelib.domain.clock import rfc3339
+from chalicelib.domain.members import Identity, Member
+from chalicelib.errors import MemberExists, NotFound, Unavailable
+
+MEMBER_SK = "MEMBER"
+IDENTITY_SK = "ID"
+_TXN_ATTEMPTS = 4
+
+
+def member_pk(member_id: str) -> str:
+    return f"MEMBER#{member_id}"
+
+
+def identity_pk(identity: Identity) -> str:
+    return f"ID#{identity.kind}#{identity.key}"
+
+
+def _parse_time(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+def to_item(member: Member) -> MemberItem:
+    return MemberItem(
+        pk=member_pk(member.member_id),
+        sk=MEMBER_SK,
+        member_id=member.member_id,
+        phone=member.phone,
+        channel=member.channel,
+        name=member.name,
+        gender=member.gender,
+        birthday=member.birthday.isoformat() if member.birthday else None,
+        birthday_key=member.birthday.strftime("%m%d") if member.birthday else None,
+        email=member.email,
+        tags=set(member.tags) or None,
+        marketing_consent=member.marketing_consent,
+        store_id=member.store_id,
+        external_ids=dict(member.external_ids) or None,
+        tier_code=member.tier_code,
+        tier_expires_at=rfc3339(member.tier_expires_at) if member.tier_expires_at else None,
+        points_balance=member.points_balance,
+        points_pending=member.points_pending,
+        lifetime_earned=member.lifetime_earned,
+        expiring_next_points=member.expiring_next_points,
+        expiring_next_date=(
+            member.expiring_next_date.isoformat() if member.expiring_next_date else None
+        ),
+        lifecycle_stage=member.lifecycle_stage,
+        created_at=rfc3339(member.created_at),
+        updated_at=rfc3339(member.updated_at),
+        version=member.version,
+    )
+
+
+def from_item(item: MemberItem) -> Member:
+    external = item.external_ids.as_dict() if item.external_ids is not None else {}
+    return Member(
+        member_id=item.member_id,
+        phone=item.phone,
+        channel=item.channel,
+        created_at=datetime.fromisoformat(item.created_at),
+        updated_at=datetime.fromisoformat(item.updated_at),
+        name=item.name,
+        gender=item.gender,
+        birthday=date.fromisoformat(item.birthday) if item.birthday else None,
+        email=item.email,
+        tags=tuple(sorted(item.tags or ())),
+        marketing_consent=bool(item.marketing_consent),
+        store_id=item.store_id,
+        external_ids={str(k): str(v) for k, v in external.items()},
+        tier_code=item.tier_code,
+        tier_expires_at=_parse_time(item.tier_expires_at),
+        points_balance=int(item.points_balance or 0),
+        points_pending=int(item.points_pending or 0),
+        lifetime_earned=int(item.lifetime_earned or 0),
+        expiring_next_points=int(item.expiring_next_points or 0),
+        expiring_next_date=(
+            date.fromisoformat(item.expiring_next_date) if item.expiring_next_date else None
+        ),
+        lifecycle_stage=item.lifecycle_stage,
+        version=int(item.version or 1),
+    )
+
+
+class DynamoMemberRepository:
+    def __init__(self, connection: Connection) -> None:
+        self._connection = connection
+
+    def create(self, member: Member, identities: list[Identity]) -> None:
+        item = to_item(member)
+        claims = [
+            IdentityItem(
+                pk=identity_pk(identity),
+                sk=IDENTITY_SK,
+                identity_kind=identity.kind,
+                member_id=member.member_id,
+                created_at=item.created_at,
+            )
+            for identity in identities
+        ]
+        for attempt in range(_TXN_ATTEMPTS):
+            try:
+                # One transaction: the member exists only if every claim on phone and
+                # external ids was free. Two registrations of one phone at the same
+                # instant cannot both pass the condition.
+                with TransactWrite(connection=self._connection) as txn:
+                    txn.save(item, condition=MemberItem.pk.does_not_exist())
+                    for claim in claims:
+                        txn.save(claim, condition=IdentityItem.pk.does_not_exist())
+                return
+            except TransactWriteError as exc:
+                taken = self._taken_claim(exc, identities)
+                if taken is not None:
+                    raise taken from exc
+                if not _is_conflict(exc) or attempt == _TXN_ATTEMPTS - 1:
+                    if _is_conflict(exc):
+                        raise Unavailable("registration contended; retry") from exc
+                    raise
+                # Another transaction holds one of the same claims; it will either
+                # commit (next attempt sees MEMBER_EXISTS) or fail (next attempt wins).
+                time.sleep(0.02 * (2**attempt) * (1 + random.random()))  # noqa: S311
+
+    def _taken_claim(
+        self, exc: TransactWriteError, identities: list[Identity]
+    ) -> MemberExists | None:
+        reasons = exc.cancellation_reasons or []
+        # reasons[0] is the member item itself; the rest line up with the identities.
+        for reason, identity in zip(reasons[1:], identities, strict=False):
+            if reason is not None and reason.code == "ConditionalCheckFailed":
+                owner = self.find_member_id(identity)
+                if owner is not None:
+                    return MemberExists(owner, identity.kind)
+        return None
+
+    def get(self, member_id: str) -> Member | None:
+        try:
+            return from_item(MemberItem.get(member_pk(member_id), MEMBER_SK))
+        except DoesNotExist:
+            return None
+
+    def find_member_id(self, identity: Identity) -> str | None:
+        try:
+            claim = IdentityItem.get(identity_pk(identity), IDENTITY_SK, consistent_read=True)
+        except DoesNotExist:
+            return None
+        return claim.member_id
+
+    def with_birthday(self, birthday_key: str) -> Iterator[Member]:
+        """Members whose birthday (MMDD) is `birthday_key`, through the sparse index:
+        cost follows the members due, not the size of the program."""
+        for item in MemberItem.birthday_index.query(birthday_key):
+            yield from_item(item)
+
+    def update_profile(self, member_id: str, changes: dict[str, Any], now: datetime) -> Member:
+        actions: list[Any] = [
+            MemberItem.updated_at.set(rfc3339(now)),
+            MemberItem.version.add(1),
+        ]
+        for name, value in changes.items():
+            if name == "birthday":
+                actions += _set_or_remove(MemberItem.birthday, value.isoformat() if value else None)
+                actions += _set_or_remove(
+                    MemberItem.birthday_key, value.strftime("%m%d") if value else None
+                )
+            elif name == "tags":
+                actions += _set_or_remove(MemberItem.tags, set(value) if value else None)
+            elif name == "marketing_consent":
+                actions.append(MemberItem.marketing_consent.set(bool(value)))
+            else:
+                actions += _set_or_remove(getattr(MemberItem, name), value)
+        item = MemberItem(pk=member_pk(member_id), sk=MEMBER_SK)
+        try:
+            item.update(actions=actions, condition=MemberItem.pk.exists())
+        except UpdateError as exc:
+            if exc.cause_response_code == "ConditionalCheckFailedException":
+                raise NotFound("member not found", code="MEMBER_NOT_FOUND") from exc
+            raise
+        # update() refreshed the item from ALL_NEW; no second read needed.
+        return from_item(item)
+
+
+def _set_or_remove(attribute: Any, value: Any) -> list[Any]:
+    return [attribute.remove()] if value is None else [attribute.set(value)]
+
+
+def _is_conflict(exc: TransactWriteError) -> bool:
+    return (
+        any(
+            reason is not None and reason.code == "TransactionConflict"
+            for reason in exc.cancellation_reasons or []
+        )
+        or exc.cause_response_code == "TransactionConflictException"
+    )
+
+
+__all__ = ["DynamoMemberRepository", "from_item", "to_item"]

@@ -1,0 +1,173 @@
+"""Program configuration, stores and POS keys; short-lived guards (nonces, deliveries)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict
+from typing import Any
+
+from pynamodb.exceptions import DoesNotExist, PutError
+
+from chalicelib.dal.tables import GuardItem, ProgramItem, StoreKeyItem
+from chalicelib.domain.clock import rfc3339, utc_now
+from chalicelib.domain.stores import Store, StoreKey
+from chalicelib.domain.tiers import DEFAULT_TIERS, Tier, TierBenefits
+
+TIERS_PK, TIERS_SK = "PROGRAM", "TIERS"
+# Configuration changes rarely and is read by every request: a container keeps what it
+# read for a short while instead of paying a read each time.
+CACHE_SECONDS = 30.0
+
+
+class _TtlCache:
+    def __init__(self) -> None:
+        self._entries: dict[str, tuple[float, Any]] = {}
+
+    def get(self, key: str) -> Any:
+        hit = self._entries.get(key)
+        if hit is None or hit[0] < time.monotonic():
+            return None
+        return hit[1]
+
+    def put(self, key: str, value: Any, seconds: float = CACHE_SECONDS) -> None:
+        self._entries[key] = (time.monotonic() + seconds, value)
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+
+class DynamoProgramRepository:
+    def __init__(self) -> None:
+        self._cache = _TtlCache()
+
+    def tiers(self) -> tuple[Tier, ...]:
+        cached = self._cache.get("tiers")
+        if cached is not None:
+            return cached  # type: ignore[no-any-return]
+        try:
+            item = ProgramItem.get(TIERS_PK, TIERS_SK)
+            data = item.data.as_dict() if item.data is not None else {}
+            tiers = tuple(_tier_from_dict(raw) for raw in data.get("tiers", []))
+        except DoesNotExist:
+            tiers = ()
+        tiers = tiers or DEFAULT_TIERS
+        self._cache.put("tiers", tiers)
+        return tiers
+
+    def save_tiers(self, tiers: tuple[Tier, ...]) -> None:
+        ProgramItem(
+            pk=TIERS_PK,
+            sk=TIERS_SK,
+            kind="tiers",
+            data={"tiers": [asdict(t) for t in tiers]},
+            updated_at=rfc3339(utc_now()),
+        ).save()
+        self._cache.clear()
+
+    def store(self, store_id: str) -> Store | None:
+        key = f"store:{store_id}"
+        cached = self._cache.get(key)
+        if cached is not None:
+            return cached  # type: ignore[no-any-return]
+        try:
+            item = ProgramItem.get(f"STORE#{store_id}", "STORE")
+        except DoesNotExist:
+            return None
+        data = item.data.as_dict() if item.data is not None else {}
+        store = Store(
+            store_id=store_id,
+            dealer_id=str(data.get("dealer_id", "")),
+            name=str(data.get("name", store_id)),
+            active=bool(data.get("active", True)),
+        )
+        self._cache.put(key, store)
+        return store
+
+    def save_store(self, store: Store) -> None:
+        ProgramItem(
+            pk=f"STORE#{store.store_id}",
+            sk="STORE",
+            kind="store",
+            data={"dealer_id": store.dealer_id, "name": store.name, "active": store.active},
+            updated_at=rfc3339(utc_now()),
+        ).save()
+
+    def save_dealer(self, dealer_id: str, name: str) -> None:
+        ProgramItem(
+            pk=f"DEALER#{dealer_id}",
+            sk="DEALER",
+            kind="dealer",
+            data={"name": name},
+            updated_at=rfc3339(utc_now()),
+        ).save()
+
+    def store_key(self, key_id: str) -> StoreKey | None:
+        key = f"key:{key_id}"
+        cached = self._cache.get(key)
+        if cached is not None:
+            return cached  # type: ignore[no-any-return]
+        try:
+            item = StoreKeyItem.get(f"STOREKEY#{key_id}", "KEY")
+        except DoesNotExist:
+            return None
+        store_key = StoreKey(
+            key_id=item.key_id, store_id=item.store_id, secret=item.secret, active=item.active
+        )
+        # Short: a revoked key must stop working quickly.
+        self._cache.put(key, store_key, seconds=10.0)
+        return store_key
+
+    def save_store_key(self, store_key: StoreKey) -> None:
+        StoreKeyItem(
+            pk=f"STOREKEY#{store_key.key_id}",
+            sk="KEY",
+            key_id=store_key.key_id,
+            store_id=store_key.store_id,
+            secret=store_key.secret,
+            active=store_key.active,
+            created_at=rfc3339(utc_now()),
+        ).save(condition=StoreKeyItem.pk.does_not_exist())
+
+
+class DynamoGuardRepository:
+    """Conditional puts that succeed once per key: nonce replay guard, delivery dedupe."""
+
+    def claim(
+        self, key: str, kind: str, ttl_seconds: int, info: dict[str, Any] | None = None
+    ) -> bool:
+        item = GuardItem(
+            pk=key,
+            sk=kind,
+            kind=kind,
+            expires_at=int(time.time()) + ttl_seconds,
+            info=info,
+        )
+        try:
+            item.save(condition=GuardItem.pk.does_not_exist())
+        except PutError as exc:
+            if exc.cause_response_code == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+    def release(self, key: str, kind: str) -> None:
+        GuardItem(pk=key, sk=kind).delete()
+
+
+def _tier_from_dict(raw: dict[str, Any]) -> Tier:
+    benefits = raw["benefits"]
+    return Tier(
+        code=str(raw["code"]),
+        name=str(raw["name"]),
+        name_en=str(raw["name_en"]),
+        rank=int(raw["rank"]),
+        qualify_spend=int(raw["qualify_spend"]),
+        retain_spend=int(raw["retain_spend"]),
+        benefits=TierBenefits(
+            earn_multiplier=float(benefits["earn_multiplier"]),
+            member_discount_pct=int(benefits["member_discount_pct"]),
+            birthday_gift=bool(benefits["birthday_gift"]),
+            free_shipping=bool(benefits["free_shipping"]),
+            priority_service=bool(benefits["priority_service"]),
+        ),
+    )

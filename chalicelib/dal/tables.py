@@ -1,0 +1,149 @@
+"""pynamodb item classes. Table names are bound at first use from settings (never at
+import), which also lets tests point the same classes at another table or endpoint.
+
+Members table (stream: NEW_AND_OLD_IMAGES) holds everything about a person, keyed so a
+later merge of two members only re-points identity items:
+  MEMBER#<member_id> / MEMBER        the member: profile, tier, balances
+  ID#<kind>#<hmac>   / ID            a unique claim (phone, unionid, card...) -> member_id
+Program table: configuration read by every request (tiers, stores, keys, rewards).
+Runtime table (TTL on `expires_at`): short-lived guards (POS nonces, message deliveries).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pynamodb.attributes import (
+    BooleanAttribute,
+    MapAttribute,
+    NumberAttribute,
+    UnicodeAttribute,
+    UnicodeSetAttribute,
+)
+from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
+from pynamodb.models import Model
+
+from chalicelib.config import Settings
+
+
+class _Meta:
+    table_name = "unbound"
+    region = "cn-north-1"
+    max_retry_attempts = 3
+    connect_timeout_seconds = 2
+    read_timeout_seconds = 5
+
+
+class BirthdayIndex(GlobalSecondaryIndex["MemberItem"]):
+    """Sparse: only members with a birthday carry `birthday_key` (MMDD)."""
+
+    class Meta:
+        index_name = "birthday-index"
+        projection = AllProjection()
+
+    birthday_key = UnicodeAttribute(hash_key=True)
+    pk = UnicodeAttribute(range_key=True)
+
+
+class MemberItem(Model):
+    class Meta(_Meta):
+        pass
+
+    pk = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True)
+    kind = UnicodeAttribute(default="member")
+    member_id = UnicodeAttribute()
+    phone = UnicodeAttribute()
+    channel = UnicodeAttribute()
+    name = UnicodeAttribute(null=True)
+    gender = UnicodeAttribute(null=True)
+    birthday = UnicodeAttribute(null=True)
+    birthday_key = UnicodeAttribute(null=True)
+    email = UnicodeAttribute(null=True)
+    tags = UnicodeSetAttribute(null=True)
+    marketing_consent = BooleanAttribute(default=False)
+    store_id = UnicodeAttribute(null=True)
+    external_ids = MapAttribute[str, Any](null=True)
+    tier_code = UnicodeAttribute()
+    tier_expires_at = UnicodeAttribute(null=True)
+    points_balance = NumberAttribute(default=0)
+    points_pending = NumberAttribute(default=0)
+    lifetime_earned = NumberAttribute(default=0)
+    expiring_next_points = NumberAttribute(default=0)
+    expiring_next_date = UnicodeAttribute(null=True)
+    lifecycle_stage = UnicodeAttribute()
+    created_at = UnicodeAttribute()
+    updated_at = UnicodeAttribute()
+    version = NumberAttribute(default=1)
+
+    birthday_index = BirthdayIndex()
+
+
+class IdentityItem(Model):
+    class Meta(_Meta):
+        pass
+
+    pk = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True)
+    kind = UnicodeAttribute(default="identity")
+    identity_kind = UnicodeAttribute()
+    member_id = UnicodeAttribute()
+    created_at = UnicodeAttribute()
+
+
+class ProgramItem(Model):
+    """Program configuration items; `data` holds the typed document of each kind."""
+
+    class Meta(_Meta):
+        pass
+
+    pk = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True)
+    kind = UnicodeAttribute()
+    data = MapAttribute[str, Any](null=True)
+    updated_at = UnicodeAttribute(null=True)
+
+
+class StoreKeyItem(Model):
+    class Meta(_Meta):
+        pass
+
+    pk = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True)
+    kind = UnicodeAttribute(default="store_key")
+    key_id = UnicodeAttribute()
+    store_id = UnicodeAttribute()
+    secret = UnicodeAttribute()
+    active = BooleanAttribute(default=True)
+    created_at = UnicodeAttribute()
+
+
+class GuardItem(Model):
+    """A 'this happened once' marker; TTL removes it after `expires_at` (epoch seconds)."""
+
+    class Meta(_Meta):
+        pass
+
+    pk = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True)
+    kind = UnicodeAttribute()
+    expires_at = NumberAttribute()
+    info = MapAttribute[str, Any](null=True)
+
+
+MEMBERS_TABLE_MODELS: tuple[type[Model], ...] = (MemberItem, IdentityItem)
+PROGRAM_TABLE_MODELS: tuple[type[Model], ...] = (ProgramItem, StoreKeyItem)
+RUNTIME_TABLE_MODELS: tuple[type[Model], ...] = (GuardItem,)
+
+
+def bind(settings: Settings) -> None:
+    """Point every item class at the stage's tables (and drop cached connections)."""
+    for models, table in (
+        (MEMBERS_TABLE_MODELS, settings.members_table),
+        (PROGRAM_TABLE_MODELS, settings.program_table),
+        (RUNTIME_TABLE_MODELS, settings.runtime_table),
+    ):
+        for model in models:
+            model.Meta.table_name = table
+            model.Meta.region = settings.region
+            model._connection = None

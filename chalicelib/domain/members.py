@@ -1,0 +1,187 @@
+"""Member identity and profile rules. Pure logic: persistence comes in as a repository."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from dataclasses import dataclass, field, replace
+from datetime import date, datetime
+from typing import Any, Protocol
+
+from chalicelib.domain.phone import normalise_phone
+from chalicelib.domain.tiers import BASE_TIER
+from chalicelib.errors import BusinessRuleViolation, InvalidInput, NotFound
+from chalicelib.ids import new_member_id
+
+# External ids that identify a person across channels. Each is a unique claim: two
+# members can never hold the same one. `cognito_sub` links an app sign-in to the member.
+EXTERNAL_ID_KINDS = ("wechat_unionid", "wechat_openid", "pos_card", "cognito_sub")
+PROFILE_FIELDS = ("name", "gender", "birthday", "email", "marketing_consent", "tags")
+
+
+@dataclass(frozen=True)
+class Identity:
+    """A unique claim on a person: phone or an external id, stored as a keyed hash."""
+
+    kind: str
+    key: str  # HMAC of the normalised value: the table never holds the raw id as a key
+
+
+class IdentityHasher:
+    def __init__(self, secret: str) -> None:
+        self._secret = secret.encode()
+
+    def identity(self, kind: str, value: str) -> Identity:
+        digest = hmac.new(self._secret, f"{kind}:{value}".encode(), hashlib.sha256).hexdigest()
+        return Identity(kind=kind, key=digest)
+
+
+@dataclass(frozen=True)
+class Member:
+    member_id: str
+    phone: str
+    channel: str
+    created_at: datetime
+    updated_at: datetime
+    name: str | None = None
+    gender: str | None = None
+    birthday: date | None = None
+    email: str | None = None
+    tags: tuple[str, ...] = ()
+    marketing_consent: bool = False
+    store_id: str | None = None
+    external_ids: dict[str, str] = field(default_factory=dict)
+    tier_code: str = BASE_TIER
+    tier_expires_at: datetime | None = None
+    points_balance: int = 0
+    points_pending: int = 0
+    lifetime_earned: int = 0
+    expiring_next_points: int = 0
+    expiring_next_date: date | None = None
+    lifecycle_stage: str = "potential"
+    version: int = 1
+
+
+@dataclass(frozen=True)
+class Registration:
+    phone: str
+    channel: str
+    name: str | None = None
+    gender: str | None = None
+    birthday: date | None = None
+    email: str | None = None
+    tags: tuple[str, ...] = ()
+    marketing_consent: bool = False
+    store_id: str | None = None
+    external_ids: dict[str, str] = field(default_factory=dict)
+
+
+class MemberRepository(Protocol):
+    def create(self, member: Member, identities: list[Identity]) -> None:
+        """Write the member and claim every identity atomically; MemberExists if taken."""
+
+    def get(self, member_id: str) -> Member | None: ...
+
+    def find_member_id(self, identity: Identity) -> str | None: ...
+
+    def update_profile(self, member_id: str, changes: dict[str, Any], now: datetime) -> Member:
+        """Apply profile changes to an existing member; NotFound when there is none."""
+
+
+def identities_of(member: Member, hasher: IdentityHasher) -> list[Identity]:
+    claims = [hasher.identity("phone", member.phone)]
+    claims += [hasher.identity(kind, value) for kind, value in sorted(member.external_ids.items())]
+    return claims
+
+
+def register(
+    registration: Registration, repo: MemberRepository, hasher: IdentityHasher, now: datetime
+) -> Member:
+    phone = normalise_phone(registration.phone)
+    member = Member(
+        member_id=new_member_id(),
+        phone=phone,
+        channel=registration.channel,
+        created_at=now,
+        updated_at=now,
+        name=registration.name,
+        gender=registration.gender,
+        birthday=registration.birthday,
+        email=registration.email,
+        tags=registration.tags,
+        marketing_consent=registration.marketing_consent,
+        store_id=registration.store_id,
+        external_ids=dict(registration.external_ids),
+    )
+    if member.birthday is not None and member.birthday > now.date():
+        raise BusinessRuleViolation("birthday is in the future", code="INVALID_BIRTHDAY")
+    repo.create(member, identities_of(member, hasher))
+    return member
+
+
+def find_by_phone(raw_phone: str, repo: MemberRepository, hasher: IdentityHasher) -> Member:
+    return _find(hasher.identity("phone", normalise_phone(raw_phone)), repo)
+
+
+def find_by_external_id(
+    kind: str, value: str, repo: MemberRepository, hasher: IdentityHasher
+) -> Member:
+    return _find(hasher.identity(kind, value), repo)
+
+
+def _find(identity: Identity, repo: MemberRepository) -> Member:
+    member_id = repo.find_member_id(identity)
+    member = repo.get(member_id) if member_id else None
+    if member is None:
+        raise NotFound("no member matches", code="MEMBER_NOT_FOUND")
+    return member
+
+
+def get_member(member_id: str, repo: MemberRepository) -> Member:
+    member = repo.get(member_id)
+    if member is None:
+        raise NotFound("member not found", code="MEMBER_NOT_FOUND")
+    return member
+
+
+def update_profile(
+    member_id: str,
+    changes: dict[str, Any],
+    repo: MemberRepository,
+    now: datetime,
+    *,
+    by_staff: bool,
+) -> Member:
+    """Profile changes only. A member may set a birthday once; changing it afterwards is a
+    staff action, because birthday gifts and birthday multipliers make it worth points."""
+    unknown = set(changes) - set(PROFILE_FIELDS)
+    if unknown:
+        raise InvalidInput(
+            "only profile fields can be changed",
+            code="FIELD_NOT_WRITABLE",
+            details={"fields": sorted(unknown)},
+        )
+    current = get_member(member_id, repo)
+    if "birthday" in changes:
+        new_birthday = changes["birthday"]
+        if new_birthday is not None and new_birthday > now.date():
+            raise BusinessRuleViolation("birthday is in the future", code="INVALID_BIRTHDAY")
+        if not by_staff and current.birthday is not None and new_birthday != current.birthday:
+            raise BusinessRuleViolation(
+                "birthday can only be changed by staff once set", code="BIRTHDAY_LOCKED"
+            )
+    if not changes:
+        return current
+    return repo.update_profile(member_id, changes, now)
+
+
+def with_changes(member: Member, changes: dict[str, Any], now: datetime) -> Member:
+    """What a member looks like after a profile change (used by fakes and by the DAL)."""
+    values = dict(changes)
+    if "tags" in values and values["tags"] is not None:
+        values["tags"] = tuple(values["tags"])
+    if values.get("tags") is None and "tags" in values:
+        values["tags"] = ()
+    if values.get("marketing_consent") is None and "marketing_consent" in values:
+        values["marketing_consent"] = False
+    return replace(member, **values, updated_at=now, version=member.version + 1)

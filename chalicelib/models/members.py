@@ -1,0 +1,132 @@
+"""Member requests and responses (api.md, Members)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from enum import StrEnum
+from typing import Annotated
+
+from pydantic import Field
+
+from chalicelib.models.common import ClientId, RequestModel, ResponseModel
+
+Name = Annotated[str, Field(min_length=1, max_length=64)]
+Tag = Annotated[str, Field(min_length=1, max_length=32, pattern=r"^[^\s#]+$")]
+ExternalValue = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_\-]+$")]
+Email = Annotated[str, Field(max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]
+
+
+class Channel(StrEnum):
+    app = "app"
+    miniprogram = "miniprogram"
+    web = "web"
+    pos = "pos"
+    staff = "staff"
+
+
+class Gender(StrEnum):
+    female = "female"
+    male = "male"
+    other = "other"
+    undisclosed = "undisclosed"
+
+
+class ExternalIds(RequestModel):
+    wechat_unionid: ExternalValue | None = None
+    wechat_openid: ExternalValue | None = None
+    pos_card: ExternalValue | None = None
+
+
+class RegisterMemberRequest(RequestModel):
+    phone: Annotated[str, Field(min_length=3, max_length=32)]
+    channel: Channel
+    name: Name | None = None
+    gender: Gender | None = None
+    birthday: dt.date | None = None
+    email: Email | None = None
+    store_id: ClientId | None = None
+    external_ids: ExternalIds | None = None
+    marketing_consent: bool = False
+    tags: Annotated[list[Tag], Field(max_length=20)] = Field(default_factory=list)
+
+
+class UpdateMemberRequest(RequestModel):
+    """Profile fields only. Absent fields stay as they are; null clears a field."""
+
+    name: Name | None = None
+    gender: Gender | None = None
+    birthday: dt.date | None = None
+    email: Email | None = None
+    marketing_consent: bool | None = None
+    tags: Annotated[list[Tag], Field(max_length=20)] | None = None
+
+
+# Fields a client may try to PATCH that belong to the program, not the member. They are
+# refused with FIELD_NOT_WRITABLE rather than silently ignored.
+NOT_WRITABLE_FIELDS = frozenset(
+    {
+        "member_id",
+        "phone",
+        "tier",
+        "points",
+        "external_ids",
+        "channel",
+        "store_id",
+        "lifecycle_stage",
+        "created_at",
+        "updated_at",
+        "balance",
+        "lifetime_earned",
+    }
+)
+
+
+class Profile(ResponseModel):
+    name: str | None
+    gender: str | None
+    birthday: dt.date | None
+    email: str | None
+    tags: list[str]
+    marketing_consent: bool
+    channel: str
+    store_id: str | None
+
+
+class TierSummary(ResponseModel):
+    code: str
+    name: str
+    expires_at: str | None
+
+
+class ExpiringNext(ResponseModel):
+    points: int
+    date: dt.date
+
+
+class PointsSummary(ResponseModel):
+    balance: int
+    pending: int
+    expiring_next: ExpiringNext | None
+
+
+class MemberResponse(ResponseModel):
+    member_id: str
+    phone: str = Field(description="E.164; masked when a store reads it")
+    profile: Profile
+    external_ids: dict[str, str]
+    tier: TierSummary
+    points: PointsSummary
+    lifecycle_stage: str
+    created_at: str
+    updated_at: str
+
+
+class MemberExistsDetails(ResponseModel):
+    member_id: str
+    field: str
+
+
+class LookupQuery(RequestModel):
+    phone: str | None = None
+    card: ExternalValue | None = None
+    wechat_unionid: ExternalValue | None = None

@@ -1,0 +1,65 @@
+"""Composition root: builds the repositories and adapters once per container, on first
+use. Everything heavy (pynamodb, botocore, boto3) is imported here, not at app import."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import TYPE_CHECKING
+
+from chalicelib.auth import TokenVerifier
+from chalicelib.config import Settings, get_settings, reset_settings
+from chalicelib.domain.members import IdentityHasher
+
+if TYPE_CHECKING:
+    from chalicelib.dal.members import DynamoMemberRepository
+    from chalicelib.dal.outbound import EventPublisher, MessageQueue
+    from chalicelib.dal.program import DynamoGuardRepository, DynamoProgramRepository
+
+
+@dataclass(frozen=True)
+class Services:
+    settings: Settings
+    members: DynamoMemberRepository
+    program: DynamoProgramRepository
+    guards: DynamoGuardRepository
+    hasher: IdentityHasher
+    verifier: TokenVerifier
+    events: EventPublisher
+    messages: MessageQueue
+
+
+@lru_cache(maxsize=1)
+def services() -> Services:
+    from pynamodb.connection import Connection
+
+    from chalicelib.dal.members import DynamoMemberRepository
+    from chalicelib.dal.outbound import EventPublisher, MessageQueue
+    from chalicelib.dal.program import DynamoGuardRepository, DynamoProgramRepository
+    from chalicelib.dal.tables import bind
+
+    settings = get_settings()
+    bind(settings)
+    return Services(
+        settings=settings,
+        members=DynamoMemberRepository(Connection(region=settings.region)),
+        program=DynamoProgramRepository(),
+        guards=DynamoGuardRepository(),
+        hasher=IdentityHasher(settings.pii_hash_key),
+        verifier=TokenVerifier(
+            secret=settings.jwt_secret,
+            issuer=settings.jwt_issuer,
+            audience=settings.jwt_audience,
+            user_pool_id=settings.cognito_user_pool_id,
+            app_client_id=settings.cognito_app_client_id,
+            region=settings.region,
+        ),
+        events=EventPublisher(settings.event_bus_name, settings.region),
+        messages=MessageQueue(settings.messages_queue_url, settings.region),
+    )
+
+
+def reset_services() -> None:
+    """Forget settings and clients (tests switch environments between cases)."""
+    reset_settings()
+    services.cache_clear()

@@ -1,0 +1,350 @@
+"""Writes infra/resources.json, the merge template for `chalice package --merge-template`.
+
+The template is JSON (what Chalice merges); this script is its readable source, so the
+repetitive parts (per-function event sources and roles) are written once. Run
+`make infra` after editing; a unit test fails if the two disagree.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+OUT = Path(__file__).with_name("resources.json")
+
+# Functions Chalice generates from app.py, by logical id, and what each consumes.
+STREAM_FUNCTIONS = {"OnMemberStream": "MembersTable"}
+QUEUE_FUNCTIONS = {"OnMessage": "MessagesQueue"}
+ALL_FUNCTIONS = ["APIHandler", "OnMemberStream", "OnMessage", "BirthdayGreetings"]
+ROLE_OF = {"APIHandler": "ApiHandlerRole"}
+
+
+def table(
+    env_var: str,
+    *,
+    stream: bool = False,
+    ttl: str | None = None,
+    gsis: list[dict[str, Any]] | None = None,
+    extra_attrs: list[str] | None = None,
+) -> dict[str, Any]:
+    attrs = ["pk", "sk", *(extra_attrs or [])]
+    props: dict[str, Any] = {
+        "BillingMode": "PAY_PER_REQUEST",
+        "AttributeDefinitions": [{"AttributeName": a, "AttributeType": "S"} for a in attrs],
+        "KeySchema": [
+            {"AttributeName": "pk", "KeyType": "HASH"},
+            {"AttributeName": "sk", "KeyType": "RANGE"},
+        ],
+        "PointInTimeRecoverySpecification": {"PointInTimeRecoveryEnabled": True},
+        "SSESpecification": {"SSEEnabled": True},
+    }
+    if gsis:
+        props["GlobalSecondaryIndexes"] = gsis
+    if stream:
+        props["StreamSpecification"] = {"StreamViewType": "NEW_AND_OLD_IMAGES"}
+    if ttl:
+        props["TimeToLiveSpecification"] = {"AttributeName": ttl, "Enabled": True}
+    return {
+        "Type": "AWS::DynamoDB::Table",
+        # Members' points are money-equivalent: a stack deletion must never drop them.
+        "DeletionPolicy": "Retain",
+        "UpdateReplacePolicy": "Retain",
+        # Read by the local stack and the tests: which environment variable names it.
+        "Metadata": {"EnvVar": env_var},
+        "Properties": props,
+    }
+
+
+def gsi(name: str, hash_key: str, range_key: str) -> dict[str, Any]:
+    return {
+        "IndexName": name,
+        "KeySchema": [
+            {"AttributeName": hash_key, "KeyType": "HASH"},
+            {"AttributeName": range_key, "KeyType": "RANGE"},
+        ],
+        "Projection": {"ProjectionType": "ALL"},
+    }
+
+
+def queue(
+    env_var: str | None, dlq: str, *, visibility: int = 180, receives: int = 5
+) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "Type": "AWS::SQS::Queue",
+        "Properties": {
+            # At least 6x the consumer's timeout, as Lambda's SQS integration advises.
+            "VisibilityTimeout": visibility,
+            "MessageRetentionPeriod": 345600,
+            "SqsManagedSseEnabled": True,
+            "RedrivePolicy": {
+                "deadLetterTargetArn": {"Fn::GetAtt": [dlq, "Arn"]},
+                "maxReceiveCount": receives,
+            },
+        },
+    }
+    if env_var:
+        out["Metadata"] = {"EnvVar": env_var}
+    return out
+
+
+def dlq() -> dict[str, Any]:
+    return {
+        "Type": "AWS::SQS::Queue",
+        "Properties": {"MessageRetentionPeriod": 1209600, "SqsManagedSseEnabled": True},
+    }
+
+
+def dlq_alarm(queue_id: str) -> dict[str, Any]:
+    return {
+        "Type": "AWS::CloudWatch::Alarm",
+        "Properties": {
+            "AlarmDescription": f"Messages waiting in {queue_id}: an async step failed for good",
+            "Namespace": "AWS/SQS",
+            "MetricName": "ApproximateNumberOfMessagesVisible",
+            "Dimensions": [{"Name": "QueueName", "Value": {"Fn::GetAtt": [queue_id, "QueueName"]}}],
+            "Statistic": "Maximum",
+            "Period": 300,
+            "EvaluationPeriods": 1,
+            "Threshold": 0,
+            "ComparisonOperator": "GreaterThanThreshold",
+            "TreatMissingData": "notBreaching",
+        },
+    }
+
+
+def gateway_response(kind: str, code: str, message: str) -> dict[str, Any]:
+    # API Gateway's own errors (bad token, throttling) in the api.md error envelope.
+    body = json.dumps({"error": {"code": code, "message": message, "details": {}}})
+    return {
+        "Type": "AWS::ApiGateway::GatewayResponse",
+        "Properties": {
+            "RestApiId": {"Ref": "RestAPI"},
+            "ResponseType": kind,
+            "ResponseTemplates": {"application/json": body},
+        },
+    }
+
+
+def data_access_policy() -> dict[str, Any]:
+    tables = ["MembersTable", "ProgramTable", "RuntimeTable"]
+    table_arns: list[Any] = []
+    for t in tables:
+        table_arns.append({"Fn::GetAtt": [t, "Arn"]})
+        table_arns.append({"Fn::Sub": "${" + t + ".Arn}/index/*"})
+    return {
+        "Type": "AWS::IAM::ManagedPolicy",
+        "Properties": {
+            "Description": "What the loyalty functions may do with their own data stores",
+            "PolicyDocument": {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {
+                        "Effect": "Allow",
+                        "Action": [
+                            "dynamodb:GetItem",
+                            "dynamodb:PutItem",
+                            "dynamodb:UpdateItem",
+                            "dynamodb:DeleteItem",
+                            "dynamodb:Query",
+                            "dynamodb:BatchGetItem",
+                            "dynamodb:BatchWriteItem",
+                            "dynamodb:ConditionCheckItem",
+                            "dynamodb:DescribeTable",
+                        ],
+                        "Resource": table_arns,
+                    },
+                    {
+                        "Effect": "Allow",
+                        "Action": [
+                            "dynamodb:DescribeStream",
+                            "dynamodb:GetRecords",
+                            "dynamodb:GetShardIterator",
+                            "dynamodb:ListStreams",
+                        ],
+                        "Resource": {"Fn::GetAtt": ["MembersTable", "StreamArn"]},
+                    },
+                    {
+                        "Effect": "Allow",
+                        "Action": [
+                            "sqs:SendMessage",
+                            "sqs:ReceiveMessage",
+                            "sqs:DeleteMessage",
+                            "sqs:ChangeMessageVisibility",
+                            "sqs:GetQueueAttributes",
+                        ],
+                        "Resource": [
+                            {"Fn::GetAtt": ["MessagesQueue", "Arn"]},
+                            {"Fn::GetAtt": ["MemberStreamDLQ", "Arn"]},
+                        ],
+                    },
+                    {
+                        "Effect": "Allow",
+                        "Action": "events:PutEvents",
+                        "Resource": {"Fn::GetAtt": ["EventBus", "Arn"]},
+                    },
+                    {
+                        "Effect": "Allow",
+                        "Action": [
+                            "logs:CreateLogGroup",
+                            "logs:CreateLogStream",
+                            "logs:PutLogEvents",
+                            "xray:PutTraceSegments",
+                            "xray:PutTelemetryRecords",
+                        ],
+                        "Resource": "*",
+                    },
+                ],
+            },
+        },
+    }
+
+
+def function_overrides() -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for fn, table_id in STREAM_FUNCTIONS.items():
+        out[fn] = {
+            "Properties": {
+                "Events": {
+                    f"{fn}DynamodbEventSource": {
+                        "Properties": {
+                            "Stream": {"Fn::GetAtt": [table_id, "StreamArn"]},
+                            "StartingPosition": "TRIM_HORIZON",
+                            "FunctionResponseTypes": ["ReportBatchItemFailures"],
+                            "MaximumRetryAttempts": 10,
+                            "BisectBatchOnFunctionError": True,
+                            "DestinationConfig": {
+                                "OnFailure": {
+                                    "Type": "SQS",
+                                    "Destination": {"Fn::GetAtt": ["MemberStreamDLQ", "Arn"]},
+                                }
+                            },
+                        }
+                    }
+                }
+            }
+        }
+    for fn, queue_id in QUEUE_FUNCTIONS.items():
+        out[fn] = {
+            "Properties": {
+                "Events": {
+                    f"{fn}SqsEventSource": {
+                        "Properties": {
+                            "Queue": {"Fn::GetAtt": [queue_id, "Arn"]},
+                            "FunctionResponseTypes": ["ReportBatchItemFailures"],
+                        }
+                    }
+                }
+            }
+        }
+    for fn in ALL_FUNCTIONS:
+        role = ROLE_OF.get(fn, f"{fn}Role")
+        out[role] = {"Properties": {"ManagedPolicyArns": [{"Ref": "DataAccessPolicy"}]}}
+    return out
+
+
+def template() -> dict[str, Any]:
+    resources: dict[str, Any] = {
+        "MembersTable": table(
+            "MEMBERS_TABLE",
+            stream=True,
+            gsis=[gsi("birthday-index", "birthday_key", "pk")],
+            extra_attrs=["birthday_key"],
+        ),
+        "ProgramTable": table("PROGRAM_TABLE"),
+        "RuntimeTable": table("RUNTIME_TABLE", ttl="expires_at"),
+        "MessagesQueue": queue("MESSAGES_QUEUE_URL", "MessagesDLQ"),
+        "MessagesDLQ": dlq(),
+        "MemberStreamDLQ": dlq(),
+        "MessagesDLQAlarm": dlq_alarm("MessagesDLQ"),
+        "MemberStreamDLQAlarm": dlq_alarm("MemberStreamDLQ"),
+        "EventBus": {
+            "Type": "AWS::Events::EventBus",
+            "Properties": {"Name": {"Fn::Sub": "${AWS::StackName}-events"}},
+        },
+        "PiiHashKey": {
+            "Type": "AWS::SecretsManager::Secret",
+            "Properties": {
+                "Description": "HMAC key for phone and external-id look-up hashes",
+                "GenerateSecretString": {"PasswordLength": 48, "ExcludePunctuation": True},
+            },
+        },
+        "UserPool": {
+            "Type": "AWS::Cognito::UserPool",
+            "Properties": {
+                "UsernameAttributes": ["phone_number"],
+                "AutoVerifiedAttributes": ["phone_number"],
+                "Schema": [
+                    {"Name": "member_id", "AttributeDataType": "String", "Mutable": True},
+                    {"Name": "store_id", "AttributeDataType": "String", "Mutable": True},
+                ],
+            },
+        },
+        "UserPoolClient": {
+            "Type": "AWS::Cognito::UserPoolClient",
+            "Properties": {
+                "UserPoolId": {"Ref": "UserPool"},
+                "GenerateSecret": False,
+                "ExplicitAuthFlows": ["ALLOW_USER_SRP_AUTH", "ALLOW_REFRESH_TOKEN_AUTH"],
+            },
+        },
+        "DataAccessPolicy": data_access_policy(),
+        "Gateway4xx": gateway_response("DEFAULT_4XX", "BAD_REQUEST", "request refused"),
+        "Gateway5xx": gateway_response(
+            "DEFAULT_5XX", "INTERNAL_ERROR", "an internal error occurred"
+        ),
+        "GatewayUnauthorized": gateway_response(
+            "UNAUTHORIZED", "UNAUTHENTICATED", "missing or invalid token"
+        ),
+        "GatewayThrottled": gateway_response("THROTTLED", "RATE_LIMITED", "too many requests"),
+        "RestAPI": {
+            "Properties": {
+                "DefinitionBody": {
+                    "securityDefinitions": {
+                        "LoyaltyUserPool": {
+                            "x-amazon-apigateway-authorizer": {
+                                "providerARNs": [{"Fn::GetAtt": ["UserPool", "Arn"]}]
+                            }
+                        }
+                    }
+                }
+            }
+        },
+    }
+    for group in ("ops", "admin", "store_staff"):
+        resources[f"UserPoolGroup{group.title().replace('_', '')}"] = {
+            "Type": "AWS::Cognito::UserPoolGroup",
+            "Properties": {"GroupName": group, "UserPoolId": {"Ref": "UserPool"}},
+        }
+    resources.update(function_overrides())
+    env = {
+        meta_env: ({"Ref": rid})
+        for rid, res in resources.items()
+        if (meta_env := res.get("Metadata", {}).get("EnvVar"))
+    }
+    env.update(
+        {
+            "EVENT_BUS_NAME": {"Ref": "EventBus"},
+            "COGNITO_USER_POOL_ID": {"Ref": "UserPool"},
+            "COGNITO_APP_CLIENT_ID": {"Ref": "UserPoolClient"},
+            "PII_HASH_KEY": {"Fn::Sub": "{{resolve:secretsmanager:${PiiHashKey}}}"},
+        }
+    )
+    return {
+        "Globals": {"Function": {"Environment": {"Variables": env}}},
+        "Resources": resources,
+        "Outputs": {
+            "MembersTableName": {"Value": {"Ref": "MembersTable"}},
+            "UserPoolId": {"Value": {"Ref": "UserPool"}},
+            "UserPoolClientId": {"Value": {"Ref": "UserPoolClient"}},
+            "EventBusName": {"Value": {"Ref": "EventBus"}},
+        },
+    }
+
+
+def render() -> str:
+    return json.dumps(template(), indent=2, ensure_ascii=False) + "\n"
+
+
+if __name__ == "__main__":
+    OUT.write_text(render())
