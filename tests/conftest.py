@@ -1,0 +1,144 @@
+"""Shared fixtures.
+
+- `aws_env`      : the local stage's settings with fake credentials (no network).
+- `moto_tables`  : the template's tables in moto (unit tests).
+- `ddb_local`    : one DynamoDB Local for the session (integration tests), tables from
+                   the template, settings pointing at it.
+- `app_client`   : chalice.test.Client over the app with the current settings.
+- `member_token`, `staff_token`, `store_key` : credentials as clients get them.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from local.infra import create_tables, stage_environment
+from local.stack import LOCAL_CREDENTIALS
+
+_ENDPOINT_VARS = (
+    "AWS_ENDPOINT_URL_DYNAMODB",
+    "AWS_ENDPOINT_URL_DYNAMODB_STREAMS",
+    "AWS_ENDPOINT_URL_SQS",
+    "AWS_ENDPOINT_URL_EVENTBRIDGE",
+    "MESSAGES_QUEUE_URL",
+)
+
+
+def reset_app_state() -> None:
+    from chalicelib.wiring import reset_services
+
+    reset_services()
+
+
+@pytest.fixture
+def aws_env(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    env = stage_environment("local")
+    env.update(LOCAL_CREDENTIALS)
+    env["AWS_REGION"] = env["AWS_DEFAULT_REGION"]
+    for name in _ENDPOINT_VARS:
+        monkeypatch.delenv(name, raising=False)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    reset_app_state()
+    yield env
+    reset_app_state()
+
+
+@pytest.fixture
+def moto_tables(aws_env: dict[str, str]) -> Iterator[dict[str, str]]:
+    import boto3
+    from moto import mock_aws
+
+    with mock_aws():
+        client = boto3.client("dynamodb", region_name=aws_env["AWS_REGION"])
+        tables = create_tables(client, aws_env)
+        reset_app_state()
+        yield tables
+
+
+@pytest.fixture
+def seeded(moto_tables: dict[str, str]) -> dict[str, str]:
+    from local.seed import seed
+
+    seed()
+    return moto_tables
+
+
+@pytest.fixture(scope="session")
+def ddb_local_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    from local import ddb
+
+    port = ddb.free_port()
+    log = tmp_path_factory.mktemp("ddb") / "dynamodb.log"
+    proc = ddb.start(port, None, log)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        ddb.stop(proc)
+
+
+@pytest.fixture
+def ddb_local(
+    ddb_local_endpoint: str, aws_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> dict[str, str]:
+    """Settings on DynamoDB Local. Tables are created once per session and shared; tests
+    use fresh ids (phones, members) so they never see each other's data."""
+    import boto3
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", ddb_local_endpoint)
+    monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB_STREAMS", ddb_local_endpoint)
+    client = boto3.client("dynamodb", region_name=aws_env["AWS_REGION"])
+    tables = create_tables(client, aws_env)
+    reset_app_state()
+    from local.seed import seed
+
+    seed()
+    return tables
+
+
+@pytest.fixture
+def app_client() -> Iterator[Any]:
+    from chalice.test import Client
+
+    import app as app_module
+
+    with Client(app_module.app, stage_name="local") as client:
+        yield client
+
+
+def unique_phone() -> str:
+    """A valid, random mainland mobile number (E.164)."""
+    return "+86139" + "".join(secrets.choice("0123456789") for _ in range(8))
+
+
+@pytest.fixture
+def staff_token() -> str:
+    from local.tools import member_or_staff_token
+
+    return member_or_staff_token("ops", None)
+
+
+def token_for(member_id: str | None, role: str = "member") -> str:
+    from local.tools import member_or_staff_token
+
+    return member_or_staff_token(role, member_id)
+
+
+@pytest.fixture
+def store_key() -> dict[str, str]:
+    from local.tools import create_store_key
+
+    return create_store_key("store-001")
+
+
+def auth(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+
+
+def env_snapshot() -> dict[str, str]:
+    return dict(os.environ)
