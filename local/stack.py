@@ -26,7 +26,17 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-STATE_FILE = ROOT / ".local" / "stack.json"
+DEFAULT_DATA_DIR = ROOT / ".local"
+
+
+def state_file(data_dir: Path | None = None) -> Path:
+    """Where a running stack says how to reach it (ports, queue URLs) for the tools."""
+    override = os.environ.get("LOYALTY_STACK_STATE")
+    if data_dir is None and override:
+        return Path(override)
+    return (data_dir or DEFAULT_DATA_DIR) / "stack.json"
+
+
 LOCAL_CREDENTIALS = {
     # DynamoDB Local and moto accept any credentials; these keep boto3 from looking
     # for real ones (and never reach AWS: every endpoint below is on 127.0.0.1).
@@ -108,7 +118,7 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
     parser.add_argument("--ddb-port", type=int, default=int(os.environ.get("DDB_PORT", "8001")))
     parser.add_argument("--moto-port", type=int, default=int(os.environ.get("MOTO_PORT", "8002")))
-    parser.add_argument("--data-dir", type=Path, default=ROOT / ".local")
+    parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
     parser.add_argument("--in-memory", action="store_true", help="keep no data on disk")
     parser.add_argument("--no-seed", action="store_true")
     args = parser.parse_args()
@@ -175,8 +185,7 @@ def main() -> None:
             "tables": created["tables"],
             "pid": os.getpid(),
         }
-        STATE_FILE.parent.mkdir(parents=True, exist_ok=True)
-        STATE_FILE.write_text(json.dumps(state, indent=2))
+        state_file(data_dir).write_text(json.dumps(state, indent=2))
         print(f"loyalty stack ready: API {state['api']}  (Ctrl-C stops it)", flush=True)
         stopped = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: stopped.set())
@@ -196,7 +205,7 @@ def main() -> None:
                 except subprocess.TimeoutExpired:
                     child.kill()
         moto.stop()
-        STATE_FILE.unlink(missing_ok=True)
+        state_file(data_dir).unlink(missing_ok=True)
 
 
 if __name__ == "__main__":

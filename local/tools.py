@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from local.infra import stage_environment
-from local.stack import STATE_FILE, stack_environment
+from local.stack import stack_environment, state_file
 
 
 def member_or_staff_token(
@@ -54,9 +54,10 @@ def member_or_staff_token(
 
 
 def _use_running_stack() -> dict[str, Any]:
-    if not STATE_FILE.exists():
+    path = state_file()
+    if not path.exists():
         raise SystemExit("the local stack is not running: start it with `make run`")
-    state: dict[str, Any] = json.loads(STATE_FILE.read_text())
+    state: dict[str, Any] = json.loads(path.read_text())
     os.environ.update(stack_environment(state["ddb_port"], state["moto_port"], state["queues"]))
     return state
 
@@ -112,7 +113,8 @@ def main() -> None:
         print(json.dumps(create_store_key(args.store), indent=2))
     else:
         _use_running_stack()
-        print(json.dumps(tick(args.job, args.at), indent=2, default=str))
+        # One line, last: the job's own log lines (JSON too) come before it.
+        print(json.dumps(tick(args.job, args.at), default=str, ensure_ascii=False))
     sys.stdout.flush()
 
 
