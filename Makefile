@@ -78,7 +78,7 @@ token: $(BIN)/.installed
 	@$(BIN)/python -m local.tools token --role $(or $(ROLE),member) --subject "$(SUBJECT)" --store "$(STORE)"
 
 store-key: setup
-	@$(BIN)/python -m local.tools store-key --store $(or $(STORE),store-001)
+	@$(BIN)/python -m local.tools store-key --store $(or $(STORE),store-001) --format $(or $(FORMAT),json)
 
 tick: setup
 	@$(BIN)/python -m local.tools tick $(JOB) $(if $(AT),--at $(AT),)

@@ -102,6 +102,7 @@ def main() -> None:
     token.add_argument("--store")
     key = sub.add_parser("store-key")
     key.add_argument("--store", required=True)
+    key.add_argument("--format", choices=["json", "env"], default="json")
     job = sub.add_parser("tick")
     job.add_argument("job")
     job.add_argument("--at", help="the schedule's firing time (RFC 3339), default now")
@@ -110,7 +111,13 @@ def main() -> None:
         print(member_or_staff_token(args.role, args.subject or None, args.store or None))
     elif args.command == "store-key":
         _use_running_stack()
-        print(json.dumps(create_store_key(args.store), indent=2))
+        created = create_store_key(args.store)
+        if args.format == "env":
+            # for `eval "$(make -s store-key STORE=... FORMAT=env)"` in a shell
+            print(f"export STORE_ID={created['store_id']} KEY_ID={created['key_id']} "
+                  f"SECRET={created['secret']}")
+        else:
+            print(json.dumps(created, indent=2))
     else:
         _use_running_stack()
         # One line, last: the job's own log lines (JSON too) come before it.
