@@ -8,7 +8,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 PORT ?= 8000
 STAGE ?= dev
-export AWS_DEFAULT_REGION ?= cn-north-1
+# Hong Kong: the nearest region to mainland stores that has Cognito user pools (the China
+# regions have none; see README, Operations).
+export AWS_DEFAULT_REGION ?= ap-east-1
 
 .DEFAULT_GOAL := help
 .PHONY: help setup java run test unit integration e2e check lint typecheck package infra \

@@ -34,6 +34,9 @@ app.register_middleware(tracing_middleware)
 app.register_middleware(ConvertToMiddleware(metrics.log_metrics))
 
 
+CHALICE_ERROR_CODES = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED", 415: "UNSUPPORTED_MEDIA_TYPE"}
+
+
 @app.middleware("http")
 def error_envelope(event: Any, get_response: Any) -> Response:
     """Errors Chalice raises itself (unsupported media type, an unhandled exception)
@@ -44,7 +47,7 @@ def error_envelope(event: Any, get_response: Any) -> Response:
         if response.status_code >= 500:
             response.body = error_body("INTERNAL_ERROR", "an internal error occurred")
         else:
-            code = "UNSUPPORTED_MEDIA_TYPE" if response.status_code == 415 else "BAD_REQUEST"
+            code = CHALICE_ERROR_CODES.get(response.status_code, "BAD_REQUEST")
             response.body = error_body(code, str(body.get("Message", "")))
         response.headers["Content-Type"] = "application/json"
     request_id = event.context.get("requestId") if isinstance(event.context, dict) else None

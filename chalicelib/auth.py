@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -146,6 +147,7 @@ def bearer_token(headers: Mapping[str, str]) -> str | None:
 
 # ---- POS signatures -------------------------------------------------------------------
 
+_ID_SHAPE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}")
 POS_HEADERS = ("x-store-id", "x-key-id", "x-timestamp", "x-nonce", "x-signature")
 
 
@@ -189,6 +191,9 @@ def verify_pos_request(
     timestamp, nonce = headers["x-timestamp"], headers["x-nonce"]
     if len(nonce) > 128:
         raise Unauthenticated("nonce too long", code="INVALID_NONCE")
+    # Both end up in DynamoDB keys: refuse what no real id looks like before any read.
+    if not (_ID_SHAPE.fullmatch(store_id) and _ID_SHAPE.fullmatch(key_id)):
+        raise Unauthenticated("malformed store or key id", code="INVALID_SIGNATURE")
     try:
         sent_at = datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
     except ValueError as exc:
@@ -200,7 +205,9 @@ def verify_pos_request(
     store_key = key_lookup(key_id)
     expected = sign(store_key.secret, method, path, timestamp, nonce, body) if store_key else ""
     # Compare even when the key is unknown, so timing does not tell which keys exist.
-    if not hmac.compare_digest(expected, headers["x-signature"].lower()) or store_key is None:
+    # Bytes, not str: compare_digest refuses non-ASCII str, and a header is client input.
+    given = headers["x-signature"].lower().encode("utf-8", "replace")
+    if not hmac.compare_digest(expected.encode(), given) or store_key is None:
         raise Unauthenticated("signature does not verify", code="INVALID_SIGNATURE")
     if not store_key.active:
         raise Unauthenticated("store key is revoked", code="KEY_REVOKED")

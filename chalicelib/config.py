@@ -71,6 +71,9 @@ def load_settings() -> Settings:
     pool = _optional("COGNITO_USER_POOL_ID")
     if (jwt_secret is None) == (pool is None):
         raise SettingsError("configure exactly one of JWT_SECRET (local) or COGNITO_USER_POOL_ID")
+    if pool is not None:
+        # Without it, tokens of any app client of the pool would be accepted.
+        _required("COGNITO_APP_CLIENT_ID")
     region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "cn-north-1"
     return Settings(
         stage=os.environ.get("STAGE", "local"),

@@ -183,17 +183,6 @@ def data_access_policy() -> dict[str, Any]:
                         "Action": "events:PutEvents",
                         "Resource": {"Fn::GetAtt": ["EventBus", "Arn"]},
                     },
-                    {
-                        "Effect": "Allow",
-                        "Action": [
-                            "logs:CreateLogGroup",
-                            "logs:CreateLogStream",
-                            "logs:PutLogEvents",
-                            "xray:PutTraceSegments",
-                            "xray:PutTelemetryRecords",
-                        ],
-                        "Resource": "*",
-                    },
                 ],
             },
         },

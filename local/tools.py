@@ -114,8 +114,10 @@ def main() -> None:
         created = create_store_key(args.store)
         if args.format == "env":
             # for `eval "$(make -s store-key STORE=... FORMAT=env)"` in a shell
-            print(f"export STORE_ID={created['store_id']} KEY_ID={created['key_id']} "
-                  f"SECRET={created['secret']}")
+            print(
+                f"export STORE_ID={created['store_id']} KEY_ID={created['key_id']} "
+                f"SECRET={created['secret']}"
+            )
         else:
             print(json.dumps(created, indent=2))
     else:

@@ -185,14 +185,12 @@ def _respond(op: Operation, result: Any) -> Response:
 
 
 def _prepare(op: Operation, request: Request, params: dict[str, str]) -> Call:
-    from chalicelib.wiring import services  # deferred: pulls in pynamodb/botocore
+    from chalicelib.config import get_settings
 
     raw = _raw_body(request)
-    svc = services()
-    if len(raw) > svc.settings.max_body_bytes:
-        raise errors.PayloadTooLarge(
-            "request body too large", details={"max_bytes": svc.settings.max_body_bytes}
-        )
+    limit = get_settings().max_body_bytes
+    if len(raw) > limit:
+        raise errors.PayloadTooLarge("request body too large", details={"max_bytes": limit})
     principal = None if op.access.public else _authenticate(request, params, raw, op)
     if principal is not None:
         authorize(principal, op.access, params)
@@ -208,7 +206,7 @@ def _raw_body(request: Request) -> bytes:
 
 def _authenticate(request: Request, params: dict[str, str], raw: bytes, op: Operation) -> Principal:
     from chalicelib.domain.clock import utc_now
-    from chalicelib.wiring import services
+    from chalicelib.wiring import services  # deferred: pulls in pynamodb/botocore
 
     svc = services()
     headers = request.headers

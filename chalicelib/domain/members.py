@@ -8,6 +8,7 @@ from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from typing import Any, Protocol
 
+from chalicelib.domain.clock import program_date
 from chalicelib.domain.phone import normalise_phone
 from chalicelib.domain.tiers import BASE_TIER
 from chalicelib.errors import BusinessRuleViolation, InvalidInput, NotFound
@@ -113,7 +114,7 @@ def register(
         store_id=registration.store_id,
         external_ids=dict(registration.external_ids),
     )
-    if member.birthday is not None and member.birthday > now.date():
+    if member.birthday is not None and member.birthday > program_date(now):
         raise BusinessRuleViolation("birthday is in the future", code="INVALID_BIRTHDAY")
     repo.create(member, identities_of(member, hasher))
     return member
@@ -164,7 +165,7 @@ def update_profile(
     current = get_member(member_id, repo)
     if "birthday" in changes:
         new_birthday = changes["birthday"]
-        if new_birthday is not None and new_birthday > now.date():
+        if new_birthday is not None and new_birthday > program_date(now):
             raise BusinessRuleViolation("birthday is in the future", code="INVALID_BIRTHDAY")
         if not by_staff and current.birthday is not None and new_birthday != current.birthday:
             raise BusinessRuleViolation(

@@ -25,6 +25,14 @@ def normalise_phone(raw: str, default_region: str = DEFAULT_REGION) -> str:
         raise InvalidInput("phone is not a phone number", code="INVALID_PHONE") from exc
     if not phonenumbers.is_valid_number(parsed):
         raise InvalidInput("phone is not a valid number", code="INVALID_PHONE")
+    # A member's phone receives sign-in codes and messages: landlines and service
+    # numbers (400/800) cannot. Where a plan cannot tell mobile from fixed, accept it.
+    kind = phonenumbers.number_type(parsed)
+    if kind not in (
+        phonenumbers.PhoneNumberType.MOBILE,
+        phonenumbers.PhoneNumberType.FIXED_LINE_OR_MOBILE,
+    ):
+        raise InvalidInput("phone must be a mobile number", code="INVALID_PHONE")
     return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
 
 
