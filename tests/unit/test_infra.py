@@ -1,0 +1,75 @@
+"""The merge template wires what Chalice cannot, for every function the app defines."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import app as app_module
+from infra import gen_template
+from local.infra import load_template
+from local.pipeline import logical_id
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_given_the_template_source_then_the_committed_json_is_what_it_renders():
+    assert (ROOT / "infra" / "resources.json").read_text() == gen_template.render()
+
+
+def test_given_each_event_handler_then_the_template_wires_its_source_with_partial_failures():
+    resources = load_template()["Resources"]
+    for source in app_module.app.event_sources:
+        kind = type(source).__name__
+        if kind not in ("DynamoDBEventConfig", "SQSEventConfig"):
+            continue
+        events = resources[logical_id(source.name)]["Properties"]["Events"]
+        suffix = "DynamodbEventSource" if kind == "DynamoDBEventConfig" else "SqsEventSource"
+        props = events[logical_id(source.name) + suffix]["Properties"]
+        assert props["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+        target = props["Stream"] if kind == "DynamoDBEventConfig" else props["Queue"]
+        assert set(target) == {"Fn::GetAtt"}, f"{source.name} must not use a literal ARN"
+
+
+def test_given_each_function_then_its_role_gets_the_data_access_policy():
+    names = {logical_id(s.name) for s in app_module.app.event_sources} | {"APIHandler"}
+    assert set(gen_template.ALL_FUNCTIONS) == names
+
+
+@pytest.mark.parametrize("stage", ["dev"])
+def test_given_chalice_package_when_merged_then_cfn_lint_passes(stage, tmp_path):
+    out = tmp_path / "package"
+    env_python = Path(sys.executable)
+    chalice = env_python.with_name("chalice")
+    subprocess.run(
+        [
+            str(chalice),
+            "package",
+            "--stage",
+            stage,
+            "--merge-template",
+            "infra/resources.json",
+            str(out),
+        ],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        env={"AWS_DEFAULT_REGION": "ap-east-1", "PATH": "/usr/bin:/bin"},
+    )
+    template = json.loads((out / "sam.json").read_text())
+    for rid, resource in template["Resources"].items():
+        if resource["Type"] == "AWS::IAM::Role":
+            assert resource["Properties"].get("ManagedPolicyArns") == [
+                {"Ref": "DataAccessPolicy"}
+            ], rid
+    lint = subprocess.run(
+        [str(env_python.with_name("cfn-lint")), str(out / "sam.json")],
+        capture_output=True,
+        text=True,
+        env={"AWS_DEFAULT_REGION": "ap-east-1", "PATH": "/usr/bin:/bin"},
+    )
+    assert lint.returncode == 0, lint.stdout
