@@ -13,7 +13,7 @@ from typing import Any
 from aws_lambda_powertools.logging import correlation_paths
 from chalice.app import Chalice, ConvertToMiddleware, DynamoDBEvent, Response, SQSEvent
 
-from chalicelib.api import members, program
+from chalicelib.api import members, points, program, transactions
 from chalicelib.api.http import error_body
 from chalicelib.observability import logger, metrics, tracing_middleware
 
@@ -58,6 +58,8 @@ def error_envelope(event: Any, get_response: Any) -> Response:
 
 app.register_blueprint(program.bp)
 app.register_blueprint(members.bp)
+app.register_blueprint(points.bp)
+app.register_blueprint(transactions.bp)
 
 
 # ---- event handlers: thin shims; the work lives in chalicelib/handlers -----------------

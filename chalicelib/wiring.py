@@ -12,6 +12,7 @@ from chalicelib.config import Settings, get_settings, reset_settings
 from chalicelib.domain.members import IdentityHasher
 
 if TYPE_CHECKING:
+    from chalicelib.dal.ledger import DynamoLedgerRepository
     from chalicelib.dal.members import DynamoMemberRepository
     from chalicelib.dal.outbound import EventPublisher, MessageQueue
     from chalicelib.dal.program import DynamoGuardRepository, DynamoProgramRepository
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
 class Services:
     settings: Settings
     members: DynamoMemberRepository
+    ledger: DynamoLedgerRepository
     program: DynamoProgramRepository
     guards: DynamoGuardRepository
     hasher: IdentityHasher
@@ -33,6 +35,7 @@ class Services:
 def services() -> Services:
     from pynamodb.connection import Connection
 
+    from chalicelib.dal.ledger import DynamoLedgerRepository
     from chalicelib.dal.members import DynamoMemberRepository
     from chalicelib.dal.outbound import EventPublisher, MessageQueue
     from chalicelib.dal.program import DynamoGuardRepository, DynamoProgramRepository
@@ -40,9 +43,11 @@ def services() -> Services:
 
     settings = get_settings()
     bind(settings)
+    connection = Connection(region=settings.region)
     return Services(
         settings=settings,
-        members=DynamoMemberRepository(Connection(region=settings.region)),
+        members=DynamoMemberRepository(connection),
+        ledger=DynamoLedgerRepository(connection),
         program=DynamoProgramRepository(),
         guards=DynamoGuardRepository(),
         hasher=IdentityHasher(settings.pii_hash_key),

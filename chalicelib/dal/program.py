@@ -3,17 +3,25 @@
 from __future__ import annotations
 
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import Any
 
 from pynamodb.exceptions import DoesNotExist, PutError
 
 from chalicelib.dal.tables import GuardItem, ProgramItem, StoreKeyItem
 from chalicelib.domain.clock import rfc3339, utc_now
+from chalicelib.domain.program import (
+    DEFAULT_PROGRAM,
+    ProgramConfig,
+    config_from_dict,
+    config_to_dict,
+)
 from chalicelib.domain.stores import Store, StoreKey
 from chalicelib.domain.tiers import DEFAULT_TIERS, Tier, TierBenefits
+from chalicelib.errors import Conflict
 
 TIERS_PK, TIERS_SK = "PROGRAM", "TIERS"
+CONFIG_PK, CONFIG_SK = "PROGRAM", "CONFIG"
 # Configuration changes rarely and is read by every request: a container keeps what it
 # read for a short while instead of paying a read each time.
 CACHE_SECONDS = 30.0
@@ -53,6 +61,45 @@ class DynamoProgramRepository:
         tiers = tiers or DEFAULT_TIERS
         self._cache.put("tiers", tiers)
         return tiers
+
+    def config(self) -> ProgramConfig:
+        cached = self._cache.get("config")
+        if cached is not None:
+            return cached  # type: ignore[no-any-return]
+        try:
+            item = ProgramItem.get(CONFIG_PK, CONFIG_SK)
+            config = config_from_dict(item.data.as_dict() if item.data is not None else {})
+        except DoesNotExist:
+            config = DEFAULT_PROGRAM
+        self._cache.put("config", config)
+        return config
+
+    def save_config(
+        self, config: ProgramConfig, expected_version: int | None = None
+    ) -> ProgramConfig:
+        """Ops edit the whole document; `expected_version` guards against lost updates."""
+        saved = replace(config, version=config.version + 1)
+        item = ProgramItem(
+            pk=CONFIG_PK,
+            sk=CONFIG_SK,
+            kind="config",
+            data=config_to_dict(saved),
+            updated_at=rfc3339(utc_now()),
+        )
+        if expected_version is None or expected_version == 0:
+            condition = ProgramItem.pk.does_not_exist() if expected_version == 0 else None
+        else:
+            condition = ProgramItem.data["version"] == expected_version
+        try:
+            item.save(condition=condition)
+        except PutError as exc:
+            if exc.cause_response_code == "ConditionalCheckFailedException":
+                raise Conflict(
+                    "the configuration changed meanwhile; reload it", code="VERSION_CONFLICT"
+                ) from exc
+            raise
+        self._cache.clear()
+        return saved
 
     def save_tiers(self, tiers: tuple[Tier, ...]) -> None:
         ProgramItem(

@@ -15,6 +15,7 @@ from typing import Any
 
 from pynamodb.attributes import (
     BooleanAttribute,
+    ListAttribute,
     MapAttribute,
     NumberAttribute,
     UnicodeAttribute,
@@ -75,6 +76,14 @@ class MemberItem(Model):
     created_at = UnicodeAttribute()
     updated_at = UnicodeAttribute()
     version = NumberAttribute(default=1)
+    # The wallet (chalicelib/domain/ledger.py): lots by expiry date, debt, pending lots.
+    lots = MapAttribute[str, Any](null=True)
+    points_debt = NumberAttribute(default=0)
+    pending_lots = ListAttribute[Any](null=True)
+    activity_counts = MapAttribute[str, Any](null=True)
+    referred_by = UnicodeAttribute(null=True)
+    first_purchase_at = UnicodeAttribute(null=True)
+    last_purchase_at = UnicodeAttribute(null=True)
 
     birthday_index = BirthdayIndex()
 
@@ -89,6 +98,50 @@ class IdentityItem(Model):
     identity_kind = UnicodeAttribute()
     member_id = UnicodeAttribute()
     created_at = UnicodeAttribute()
+
+
+class LedgerEntryItem(Model):
+    """MEMBER#<id> / LEDGER#<ulid>: append-only, newest first by key order."""
+
+    class Meta(_Meta):
+        pass
+
+    pk = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True)
+    kind = UnicodeAttribute(default="ledger")
+    entry_id = UnicodeAttribute()
+    member_id = UnicodeAttribute()
+    type = UnicodeAttribute()
+    points = NumberAttribute()
+    balance_after = NumberAttribute()
+    reason = UnicodeAttribute()
+    source = UnicodeAttribute()
+    source_id = UnicodeAttribute(null=True)
+    store_id = UnicodeAttribute(null=True)
+    created_at = UnicodeAttribute()
+    lots = MapAttribute[str, Any](null=True)  # expiry date -> signed change
+    detail = MapAttribute[str, Any](null=True)
+
+
+class RequestItem(Model):
+    """A client id's first answer: a purchase (TXN#<store>#<id> / TXN), a refund
+    (TXN#<store>#<id> / REFUND#<refund_id>) or a member request (MEMBER#<id> / REQ#...).
+    Written in the same transaction as its effects, conditional on not existing: it is
+    the idempotency record."""
+
+    class Meta(_Meta):
+        pass
+
+    pk = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True)
+    kind = UnicodeAttribute()
+    member_id = UnicodeAttribute()
+    request_hash = UnicodeAttribute()
+    status = NumberAttribute()
+    response = UnicodeAttribute()
+    created_at = UnicodeAttribute()
+    version = NumberAttribute(default=1)
+    data = MapAttribute[str, Any](null=True)
 
 
 class ProgramItem(Model):
@@ -131,7 +184,12 @@ class GuardItem(Model):
     info = MapAttribute[str, Any](null=True)
 
 
-MEMBERS_TABLE_MODELS: tuple[type[Model], ...] = (MemberItem, IdentityItem)
+MEMBERS_TABLE_MODELS: tuple[type[Model], ...] = (
+    MemberItem,
+    IdentityItem,
+    LedgerEntryItem,
+    RequestItem,
+)
 PROGRAM_TABLE_MODELS: tuple[type[Model], ...] = (ProgramItem, StoreKeyItem)
 RUNTIME_TABLE_MODELS: tuple[type[Model], ...] = (GuardItem,)
 

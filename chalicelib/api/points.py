@@ -1,0 +1,186 @@
+"""Member points (balance, schedule, ledger), activities, staff adjustments, program rules."""
+
+from __future__ import annotations
+
+from chalice.app import Blueprint
+
+from chalicelib.api.http import OPS, Access, Call, operation
+from chalicelib.api.members import SELF_OR_STAFF
+from chalicelib.domain import points as domain
+from chalicelib.domain.clock import rfc3339, utc_now
+from chalicelib.domain.program import config_from_dict, config_to_dict
+from chalicelib.models.points import (
+    ActivityRequest,
+    ActivityResponse,
+    AdjustmentRequest,
+    AdjustmentResponse,
+    ExpiringLot,
+    LedgerEntryView,
+    LedgerPage,
+    LedgerQuery,
+    PointsResponse,
+    ProgramConfigModel,
+    ProgramConfigResponse,
+)
+from chalicelib.wiring import services
+
+bp = Blueprint(__name__)
+TAGS = ("points",)
+
+
+def points_context() -> domain.Context:
+    svc = services()
+    return domain.Context(
+        repo=svc.ledger, program=svc.program.config(), tiers=svc.program.tiers(), now=utc_now()
+    )
+
+
+@operation(
+    bp,
+    "/v1/members/{member_id}/points",
+    "GET",
+    access=SELF_OR_STAFF,
+    response=PointsResponse,
+    tags=TAGS,
+    summary="Balance, pending points, the expiry schedule by date, lifetime earned",
+    error_statuses=(401, 403, 404),
+)
+def get_points(call: Call) -> PointsResponse:
+    account = domain.release_pending(call.params["member_id"], points_context())
+    return PointsResponse.model_validate(domain.points_view(account))
+
+
+@operation(
+    bp,
+    "/v1/members/{member_id}/ledger",
+    "GET",
+    access=SELF_OR_STAFF,
+    query=LedgerQuery,
+    response=LedgerPage,
+    tags=TAGS,
+    summary="Ledger entries, newest first, paged with an opaque cursor",
+    error_statuses=(400, 401, 403),
+)
+def get_ledger(call: Call) -> LedgerPage:
+    query: LedgerQuery = call.query
+    entries, cursor = services().ledger.list_entries(
+        call.params["member_id"], query.limit, query.cursor
+    )
+    return LedgerPage(
+        entries=[
+            LedgerEntryView(
+                entry_id=e.entry_id,
+                type=e.type,
+                points=e.points,
+                balance_after=e.balance_after,
+                reason=e.reason,
+                source=e.source,
+                source_id=e.source_id,
+                store_id=e.store_id,
+                created_at=rfc3339(e.created_at),
+                lots=[ExpiringLot(date=d, points=p) for d, p in sorted(e.lots.items())],
+            )
+            for e in entries
+        ],
+        next_cursor=cursor,
+    )
+
+
+@operation(
+    bp,
+    "/v1/members/{member_id}/activities",
+    "POST",
+    access=Access(member_self=True, staff=OPS),
+    body=ActivityRequest,
+    response=ActivityResponse,
+    status=201,
+    tags=TAGS,
+    summary="Points for check-in, review, share, referral, profile completion (422 LIMIT_REACHED)",
+    error_statuses=(400, 401, 403, 404, 409, 422),
+)
+def post_activity(call: Call) -> object:
+    request: ActivityRequest = call.body
+    status, body = domain.record_activity(
+        domain.Activity(
+            member_id=call.params["member_id"],
+            activity_id=request.activity_id,
+            type=request.type.value,
+            request_hash=domain.request_hash(request.model_dump(mode="json")),
+            referrer_member_id=request.referrer_member_id,
+            reference=request.reference,
+        ),
+        points_context(),
+    )
+    return replayable(status, ActivityResponse.model_validate(body))
+
+
+@operation(
+    bp,
+    "/v1/admin/members/{member_id}/adjustments",
+    "POST",
+    access=Access(staff=OPS),
+    body=AdjustmentRequest,
+    response=AdjustmentResponse,
+    status=201,
+    tags=("admin",),
+    summary="Staff credit or debit with a reason; audited in the ledger (actor, id)",
+    error_statuses=(400, 401, 403, 404, 409, 422),
+)
+def post_adjustment(call: Call) -> object:
+    request: AdjustmentRequest = call.body
+    assert call.principal is not None
+    status, body = domain.record_adjustment(
+        domain.Adjustment(
+            member_id=call.params["member_id"],
+            adjustment_id=request.adjustment_id,
+            points=request.points,
+            reason=request.reason,
+            actor=call.principal.subject,
+            request_hash=domain.request_hash(request.model_dump(mode="json")),
+        ),
+        points_context(),
+    )
+    return replayable(status, AdjustmentResponse.model_validate(body))
+
+
+@operation(
+    bp,
+    "/v1/admin/program",
+    "GET",
+    access=Access(staff=OPS),
+    response=ProgramConfigResponse,
+    tags=("admin",),
+    summary="The program's earning, payment, pending, expiry and activity rules",
+    error_statuses=(401, 403),
+)
+def get_program(call: Call) -> ProgramConfigResponse:
+    return ProgramConfigResponse(config=config_to_dict(services().program.config()))
+
+
+@operation(
+    bp,
+    "/v1/admin/program",
+    "PUT",
+    access=Access(staff=OPS),
+    body=ProgramConfigModel,
+    response=ProgramConfigResponse,
+    tags=("admin",),
+    summary="Replace the program rules (send the version you read; 409 if it changed)",
+    error_statuses=(400, 401, 403, 409),
+)
+def put_program(call: Call) -> ProgramConfigResponse:
+    request: ProgramConfigModel = call.body
+    document = request.model_dump(mode="json")
+    config = config_from_dict(document)
+    saved = services().program.save_config(config, expected_version=request.version)
+    return ProgramConfigResponse(config=config_to_dict(saved))
+
+
+def replayable(status: int, body: object) -> object:
+    """A replay answers with the first status and body (201 both times here)."""
+    from chalice.app import Response
+
+    from chalicelib.api.http import JSON_HEADERS
+
+    payload = body.model_dump(mode="json") if hasattr(body, "model_dump") else body
+    return Response(body=payload, status_code=status, headers=dict(JSON_HEADERS))

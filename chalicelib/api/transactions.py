@@ -1,0 +1,157 @@
+"""POS transactions (api.md): purchases with points earned and points-as-payment, refunds."""
+
+from __future__ import annotations
+
+from chalice.app import Blueprint
+
+from chalicelib.api.http import OPS, Access, Call, operation
+from chalicelib.api.points import points_context, replayable
+from chalicelib.auth import Principal
+from chalicelib.domain import members as members_domain
+from chalicelib.domain import points as domain
+from chalicelib.domain.earning import Item
+from chalicelib.errors import BusinessRuleViolation, Forbidden, InvalidInput, NotFound
+from chalicelib.models.points import (
+    RefundRequest,
+    RefundResponse,
+    StoreQuery,
+    TransactionRequest,
+    TransactionResponse,
+    TransactionView,
+)
+from chalicelib.wiring import services
+
+bp = Blueprint(__name__)
+TAGS = ("transactions",)
+POS_OR_OPS = Access(store=True, staff=OPS)
+
+
+def acting_store(principal: Principal, requested: str | None) -> str:
+    """A POS acts for its own store only; staff name the store."""
+    if principal.kind == "store":
+        if requested is not None and requested != principal.store_id:
+            raise Forbidden("this key does not act for that store", code="STORE_MISMATCH")
+        assert principal.store_id is not None
+        return principal.store_id
+    if requested is None:
+        raise InvalidInput(
+            "store_id is required",
+            code="VALIDATION_ERROR",
+            details={"fields": [{"field": "store_id", "issue": "required"}]},
+        )
+    return requested
+
+
+@operation(
+    bp,
+    "/v1/transactions",
+    "POST",
+    access=POS_OR_OPS,
+    body=TransactionRequest,
+    response=TransactionResponse,
+    status=201,
+    tags=TAGS,
+    summary="A purchase: points earned (with breakdown), optional points-as-payment (积分抵现)",
+    error_statuses=(400, 401, 403, 404, 409, 422),
+)
+def post_transaction(call: Call) -> object:
+    request: TransactionRequest = call.body
+    assert call.principal is not None
+    store_id = acting_store(call.principal, request.store_id)
+    svc = services()
+    if svc.program.store(store_id) is None:
+        raise BusinessRuleViolation(
+            "unknown store", code="UNKNOWN_STORE", details={"store_id": store_id}
+        )
+    member_id = resolve_member(request)
+    status, body = domain.record_purchase(
+        domain.Purchase(
+            transaction_id=request.transaction_id,
+            store_id=store_id,
+            member_id=member_id,
+            occurred_at=request.occurred_at,
+            items=[Item(i.sku, i.category, i.quantity, i.unit_price) for i in request.items],
+            total=request.total,
+            currency=request.currency,
+            pay_with_points=request.pay_with_points,
+            coupon_codes=tuple(request.coupon_codes),
+            request_hash=domain.request_hash(request.model_dump(mode="json")),
+        ),
+        points_context(),
+    )
+    return replayable(status, TransactionResponse.model_validate(body))
+
+
+def resolve_member(request: TransactionRequest) -> str:
+    """By member id, card, or phone, in that order (product brief, capability 4)."""
+    svc = services()
+    if request.member_id:
+        return members_domain.get_member(request.member_id, svc.members).member_id
+    if request.card:
+        return members_domain.find_by_external_id(
+            "pos_card", request.card, svc.members, svc.hasher
+        ).member_id
+    assert request.phone is not None
+    return members_domain.find_by_phone(request.phone, svc.members, svc.hasher).member_id
+
+
+@operation(
+    bp,
+    "/v1/transactions/{transaction_id}",
+    "GET",
+    access=POS_OR_OPS,
+    query=StoreQuery,
+    response=TransactionView,
+    tags=TAGS,
+    summary="A purchase as recorded, with its refunds (staff pass ?store_id=)",
+    error_statuses=(400, 401, 403, 404),
+)
+def get_transaction(call: Call) -> TransactionView:
+    query: StoreQuery = call.query
+    assert call.principal is not None
+    store_id = acting_store(call.principal, query.store_id)
+    repo = services().ledger
+    pk, sk = domain.purchase_key(store_id, call.params["transaction_id"])
+    record = repo.get_request(pk, sk, consistent=False)
+    if record is None:
+        raise NotFound("no such transaction at this store", code="TRANSACTION_NOT_FOUND")
+    refunds = repo.refunds(pk)
+    return TransactionView(
+        transaction=TransactionResponse.model_validate(record.response),
+        occurred_at=str(record.data["occurred_at"]),
+        total=int(record.data["total"]),
+        refunded_amount=int(record.data["refunded_amount"]),
+        points_reversed=int(record.data["points_reversed"]),
+        points_returned=int(record.data["points_returned"]),
+        refunds=[RefundResponse.model_validate(r.response) for r in refunds],
+    )
+
+
+@operation(
+    bp,
+    "/v1/transactions/{transaction_id}/refunds",
+    "POST",
+    access=POS_OR_OPS,
+    body=RefundRequest,
+    response=RefundResponse,
+    status=201,
+    tags=TAGS,
+    summary="Refund items (exactly the points they earned) or an amount (proportional)",
+    error_statuses=(400, 401, 403, 404, 409, 422),
+)
+def post_refund(call: Call) -> object:
+    request: RefundRequest = call.body
+    assert call.principal is not None
+    store_id = acting_store(call.principal, request.store_id)
+    status, body = domain.record_refund(
+        domain.Refund(
+            refund_id=request.refund_id,
+            store_id=store_id,
+            transaction_id=call.params["transaction_id"],
+            items=[(line.sku, line.quantity) for line in request.items] if request.items else None,
+            amount=request.amount,
+            request_hash=domain.request_hash(request.model_dump(mode="json")),
+        ),
+        points_context(),
+    )
+    return replayable(status, RefundResponse.model_validate(body))

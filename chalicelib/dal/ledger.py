@@ -1,0 +1,262 @@
+"""Ledger repository: one TransactWriteItems per operation (chalicelib/domain/points.py)."""
+
+from __future__ import annotations
+
+import base64
+import json
+from datetime import date, datetime
+from typing import Any
+
+from pynamodb.connection import Connection
+from pynamodb.exceptions import DoesNotExist, TransactWriteError
+from pynamodb.transactions import TransactWrite
+
+from chalicelib.dal.members import MEMBER_SK, from_item, member_pk
+from chalicelib.dal.tables import LedgerEntryItem, MemberItem, RequestItem
+from chalicelib.domain.clock import rfc3339
+from chalicelib.domain.ledger import PendingLot, Wallet
+from chalicelib.domain.points import (
+    Account,
+    Commit,
+    Entry,
+    RequestExists,
+    RequestRecord,
+    VersionConflict,
+)
+from chalicelib.errors import InvalidInput
+
+
+def wallet_from_item(item: MemberItem) -> Wallet:
+    lots_raw = item.lots.as_dict() if item.lots is not None else {}
+    pending_raw = item.pending_lots or []
+    return Wallet(
+        lots={date.fromisoformat(k): int(v) for k, v in lots_raw.items() if int(v) > 0},
+        debt=int(item.points_debt or 0),
+        pending=tuple(
+            PendingLot(
+                source_id=str(p["source_id"]),
+                points=int(p["points"]),
+                release_at=datetime.fromisoformat(str(p["release_at"])),
+                expires_on=date.fromisoformat(str(p["expires_on"])),
+            )
+            for p in pending_raw
+        ),
+        lifetime_earned=int(item.lifetime_earned or 0),
+    )
+
+
+def account_from_item(item: MemberItem) -> Account:
+    counts_raw = item.activity_counts.as_dict() if item.activity_counts is not None else {}
+    return Account(
+        member=from_item(item),
+        wallet=wallet_from_item(item),
+        version=int(item.version or 1),
+        activity_counts={k: (str(v[0]), int(v[1])) for k, v in counts_raw.items()},
+        referred_by=item.referred_by,
+        first_purchase_at=(
+            datetime.fromisoformat(item.first_purchase_at) if item.first_purchase_at else None
+        ),
+    )
+
+
+def _entry_item(entry: Entry) -> LedgerEntryItem:
+    return LedgerEntryItem(
+        pk=member_pk(entry.member_id),
+        sk=f"LEDGER#{entry.entry_id}",
+        entry_id=entry.entry_id,
+        member_id=entry.member_id,
+        type=entry.type,
+        points=entry.points,
+        balance_after=entry.balance_after,
+        reason=entry.reason,
+        source=entry.source,
+        source_id=entry.source_id,
+        store_id=entry.store_id,
+        created_at=rfc3339(entry.created_at),
+        lots={d.isoformat(): v for d, v in entry.lots.items()} or None,
+        detail=entry.detail or None,
+    )
+
+
+def _entry(item: LedgerEntryItem) -> Entry:
+    lots = item.lots.as_dict() if item.lots is not None else {}
+    return Entry(
+        entry_id=item.entry_id,
+        member_id=item.member_id,
+        type=item.type,
+        points=int(item.points),
+        balance_after=int(item.balance_after),
+        reason=item.reason,
+        source=item.source,
+        source_id=item.source_id,
+        store_id=item.store_id,
+        created_at=datetime.fromisoformat(item.created_at),
+        lots={date.fromisoformat(k): int(v) for k, v in lots.items()},
+        detail=item.detail.as_dict() if item.detail is not None else {},
+    )
+
+
+def _request_item(record: RequestRecord) -> RequestItem:
+    return RequestItem(
+        pk=record.pk,
+        sk=record.sk,
+        kind=record.kind,
+        member_id=record.member_id,
+        request_hash=record.request_hash,
+        status=record.status,
+        # The first answer, byte for byte what a replay gets back.
+        response=json.dumps(record.response, separators=(",", ":"), ensure_ascii=False),
+        created_at=rfc3339(record.created_at),
+        version=record.version,
+        data=record.data or None,
+    )
+
+
+def _request(item: RequestItem) -> RequestRecord:
+    return RequestRecord(
+        pk=item.pk,
+        sk=item.sk,
+        kind=item.kind,
+        member_id=item.member_id,
+        request_hash=item.request_hash,
+        status=int(item.status),
+        response=json.loads(item.response),
+        created_at=datetime.fromisoformat(item.created_at),
+        data=item.data.as_dict() if item.data is not None else {},
+        version=int(item.version or 1),
+    )
+
+
+class DynamoLedgerRepository:
+    def __init__(self, connection: Connection) -> None:
+        self._connection = connection
+
+    def load(self, member_id: str) -> Account | None:
+        try:
+            # Consistent: the version read here is the one the commit is conditional on.
+            item = MemberItem.get(member_pk(member_id), MEMBER_SK, consistent_read=True)
+        except DoesNotExist:
+            return None
+        return account_from_item(item)
+
+    def get_request(self, pk: str, sk: str, *, consistent: bool = True) -> RequestRecord | None:
+        try:
+            return _request(RequestItem.get(pk, sk, consistent_read=consistent))
+        except DoesNotExist:
+            return None
+
+    def commit(self, commit: Commit) -> None:
+        wallet = commit.wallet
+        labels: list[str] = []
+        try:
+            with TransactWrite(connection=self._connection) as txn:
+                for entry in commit.entries:
+                    txn.save(_entry_item(entry))
+                    labels.append("entry")
+                for record in commit.new_requests:
+                    txn.save(_request_item(record), condition=RequestItem.pk.does_not_exist())
+                    labels.append("new_request")
+                if commit.updated_request is not None:
+                    record, expected = commit.updated_request
+                    txn.save(_request_item(record), condition=RequestItem.version == expected)
+                    labels.append("updated_request")
+                txn.update(
+                    MemberItem(pk=member_pk(commit.member_id), sk=MEMBER_SK),
+                    actions=self._member_actions(commit, wallet),
+                    condition=MemberItem.version == commit.expected_version,
+                )
+                labels.append("member")
+        except TransactWriteError as exc:
+            reasons = exc.cancellation_reasons or []
+            for label, reason in zip(labels, reasons, strict=False):
+                if reason is None:
+                    continue
+                if reason.code == "ConditionalCheckFailed" and label == "new_request":
+                    raise RequestExists() from exc
+            if (
+                any(
+                    r is not None and r.code in ("ConditionalCheckFailed", "TransactionConflict")
+                    for r in reasons
+                )
+                or exc.cause_response_code == "TransactionConflictException"
+            ):
+                raise VersionConflict() from exc
+            if any(r is not None and r.code == "ValidationError" for r in reasons):
+                raise InvalidInput("request too large to record", code="REQUEST_TOO_LARGE") from exc
+            raise
+
+    @staticmethod
+    def _member_actions(commit: Commit, wallet: Wallet) -> list[Any]:
+        nxt = wallet.expiring_next()
+        actions: list[Any] = [
+            MemberItem.lots.set({d.isoformat(): p for d, p in wallet.lots.items()}),
+            MemberItem.points_balance.set(wallet.balance),
+            MemberItem.points_pending.set(wallet.pending_points),
+            MemberItem.points_debt.set(wallet.debt),
+            MemberItem.lifetime_earned.set(wallet.lifetime_earned),
+            MemberItem.expiring_next_points.set(nxt[1] if nxt else 0),
+            MemberItem.pending_lots.set(
+                [
+                    {
+                        "source_id": p.source_id,
+                        "points": p.points,
+                        "release_at": p.release_at.isoformat(),
+                        "expires_on": p.expires_on.isoformat(),
+                    }
+                    for p in wallet.pending
+                ]
+            ),
+            MemberItem.version.add(1),
+        ]
+        actions.append(
+            MemberItem.expiring_next_date.set(nxt[0].isoformat())
+            if nxt
+            else MemberItem.expiring_next_date.remove()
+        )
+        if commit.activity_counts is not None:
+            actions.append(
+                MemberItem.activity_counts.set(
+                    {k: [period, count] for k, (period, count) in commit.activity_counts.items()}
+                )
+            )
+        for name, value in commit.member_fields.items():
+            attribute = getattr(MemberItem, name)
+            if isinstance(value, datetime):
+                value = rfc3339(value)
+            actions.append(attribute.set(value))
+        return actions
+
+    def refunds(self, purchase_pk: str) -> list[RequestRecord]:
+        return [
+            _request(item)
+            for item in RequestItem.query(purchase_pk, RequestItem.sk.startswith("REFUND#"))
+        ]
+
+    def list_entries(
+        self, member_id: str, limit: int, cursor: str | None
+    ) -> tuple[list[Entry], str | None]:
+        start = _decode_cursor(cursor, member_id) if cursor else None
+        query = LedgerEntryItem.query(
+            member_pk(member_id),
+            LedgerEntryItem.sk.startswith("LEDGER#"),
+            scan_index_forward=False,
+            limit=limit,
+            last_evaluated_key=start,
+        )
+        entries = [_entry(item) for item in query]
+        last = query.last_evaluated_key
+        return entries, _encode_cursor(last) if last else None
+
+
+def _encode_cursor(key: dict[str, Any]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(key, separators=(",", ":")).encode()).decode()
+
+
+def _decode_cursor(cursor: str, member_id: str) -> dict[str, Any]:
+    try:
+        key = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+        if key["pk"]["S"] != member_pk(member_id) or not key["sk"]["S"].startswith("LEDGER#"):
+            raise ValueError("cursor of another listing")
+        return {"pk": {"S": key["pk"]["S"]}, "sk": {"S": key["sk"]["S"]}}
+    except (ValueError, KeyError, TypeError) as exc:
+        raise InvalidInput("invalid cursor", code="INVALID_CURSOR") from exc

@@ -1,0 +1,880 @@
+"""Points operations: purchases, refunds, activities, staff adjustments.
+
+Each operation reads the member (wallet + version), plans every write it needs, and
+commits them in one transaction: the member item conditional on its version, the ledger
+entries, and the request record keyed on the client id, conditional on not existing.
+So a crash leaves all or nothing, concurrent operations on one member serialise through
+the version (the loser re-reads and re-plans), and a client id is applied at most once:
+a replay finds the request record and gets the first answer back.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import date, datetime, timedelta
+from typing import Any, Protocol
+
+from chalicelib.domain import ledger
+from chalicelib.domain.clock import PROGRAM_TZ, program_date, rfc3339
+from chalicelib.domain.earning import (
+    Earning,
+    Item,
+    compute,
+    reversal_for_amount,
+    reversal_for_units,
+)
+from chalicelib.domain.ledger import InsufficientPoints, Movement, PendingLot, Wallet
+from chalicelib.domain.members import Member
+from chalicelib.domain.program import ProgramConfig
+from chalicelib.domain.tiers import Tier, tier_by_code
+from chalicelib.errors import (
+    BusinessRuleViolation,
+    Conflict,
+    DomainError,
+    InvalidInput,
+    NotFound,
+    Unavailable,
+)
+from chalicelib.ids import ulid
+
+COMMIT_ATTEMPTS = 10
+MAX_TRANSACTION_AGE = timedelta(days=30)
+MAX_CLOCK_AHEAD = timedelta(minutes=5)
+
+
+# ---- what the repository stores -------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Account:
+    member: Member
+    wallet: Wallet
+    version: int
+    activity_counts: dict[str, tuple[str, int]] = field(default_factory=dict)
+    referred_by: str | None = None
+    first_purchase_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Entry:
+    entry_id: str
+    member_id: str
+    type: str  # earn | redeem | expire | adjust | reverse
+    points: int
+    balance_after: int
+    reason: str
+    source: str  # transaction | activity | campaign | staff | expiry
+    created_at: datetime
+    source_id: str | None = None
+    store_id: str | None = None
+    lots: dict[date, int] = field(default_factory=dict)
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RequestRecord:
+    pk: str
+    sk: str
+    kind: str
+    member_id: str
+    request_hash: str
+    status: int
+    response: dict[str, Any]
+    created_at: datetime
+    data: dict[str, Any] = field(default_factory=dict)
+    version: int = 1
+
+
+@dataclass(frozen=True)
+class Commit:
+    member_id: str
+    expected_version: int
+    wallet: Wallet
+    entries: list[Entry]
+    new_requests: list[RequestRecord]
+    activity_counts: dict[str, tuple[str, int]] | None = None
+    member_fields: dict[str, Any] = field(default_factory=dict)
+    # A refund changes its purchase's record: (record with new data, version it had).
+    updated_request: tuple[RequestRecord, int] | None = None
+
+
+class VersionConflict(Exception):
+    """Someone changed the member (or the purchase) since it was read: re-read, re-plan."""
+
+
+class RequestExists(Exception):
+    """A request record with this client id already exists."""
+
+
+class LedgerRepository(Protocol):
+    def load(self, member_id: str) -> Account | None: ...
+
+    def commit(self, commit: Commit) -> None: ...
+
+    def get_request(self, pk: str, sk: str, *, consistent: bool = True) -> RequestRecord | None: ...
+
+    def list_entries(
+        self, member_id: str, limit: int, cursor: str | None
+    ) -> tuple[list[Entry], str | None]: ...
+
+
+@dataclass(frozen=True)
+class Context:
+    repo: LedgerRepository
+    program: ProgramConfig
+    tiers: tuple[Tier, ...]
+    now: datetime
+    sleep: Callable[[float], None] = time.sleep
+
+
+# ---- idempotency -----------------------------------------------------------------------
+
+
+def request_hash(document: Any) -> str:
+    """The same request, however formatted, hashes the same."""
+    canonical = json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def replay(record: RequestRecord, hashed: str) -> tuple[int, dict[str, Any]]:
+    if record.request_hash != hashed:
+        raise Conflict(
+            "this id was already used with a different request",
+            code="IDEMPOTENCY_CONFLICT",
+            details={"id": record.sk.split("#")[-1] if "#" in record.sk else record.pk},
+        )
+    return record.status, record.response
+
+
+def _run(
+    ctx: Context,
+    key: tuple[str, str],
+    hashed: str,
+    member_id: str,
+    plan: Callable[[Account], tuple[Commit, dict[str, Any]]],
+) -> tuple[int, dict[str, Any]]:
+    existing = ctx.repo.get_request(*key, consistent=False)
+    if existing is not None:
+        return replay(existing, hashed)
+    for attempt in range(COMMIT_ATTEMPTS):
+        account = ctx.repo.load(member_id)
+        if account is None:
+            raise NotFound("member not found", code="MEMBER_NOT_FOUND")
+        try:
+            commit, response = plan(account)
+        except DomainError:
+            # A replay of a request that already took effect must get its first answer,
+            # not an error computed from the state that request itself produced.
+            existing = ctx.repo.get_request(*key, consistent=True)
+            if existing is not None:
+                return replay(existing, hashed)
+            raise
+        try:
+            ctx.repo.commit(commit)
+            return 201, response
+        except RequestExists:
+            existing = ctx.repo.get_request(*key, consistent=True)
+            if existing is None:  # pragma: no cover - the condition said it exists
+                raise Unavailable("request record vanished; retry") from None
+            return replay(existing, hashed)
+        except VersionConflict:
+            ctx.sleep(min(0.005 * 2**attempt, 0.2) * (0.5 + random.random()))  # noqa: S311
+    raise Unavailable("the member is too busy; retry", code="CONTENDED")
+
+
+# ---- shared planning helpers -----------------------------------------------------------
+
+
+class Planner:
+    """Accumulates wallet changes and their ledger entries for one commit."""
+
+    def __init__(self, account: Account, ctx: Context, store_id: str | None = None) -> None:
+        self.account = account
+        self.ctx = ctx
+        self.wallet = account.wallet
+        self.entries: list[Entry] = []
+        self.store_id = store_id
+        self._released = False
+
+    def _entry(
+        self,
+        kind: str,
+        movement: Movement,
+        reason: str,
+        source: str,
+        source_id: str | None,
+        detail: dict[str, Any] | None = None,
+    ) -> Entry:
+        entry = Entry(
+            entry_id=ulid(),
+            member_id=self.account.member.member_id,
+            type=kind,
+            points=movement.points,
+            balance_after=self.wallet.balance,
+            reason=reason,
+            source=source,
+            source_id=source_id,
+            store_id=self.store_id,
+            created_at=self.ctx.now + timedelta(microseconds=len(self.entries)),
+            lots=dict(movement.by_lot),
+            detail={
+                **(detail or {}),
+                **({"debt_repaid": movement.debt_repaid} if movement.debt_repaid else {}),
+                **({"debt_added": movement.debt_added} if movement.debt_added else {}),
+                **({"unrecovered": movement.unrecovered} if movement.unrecovered else {}),
+            },
+        )
+        self.entries.append(entry)
+        return entry
+
+    def release_due(self) -> None:
+        """Lazy release: pending purchase points whose window has ended become spendable
+        in the same commit as whatever touches the member next."""
+        if self._released:
+            return
+        self._released = True
+        for lot in ledger.due_pending(self.wallet, self.ctx.now):
+            self.wallet, movement = ledger.release(self.wallet, lot)
+            self._entry(
+                "earn",
+                movement,
+                "purchase points released",
+                "transaction",
+                lot.source_id,
+                {"expires_on": lot.expires_on.isoformat()},
+            )
+
+    def credit(
+        self,
+        points: int,
+        expires_on: date,
+        reason: str,
+        source: str,
+        source_id: str | None,
+        kind: str = "earn",
+        detail: dict[str, Any] | None = None,
+        counts_as_earned: bool = True,
+    ) -> Entry:
+        self.wallet, movement = ledger.credit(
+            self.wallet, points, expires_on, counts_as_earned=counts_as_earned
+        )
+        return self._entry(
+            kind,
+            movement,
+            reason,
+            source,
+            source_id,
+            {"expires_on": expires_on.isoformat(), **(detail or {})},
+        )
+
+    def debit(
+        self,
+        points: int,
+        reason: str,
+        source: str,
+        source_id: str | None,
+        kind: str = "redeem",
+        detail: dict[str, Any] | None = None,
+    ) -> Entry:
+        try:
+            self.wallet, movement = ledger.debit(self.wallet, points)
+        except InsufficientPoints as exc:
+            raise BusinessRuleViolation(
+                "not enough points",
+                code="INSUFFICIENT_POINTS",
+                details={"requested": exc.requested, "available": exc.available},
+            ) from exc
+        return self._entry(kind, movement, reason, source, source_id, detail)
+
+    def claw_back(self, points: int, prefer: date | None, reason: str, source_id: str) -> Entry:
+        self.wallet, movement = ledger.claw_back(
+            self.wallet,
+            points,
+            prefer=prefer,
+            allow_negative=self.ctx.program.clawback_policy == "negative",
+        )
+        return self._entry("reverse", movement, reason, "transaction", source_id)
+
+    def expires_on(self, earned: datetime) -> date:
+        return ledger.expiry_date(
+            program_date(earned), self.ctx.program.expiry_policy, self.ctx.program.expiry_months
+        )
+
+    def commit(self, new_requests: list[RequestRecord], **extra: Any) -> Commit:
+        return Commit(
+            member_id=self.account.member.member_id,
+            expected_version=self.account.version,
+            wallet=self.wallet,
+            entries=self.entries,
+            new_requests=new_requests,
+            **extra,
+        )
+
+
+# ---- purchases ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Purchase:
+    transaction_id: str
+    store_id: str
+    member_id: str
+    occurred_at: datetime
+    items: list[Item]
+    total: int
+    currency: str
+    pay_with_points: int
+    request_hash: str
+    coupon_codes: tuple[str, ...] = ()
+
+
+def purchase_key(store_id: str, transaction_id: str) -> tuple[str, str]:
+    return f"TXN#{store_id}#{transaction_id}", "TXN"
+
+
+def record_purchase(cmd: Purchase, ctx: Context) -> tuple[int, dict[str, Any]]:
+    _check_purchase(cmd, ctx.now)
+    key = purchase_key(cmd.store_id, cmd.transaction_id)
+    return _run(
+        ctx, key, cmd.request_hash, cmd.member_id, lambda a: _plan_purchase(a, cmd, ctx, key)
+    )
+
+
+def _check_purchase(cmd: Purchase, now: datetime) -> None:
+    if sum(item.amount for item in cmd.items) != cmd.total:
+        raise BusinessRuleViolation(
+            "total is not the sum of the items",
+            code="TOTAL_MISMATCH",
+            details={"total": cmd.total, "items_sum": sum(i.amount for i in cmd.items)},
+        )
+    if cmd.occurred_at > now + MAX_CLOCK_AHEAD:
+        raise BusinessRuleViolation("occurred_at is in the future", code="INVALID_OCCURRED_AT")
+    if cmd.occurred_at < now - MAX_TRANSACTION_AGE:
+        raise BusinessRuleViolation(
+            "transaction is older than the program accepts", code="TRANSACTION_TOO_OLD"
+        )
+
+
+def _plan_purchase(
+    account: Account, cmd: Purchase, ctx: Context, key: tuple[str, str]
+) -> tuple[Commit, dict[str, Any]]:
+    program = ctx.program
+    plan = Planner(account, ctx, cmd.store_id)
+    plan.release_due()
+    tier = tier_by_code(account.member.tier_code, ctx.tiers)
+    paid_with_points_fen = 0
+    if cmd.pay_with_points:
+        paid_with_points_fen = _points_payment_value(cmd, program)
+        plan.debit(
+            cmd.pay_with_points,
+            "points paid at the till (积分抵现)",
+            "transaction",
+            cmd.transaction_id,
+            detail={"value_fen": paid_with_points_fen},
+        )
+    cash_due = cmd.total - paid_with_points_fen
+    earning = compute(
+        cmd.items,
+        total=cmd.total,
+        cash_paid=cash_due,
+        program=program,
+        tier_multiplier=tier.benefits.earn_multiplier,
+        store_id=cmd.store_id,
+        at=cmd.occurred_at,
+    )
+    expires_on = plan.expires_on(cmd.occurred_at)
+    pending = program.pending_days > 0 and earning.points > 0
+    if pending:
+        plan.wallet = ledger.add_pending(
+            plan.wallet,
+            PendingLot(
+                source_id=key[0],
+                points=earning.points,
+                release_at=cmd.occurred_at + timedelta(days=program.pending_days),
+                expires_on=expires_on,
+            ),
+        )
+    elif earning.points > 0:
+        plan.credit(
+            earning.points,
+            expires_on,
+            "purchase",
+            "transaction",
+            cmd.transaction_id,
+            detail={"total": cmd.total, "cash_due": cash_due},
+        )
+    first_purchase = account.first_purchase_at is None
+    response = {
+        "transaction_id": cmd.transaction_id,
+        "member_id": account.member.member_id,
+        "store_id": cmd.store_id,
+        "points_earned": earning.points,
+        "points_pending": earning.points if pending else 0,
+        "points_spent": cmd.pay_with_points,
+        "points_value": paid_with_points_fen,
+        "cash_due": cash_due,
+        "currency": cmd.currency,
+        "balance": plan.wallet.balance,
+        "tier": {
+            "code": tier.code,
+            "name": tier.name,
+            "member_discount_pct": tier.benefits.member_discount_pct,
+        },
+        "coupons_applied": [],
+        "breakdown": _breakdown(earning),
+    }
+    record = RequestRecord(
+        pk=key[0],
+        sk=key[1],
+        kind="purchase",
+        member_id=account.member.member_id,
+        request_hash=cmd.request_hash,
+        status=201,
+        response=response,
+        created_at=ctx.now,
+        data={
+            "store_id": cmd.store_id,
+            "transaction_id": cmd.transaction_id,
+            "occurred_at": rfc3339(cmd.occurred_at),
+            "total": cmd.total,
+            "cash_due": cash_due,
+            # [sku, category, quantity, unit_price, points earned]: enough for refunds
+            "items": [
+                [i.sku, i.category, i.quantity, i.unit_price, p.points]
+                for i, p in zip(cmd.items, earning.items, strict=True)
+            ],
+            "points_earned": earning.points,
+            "points_spent": cmd.pay_with_points,
+            "expires_on": expires_on.isoformat(),
+            "pending": pending,
+            "refunded_amount": 0,
+            "refunded_qty": [0] * len(cmd.items),
+            "points_reversed": 0,
+            "points_returned": 0,
+            "first_purchase": first_purchase,
+            "referred_by": account.referred_by,
+        },
+    )
+    fields: dict[str, Any] = {"last_purchase_at": cmd.occurred_at}
+    if first_purchase:
+        fields["first_purchase_at"] = cmd.occurred_at
+    return plan.commit([record], member_fields=fields), response
+
+
+def _points_payment_value(cmd: Purchase, program: ProgramConfig) -> int:
+    rate = program.points_per_yuan_payment
+    if (cmd.pay_with_points * 100) % rate:
+        raise BusinessRuleViolation(
+            f"points pay in steps of {rate // 100 if rate >= 100 else rate} points",
+            code="INVALID_POINTS_AMOUNT",
+            details={"points_per_yuan": rate},
+        )
+    value = cmd.pay_with_points * 100 // rate
+    cap = cmd.total * program.payment_cap_pct // 100
+    if value > cap:
+        raise BusinessRuleViolation(
+            "points can pay only part of this bill",
+            code="POINTS_PAYMENT_CAP",
+            details={
+                "max_value_fen": cap,
+                "max_points": cap * rate // 100,
+                "cap_pct": program.payment_cap_pct,
+            },
+        )
+    return value
+
+
+def _breakdown(earning: Earning) -> dict[str, Any]:
+    return {
+        "base_points_per_yuan": earning.base_rate,
+        "tier_multiplier": earning.tier_multiplier,
+        "campaign_multiplier": earning.campaign_multiplier,
+        "campaigns": list(earning.campaign_ids),
+        "uncapped_points": earning.uncapped,
+        "cap": earning.cap,
+        "items": [
+            {
+                "sku": item.sku,
+                "eligible_fen": float(item.eligible),
+                "category_multiplier": item.category_multiplier,
+                "points": item.points,
+            }
+            for item in earning.items
+        ],
+    }
+
+
+# ---- refunds -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Refund:
+    refund_id: str
+    store_id: str
+    transaction_id: str
+    items: list[tuple[str, int]] | None  # (sku, quantity)
+    amount: int | None
+    request_hash: str
+
+
+def record_refund(cmd: Refund, ctx: Context) -> tuple[int, dict[str, Any]]:
+    txn_key = purchase_key(cmd.store_id, cmd.transaction_id)
+    key = (txn_key[0], f"REFUND#{cmd.refund_id}")
+    existing = ctx.repo.get_request(*key, consistent=False)
+    if existing is not None:
+        return replay(existing, cmd.request_hash)
+    for attempt in range(COMMIT_ATTEMPTS):
+        purchase = ctx.repo.get_request(*txn_key, consistent=True)
+        if purchase is None:
+            raise NotFound("no such transaction at this store", code="TRANSACTION_NOT_FOUND")
+        account = ctx.repo.load(purchase.member_id)
+        if account is None:
+            raise NotFound("member not found", code="MEMBER_NOT_FOUND")
+        try:
+            commit, response = _plan_refund(account, purchase, cmd, ctx, key)
+        except DomainError:
+            existing = ctx.repo.get_request(*key, consistent=True)
+            if existing is not None:
+                return replay(existing, cmd.request_hash)
+            raise
+        try:
+            ctx.repo.commit(commit)
+            return 201, response
+        except RequestExists:
+            existing = ctx.repo.get_request(*key, consistent=True)
+            if existing is None:  # pragma: no cover
+                raise Unavailable("request record vanished; retry") from None
+            return replay(existing, cmd.request_hash)
+        except VersionConflict:
+            ctx.sleep(min(0.005 * 2**attempt, 0.2) * (0.5 + random.random()))  # noqa: S311
+    raise Unavailable("the purchase is too busy; retry", code="CONTENDED")
+
+
+def _plan_refund(
+    account: Account, purchase: RequestRecord, cmd: Refund, ctx: Context, key: tuple[str, str]
+) -> tuple[Commit, dict[str, Any]]:
+    data = dict(purchase.data)
+    items: list[list[Any]] = [list(row) for row in data["items"]]
+    refunded_qty: list[int] = [int(q) for q in data["refunded_qty"]]
+    total = int(data["total"])
+    points_earned = int(data["points_earned"])
+    points_spent = int(data["points_spent"])
+    refunded_before = int(data["refunded_amount"])
+    reversed_before = int(data["points_reversed"])
+    returned_before = int(data["points_returned"])
+
+    amount_now = 0
+    points_now = 0
+    if cmd.items is not None:
+        for sku, quantity in cmd.items:
+            lines = [i for i, row in enumerate(items) if row[0] == sku]
+            if not lines:
+                raise BusinessRuleViolation(
+                    "item not in this purchase", code="UNKNOWN_ITEM", details={"sku": sku}
+                )
+            left = quantity
+            for index in lines:
+                _sku, _category, line_qty, unit_price, line_points = items[index]
+                free = int(line_qty) - refunded_qty[index]
+                take = min(left, free)
+                if take <= 0:
+                    continue
+                points_now += reversal_for_units(
+                    int(line_points), int(line_qty), refunded_qty[index], take
+                )
+                amount_now += take * int(unit_price)
+                refunded_qty[index] += take
+                left -= take
+            if left:
+                raise BusinessRuleViolation(
+                    "more units than were bought and not yet refunded",
+                    code="REFUND_EXCEEDS_PURCHASE",
+                    details={"sku": sku},
+                )
+    else:
+        assert cmd.amount is not None
+        amount_now = cmd.amount
+        if refunded_before + amount_now > total:
+            raise BusinessRuleViolation(
+                "refund larger than what remains of the purchase",
+                code="REFUND_EXCEEDS_PURCHASE",
+                details={"refundable": total - refunded_before},
+            )
+        points_now = reversal_for_amount(points_earned, total, refunded_before, amount_now)
+    refunded_after = refunded_before + amount_now
+    if refunded_after > total:
+        raise BusinessRuleViolation(
+            "refund larger than the purchase", code="REFUND_EXCEEDS_PURCHASE"
+        )
+    fully = refunded_after == total
+    points_now = (
+        points_earned - reversed_before
+        if fully
+        else min(points_now, points_earned - reversed_before)
+    )
+    returned_now = (
+        points_spent - returned_before
+        if fully
+        else reversal_for_amount(points_spent, total, refunded_before, amount_now)
+    )
+
+    plan = Planner(account, ctx, cmd.store_id)
+    plan.release_due()
+    reversed_now = 0
+    if points_now > 0:
+        still_pending = 0
+        if data.get("pending"):
+            plan.wallet, still_pending = ledger.reduce_pending(plan.wallet, purchase.pk, points_now)
+        if points_now - still_pending > 0:
+            expires_on = date.fromisoformat(str(data["expires_on"]))
+            entry = plan.claw_back(
+                points_now - still_pending, expires_on, "refund", cmd.transaction_id
+            )
+            reversed_now = -entry.points + entry.detail.get("unrecovered", 0)
+        reversed_now += still_pending
+    if returned_now > 0:
+        plan.credit(
+            returned_now,
+            plan.expires_on(ctx.now),
+            "points paid returned by refund",
+            "transaction",
+            cmd.transaction_id,
+            kind="reverse",
+            counts_as_earned=False,
+        )
+    data.update(
+        refunded_amount=refunded_after,
+        refunded_qty=refunded_qty,
+        points_reversed=reversed_before + points_now,
+        points_returned=returned_before + returned_now,
+    )
+    response = {
+        "refund_id": cmd.refund_id,
+        "transaction_id": cmd.transaction_id,
+        "amount": amount_now,
+        "points_reversed": points_now,
+        "points_returned": returned_now,
+        "balance": plan.wallet.balance,
+    }
+    record = RequestRecord(
+        pk=key[0],
+        sk=key[1],
+        kind="refund",
+        member_id=account.member.member_id,
+        request_hash=cmd.request_hash,
+        status=201,
+        response=response,
+        created_at=ctx.now,
+        data={"amount": amount_now, "points_reversed": points_now, "points_returned": returned_now},
+    )
+    updated = replace(purchase, data=data, version=purchase.version + 1)
+    return plan.commit([record], updated_request=(updated, purchase.version)), response
+
+
+# ---- activities and adjustments ----------------------------------------------------------
+
+
+def period_key(period: str, at: datetime) -> str:
+    day = at.astimezone(PROGRAM_TZ).date()
+    return {
+        "day": day.isoformat(),
+        "month": day.strftime("%Y-%m"),
+        "year": str(day.year),
+        "ever": "ever",
+    }[period]
+
+
+@dataclass(frozen=True)
+class Activity:
+    member_id: str
+    activity_id: str
+    type: str
+    request_hash: str
+    referrer_member_id: str | None = None
+    reference: str | None = None  # e.g. the reviewed order or shared page
+
+
+def record_activity(cmd: Activity, ctx: Context) -> tuple[int, dict[str, Any]]:
+    rule = ctx.program.activities.get(cmd.type)
+    if rule is None:
+        raise InvalidInput("unknown activity type", code="UNKNOWN_ACTIVITY")
+    if cmd.type == "referral":
+        _check_referrer(cmd, ctx)
+    key = (f"MEMBER#{cmd.member_id}", f"REQ#activity#{cmd.activity_id}")
+
+    def plan(account: Account) -> tuple[Commit, dict[str, Any]]:
+        counts = dict(account.activity_counts)
+        current = period_key(rule.period, ctx.now)
+        counted_period, count = counts.get(cmd.type, ("", 0))
+        used = count if counted_period == current else 0
+        if used >= rule.limit:
+            raise BusinessRuleViolation(
+                "this activity has earned all it can for now",
+                code="LIMIT_REACHED",
+                details={"type": cmd.type, "limit": rule.limit, "period": rule.period},
+            )
+        fields: dict[str, Any] = {}
+        if cmd.type == "profile_completed":
+            _check_profile_complete(account.member)
+        if cmd.type == "referral":
+            if account.referred_by is not None:
+                raise BusinessRuleViolation(
+                    "already referred", code="LIMIT_REACHED", details={"type": "referral"}
+                )
+            fields["referred_by"] = cmd.referrer_member_id
+        counts[cmd.type] = (current, used + 1)
+        planner = Planner(account, ctx)
+        planner.release_due()
+        expires_on = planner.expires_on(ctx.now)
+        # The referee's side of a referral; the referrer earns on the first purchase.
+        earned_type = "referral_welcome" if cmd.type == "referral" else cmd.type
+        points = ctx.program.activities.get(earned_type, rule).points
+        planner.credit(
+            points,
+            expires_on,
+            cmd.type,
+            "activity",
+            cmd.activity_id,
+            detail={"reference": cmd.reference} if cmd.reference else None,
+        )
+        response = {
+            "activity_id": cmd.activity_id,
+            "type": cmd.type,
+            "points_earned": points,
+            "balance": planner.wallet.balance,
+        }
+        record = RequestRecord(
+            pk=key[0],
+            sk=key[1],
+            kind="activity",
+            member_id=cmd.member_id,
+            request_hash=cmd.request_hash,
+            status=201,
+            response=response,
+            created_at=ctx.now,
+        )
+        return planner.commit([record], activity_counts=counts, member_fields=fields), response
+
+    return _run(ctx, key, cmd.request_hash, cmd.member_id, plan)
+
+
+def _check_referrer(cmd: Activity, ctx: Context) -> None:
+    if not cmd.referrer_member_id:
+        raise InvalidInput(
+            "a referral names the referrer",
+            code="VALIDATION_ERROR",
+            details={"fields": [{"field": "referrer_member_id", "issue": "required"}]},
+        )
+    if cmd.referrer_member_id == cmd.member_id:
+        raise BusinessRuleViolation("a member cannot refer themselves", code="INVALID_REFERRAL")
+    if ctx.repo.load(cmd.referrer_member_id) is None:
+        raise BusinessRuleViolation("unknown referrer", code="INVALID_REFERRAL")
+
+
+def _check_profile_complete(member: Member) -> None:
+    missing = [name for name in ("name", "gender", "birthday") if getattr(member, name) is None]
+    if missing:
+        raise BusinessRuleViolation(
+            "the profile is not complete", code="PROFILE_INCOMPLETE", details={"missing": missing}
+        )
+
+
+@dataclass(frozen=True)
+class Adjustment:
+    member_id: str
+    adjustment_id: str
+    points: int
+    reason: str
+    actor: str
+    request_hash: str
+
+
+def record_adjustment(cmd: Adjustment, ctx: Context) -> tuple[int, dict[str, Any]]:
+    if cmd.points == 0 or abs(cmd.points) > ctx.program.max_adjustment:
+        raise BusinessRuleViolation(
+            "adjustment must be non-zero and within the program's limit",
+            code="INVALID_ADJUSTMENT",
+            details={"max": ctx.program.max_adjustment},
+        )
+    key = (f"MEMBER#{cmd.member_id}", f"REQ#adjust#{cmd.adjustment_id}")
+
+    def plan(account: Account) -> tuple[Commit, dict[str, Any]]:
+        planner = Planner(account, ctx)
+        planner.release_due()
+        audit = {"actor": cmd.actor, "adjustment_id": cmd.adjustment_id}
+        if cmd.points > 0:
+            planner.credit(
+                cmd.points,
+                planner.expires_on(ctx.now),
+                cmd.reason,
+                "staff",
+                cmd.adjustment_id,
+                kind="adjust",
+                detail=audit,
+                counts_as_earned=False,
+            )
+        else:
+            planner.debit(
+                -cmd.points, cmd.reason, "staff", cmd.adjustment_id, kind="adjust", detail=audit
+            )
+        response = {
+            "adjustment_id": cmd.adjustment_id,
+            "member_id": cmd.member_id,
+            "points": cmd.points,
+            "reason": cmd.reason,
+            "balance": planner.wallet.balance,
+        }
+        record = RequestRecord(
+            pk=key[0],
+            sk=key[1],
+            kind="adjustment",
+            member_id=cmd.member_id,
+            request_hash=cmd.request_hash,
+            status=201,
+            response=response,
+            created_at=ctx.now,
+            data=audit,
+        )
+        return planner.commit([record]), response
+
+    return _run(ctx, key, cmd.request_hash, cmd.member_id, plan)
+
+
+# ---- reads -------------------------------------------------------------------------------
+
+
+def release_pending(member_id: str, ctx: Context) -> Account:
+    """Apply due pending releases before a read shows the wallet (lazy release)."""
+    for attempt in range(COMMIT_ATTEMPTS):
+        account = ctx.repo.load(member_id)
+        if account is None:
+            raise NotFound("member not found", code="MEMBER_NOT_FOUND")
+        if not ledger.due_pending(account.wallet, ctx.now):
+            return account
+        planner = Planner(account, ctx)
+        planner.release_due()
+        try:
+            ctx.repo.commit(planner.commit([]))
+        except VersionConflict:
+            ctx.sleep(min(0.005 * 2**attempt, 0.2))
+    raise Unavailable("the member is too busy; retry", code="CONTENDED")
+
+
+def points_view(account: Account) -> dict[str, Any]:
+    wallet = account.wallet
+    return {
+        "member_id": account.member.member_id,
+        "balance": wallet.balance,
+        "pending": wallet.pending_points,
+        "lifetime_earned": wallet.lifetime_earned,
+        "debt": wallet.debt,
+        "expiring": [{"date": d.isoformat(), "points": p} for d, p in wallet.schedule()],
+        "pending_releases": [
+            {"release_at": rfc3339(p.release_at), "points": p.points} for p in wallet.pending
+        ],
+    }

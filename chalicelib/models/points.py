@@ -1,0 +1,225 @@
+"""Points, POS transactions, refunds, activities, adjustments, program configuration."""
+
+from __future__ import annotations
+
+import datetime as dt
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import AwareDatetime, Field, model_validator
+
+from chalicelib.models.common import MAX_SAFE_INT, ClientId, RequestModel, ResponseModel
+
+Fen = Annotated[int, Field(ge=0, le=MAX_SAFE_INT, description="amount in fen (minor units)")]
+Points = Annotated[int, Field(ge=0, le=MAX_SAFE_INT)]
+Label = Annotated[str, Field(min_length=1, max_length=64)]
+
+
+class TransactionItem(RequestModel):
+    sku: Label
+    category: Annotated[str, Field(min_length=1, max_length=32)] = "general"
+    quantity: Annotated[int, Field(ge=1, le=100_000)]
+    unit_price: Fen
+
+
+class TransactionRequest(RequestModel):
+    transaction_id: ClientId
+    store_id: ClientId
+    member_id: Label | None = None
+    card: Label | None = None
+    phone: Annotated[str, Field(min_length=3, max_length=32)] | None = None
+    occurred_at: AwareDatetime
+    items: Annotated[list[TransactionItem], Field(min_length=1, max_length=200)]
+    total: Fen
+    currency: Literal["CNY"] = "CNY"
+    coupon_codes: Annotated[list[Label], Field(max_length=10)] = Field(default_factory=list)
+    pay_with_points: Points = 0
+
+    @model_validator(mode="after")
+    def _identifies_a_member(self) -> TransactionRequest:
+        if not (self.member_id or self.card or self.phone):
+            raise ValueError("one of member_id, card or phone is required")
+        return self
+
+
+class TierOnReceipt(ResponseModel):
+    code: str
+    name: str
+    member_discount_pct: int
+
+
+class TransactionResponse(ResponseModel):
+    transaction_id: str
+    member_id: str
+    store_id: str
+    points_earned: int
+    points_pending: int
+    points_spent: int
+    points_value: int = Field(description="fen paid with points")
+    cash_due: int
+    currency: str
+    balance: int
+    tier: TierOnReceipt
+    coupons_applied: list[str]
+    breakdown: dict[str, Any]
+
+
+class RefundLine(RequestModel):
+    sku: Label
+    quantity: Annotated[int, Field(ge=1, le=100_000)]
+
+
+class RefundRequest(RequestModel):
+    refund_id: ClientId
+    items: Annotated[list[RefundLine], Field(min_length=1, max_length=200)] | None = None
+    amount: Annotated[int, Field(ge=1, le=MAX_SAFE_INT)] | None = None
+    store_id: ClientId | None = Field(default=None, description="staff only: the purchase's store")
+
+    @model_validator(mode="after")
+    def _items_or_amount(self) -> RefundRequest:
+        if (self.items is None) == (self.amount is None):
+            raise ValueError("give either items or amount")
+        return self
+
+
+class RefundResponse(ResponseModel):
+    refund_id: str
+    transaction_id: str
+    amount: int
+    points_reversed: int
+    points_returned: int
+    balance: int
+
+
+class TransactionView(ResponseModel):
+    transaction: TransactionResponse
+    occurred_at: str
+    total: int
+    refunded_amount: int
+    points_reversed: int
+    points_returned: int
+    refunds: list[RefundResponse]
+
+
+class StoreQuery(RequestModel):
+    store_id: ClientId | None = None
+
+
+class ExpiringLot(ResponseModel):
+    date: dt.date
+    points: int
+
+
+class PendingRelease(ResponseModel):
+    release_at: str
+    points: int
+
+
+class PointsResponse(ResponseModel):
+    member_id: str
+    balance: int
+    pending: int
+    lifetime_earned: int
+    debt: int
+    expiring: list[ExpiringLot]
+    pending_releases: list[PendingRelease]
+
+
+class LedgerEntryView(ResponseModel):
+    entry_id: str
+    type: str
+    points: int
+    balance_after: int
+    reason: str
+    source: str
+    source_id: str | None
+    store_id: str | None
+    created_at: str
+    lots: list[ExpiringLot]
+
+
+class LedgerPage(ResponseModel):
+    entries: list[LedgerEntryView]
+    next_cursor: str | None
+
+
+class LedgerQuery(RequestModel):
+    limit: Annotated[int, Field(ge=1, le=100)] = 20
+    cursor: Annotated[str, Field(max_length=1024)] | None = None
+
+
+class ActivityType(StrEnum):
+    checkin = "checkin"
+    review = "review"
+    share = "share"
+    referral = "referral"
+    profile_completed = "profile_completed"
+
+
+class ActivityRequest(RequestModel):
+    activity_id: ClientId
+    type: ActivityType
+    referrer_member_id: Label | None = None
+    reference: Annotated[str, Field(max_length=128)] | None = None
+
+
+class ActivityResponse(ResponseModel):
+    activity_id: str
+    type: str
+    points_earned: int
+    balance: int
+
+
+class AdjustmentRequest(RequestModel):
+    adjustment_id: ClientId
+    points: Annotated[int, Field(ge=-MAX_SAFE_INT, le=MAX_SAFE_INT)]
+    reason: Annotated[str, Field(min_length=3, max_length=200)]
+
+
+class AdjustmentResponse(ResponseModel):
+    adjustment_id: str
+    member_id: str
+    points: int
+    reason: str
+    balance: int
+
+
+class CategoryRuleModel(RequestModel):
+    category: Annotated[str, Field(min_length=1, max_length=32)]
+    multiplier: Annotated[float, Field(ge=0, le=100)]
+
+
+class CampaignMultiplierModel(RequestModel):
+    campaign_id: ClientId
+    multiplier: Annotated[float, Field(gt=0, le=100)]
+    starts_at: AwareDatetime
+    ends_at: AwareDatetime
+    store_ids: list[ClientId] = Field(default_factory=list)
+
+
+class ActivityRuleModel(RequestModel):
+    points: Annotated[int, Field(ge=0, le=1_000_000)]
+    period: Literal["day", "month", "year", "ever"]
+    limit: Annotated[int, Field(ge=1, le=1000)]
+
+
+class ProgramConfigModel(RequestModel):
+    """The program's rules; PUT replaces the document (send back `version` as read)."""
+
+    base_points_per_yuan: Annotated[float, Field(ge=0, le=1000)]
+    category_rules: list[CategoryRuleModel] = Field(default_factory=list)
+    campaign_multipliers: list[CampaignMultiplierModel] = Field(default_factory=list)
+    max_points_per_purchase: Annotated[int, Field(ge=1, le=MAX_SAFE_INT)] | None = None
+    pending_days: Annotated[int, Field(ge=0, le=90)] = 0
+    points_per_yuan_payment: Annotated[int, Field(ge=1, le=100_000)] = 100
+    payment_cap_pct: Annotated[int, Field(ge=0, le=100)] = 50
+    expiry_policy: Literal["rolling", "next_year_end"] = "rolling"
+    expiry_months: Annotated[int, Field(ge=1, le=120)] = 12
+    clawback_policy: Literal["negative", "floor"] = "negative"
+    activities: dict[str, ActivityRuleModel] = Field(default_factory=dict)
+    max_adjustment: Annotated[int, Field(ge=1, le=MAX_SAFE_INT)] = 1_000_000
+    version: Annotated[int, Field(ge=0)] = 0
+
+
+class ProgramConfigResponse(ResponseModel):
+    config: dict[str, Any]
