@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from chalicelib.dal.members import DynamoMemberRepository
     from chalicelib.dal.outbound import EventPublisher, MessageQueue
     from chalicelib.dal.program import DynamoGuardRepository, DynamoProgramRepository
+    from chalicelib.domain.points import Context
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,18 @@ def services() -> Services:
         ),
         events=EventPublisher(settings.event_bus_name, settings.region),
         messages=MessageQueue(settings.messages_queue_url, settings.region),
+    )
+
+
+def points_context() -> Context:
+    """What a points operation needs: the ledger, the program's rules and tiers (cached
+    per container), and the time it happens."""
+    from chalicelib.domain.clock import utc_now
+    from chalicelib.domain.points import Context
+
+    svc = services()
+    return Context(
+        repo=svc.ledger, program=svc.program.config(), tiers=svc.program.tiers(), now=utc_now()
     )
 
 

@@ -7,7 +7,7 @@ from chalice.app import Blueprint
 from chalicelib.api.http import OPS, Access, Call, operation
 from chalicelib.api.members import SELF_OR_STAFF
 from chalicelib.domain import points as domain
-from chalicelib.domain.clock import rfc3339, utc_now
+from chalicelib.domain.clock import rfc3339
 from chalicelib.domain.program import config_from_dict, config_to_dict
 from chalicelib.models.points import (
     ActivityRequest,
@@ -22,17 +22,10 @@ from chalicelib.models.points import (
     ProgramConfigModel,
     ProgramConfigResponse,
 )
-from chalicelib.wiring import services
+from chalicelib.wiring import points_context, services
 
 bp = Blueprint(__name__)
 TAGS = ("points",)
-
-
-def points_context() -> domain.Context:
-    svc = services()
-    return domain.Context(
-        repo=svc.ledger, program=svc.program.config(), tiers=svc.program.tiers(), now=utc_now()
-    )
 
 
 @operation(

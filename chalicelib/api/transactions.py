@@ -5,7 +5,7 @@ from __future__ import annotations
 from chalice.app import Blueprint
 
 from chalicelib.api.http import OPS, Access, Call, operation
-from chalicelib.api.points import points_context, replayable
+from chalicelib.api.points import replayable
 from chalicelib.auth import Principal
 from chalicelib.domain import members as members_domain
 from chalicelib.domain import points as domain
@@ -19,7 +19,7 @@ from chalicelib.models.points import (
     TransactionResponse,
     TransactionView,
 )
-from chalicelib.wiring import services
+from chalicelib.wiring import points_context, services
 
 bp = Blueprint(__name__)
 TAGS = ("transactions",)

@@ -183,6 +183,11 @@ def _run(
                 raise Unavailable("request record vanished; retry") from None
             return replay(existing, hashed)
         except VersionConflict:
+            # Often the winner of the race was this very request sent twice (a POS retry
+            # storm): then the answer is already there and there is nothing to redo.
+            existing = ctx.repo.get_request(*key, consistent=True)
+            if existing is not None:
+                return replay(existing, hashed)
             ctx.sleep(min(0.005 * 2**attempt, 0.2) * (0.5 + random.random()))  # noqa: S311
     raise Unavailable("the member is too busy; retry", code="CONTENDED")
 
@@ -551,6 +556,9 @@ def record_refund(cmd: Refund, ctx: Context) -> tuple[int, dict[str, Any]]:
                 raise Unavailable("request record vanished; retry") from None
             return replay(existing, cmd.request_hash)
         except VersionConflict:
+            existing = ctx.repo.get_request(*key, consistent=True)
+            if existing is not None:
+                return replay(existing, cmd.request_hash)
             ctx.sleep(min(0.005 * 2**attempt, 0.2) * (0.5 + random.random()))  # noqa: S311
     raise Unavailable("the purchase is too busy; retry", code="CONTENDED")
 
@@ -699,8 +707,15 @@ class Activity:
     reference: str | None = None  # e.g. the reviewed order or shared page
 
 
+# Which rule pays (and counts) an activity. A referral pays both sides: the referee when
+# declaring the referrer (`referral_welcome`), the referrer on the referee's first
+# purchase (`referral`, granted by the stream handler as `referral_reward`).
+RULE_OF_ACTIVITY = {"referral": "referral_welcome", "referral_reward": "referral"}
+
+
 def record_activity(cmd: Activity, ctx: Context) -> tuple[int, dict[str, Any]]:
-    rule = ctx.program.activities.get(cmd.type)
+    rule_name = RULE_OF_ACTIVITY.get(cmd.type, cmd.type)
+    rule = ctx.program.activities.get(rule_name)
     if rule is None:
         raise InvalidInput("unknown activity type", code="UNKNOWN_ACTIVITY")
     if cmd.type == "referral":
@@ -710,7 +725,7 @@ def record_activity(cmd: Activity, ctx: Context) -> tuple[int, dict[str, Any]]:
     def plan(account: Account) -> tuple[Commit, dict[str, Any]]:
         counts = dict(account.activity_counts)
         current = period_key(rule.period, ctx.now)
-        counted_period, count = counts.get(cmd.type, ("", 0))
+        counted_period, count = counts.get(rule_name, ("", 0))
         used = count if counted_period == current else 0
         if used >= rule.limit:
             raise BusinessRuleViolation(
@@ -727,21 +742,20 @@ def record_activity(cmd: Activity, ctx: Context) -> tuple[int, dict[str, Any]]:
                     "already referred", code="LIMIT_REACHED", details={"type": "referral"}
                 )
             fields["referred_by"] = cmd.referrer_member_id
-        counts[cmd.type] = (current, used + 1)
+        counts[rule_name] = (current, used + 1)
         planner = Planner(account, ctx)
         planner.release_due()
         expires_on = planner.expires_on(ctx.now)
-        # The referee's side of a referral; the referrer earns on the first purchase.
-        earned_type = "referral_welcome" if cmd.type == "referral" else cmd.type
-        points = ctx.program.activities.get(earned_type, rule).points
-        planner.credit(
-            points,
-            expires_on,
-            cmd.type,
-            "activity",
-            cmd.activity_id,
-            detail={"reference": cmd.reference} if cmd.reference else None,
-        )
+        points = rule.points
+        if points > 0:  # a rule switched to 0 points still counts toward its limit
+            planner.credit(
+                points,
+                expires_on,
+                cmd.type,
+                "activity",
+                cmd.activity_id,
+                detail={"reference": cmd.reference} if cmd.reference else None,
+            )
         response = {
             "activity_id": cmd.activity_id,
             "type": cmd.type,

@@ -18,7 +18,7 @@ from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import 
 
 from chalicelib.dal.outbound import BusinessEvent, OutboundMessage
 from chalicelib.observability import logger, metrics
-from chalicelib.wiring import services
+from chalicelib.wiring import points_context, services
 
 processor = BatchProcessor(event_type=EventType.DynamoDBStreams)
 
@@ -28,8 +28,75 @@ def record_handler(record: DynamoDBRecord) -> None:
     if stream is None or record.event_name != DynamoDBRecordEventName.INSERT:
         return
     image = stream.new_image or {}
-    if image.get("kind") != "member":
+    kind = image.get("kind")
+    if kind == "member":
+        _member_registered(record, image)
+    elif kind == "ledger":
+        _points_changed(record, image)
+    elif kind == "purchase":
+        _purchase_recorded(image)
+
+
+def _points_changed(record: DynamoDBRecord, image: dict[str, Any]) -> None:
+    """PointsEarned / PointsRedeemed / PointsExpired / PointsAdjusted / PointsReversed."""
+    entry_type = str(image["type"])
+    services().events.publish(
+        [
+            BusinessEvent(
+                detail_type="Points" + EVENT_NAMES.get(entry_type, entry_type.title()),
+                detail={
+                    "event_id": record.event_id,
+                    "member_id": image["member_id"],
+                    "entry_id": image["entry_id"],
+                    "points": int(image["points"]),
+                    "balance_after": int(image["balance_after"]),
+                    "source": image.get("source"),
+                    "source_id": image.get("source_id"),
+                    "store_id": image.get("store_id"),
+                    "created_at": image.get("created_at"),
+                },
+            )
+        ]
+    )
+
+
+EVENT_NAMES = {
+    "earn": "Earned",
+    "redeem": "Redeemed",
+    "expire": "Expired",
+    "adjust": "Adjusted",
+    "reverse": "Reversed",
+}
+
+
+def _purchase_recorded(image: dict[str, Any]) -> None:
+    """A referee's first purchase earns the referrer their reward (once per referee:
+    the activity id names the referee, so a redelivered record changes nothing)."""
+    data = image.get("data") or {}
+    referrer = data.get("referred_by")
+    if not data.get("first_purchase") or not referrer:
         return
+    from chalicelib.domain import points
+    from chalicelib.errors import BusinessRuleViolation, NotFound
+
+    referee = str(image["member_id"])
+    try:
+        points.record_activity(
+            points.Activity(
+                member_id=str(referrer),
+                activity_id=f"referral-reward-{referee}",
+                type="referral_reward",
+                request_hash=points.request_hash({"referee": referee}),
+                reference=referee,
+            ),
+            points_context(),
+        )
+    except (BusinessRuleViolation, NotFound) as exc:
+        # Over the monthly limit, or the referrer was erased: nothing to pay, not a failure.
+        logger.info("referral reward not granted", extra={"referee": referee, "code": exc.code})
+
+
+def _member_registered(record: DynamoDBRecord, image: dict[str, Any]) -> None:
     member_id = str(image["member_id"])
     svc = services()
     # The stream record id goes into the event so consumers can drop a redelivery.

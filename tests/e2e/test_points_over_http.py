@@ -1,0 +1,100 @@
+"""Points end to end: a POS purchase, a refund, a referral paid through the stream."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from datetime import UTC, datetime
+
+import pytest
+import requests
+
+from local.pos import encode, signed_headers
+from tests.conftest import token_for, unique_phone
+
+pytestmark = pytest.mark.e2e
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+
+
+def register(api: str, **fields) -> str:
+    response = requests.post(
+        f"{api}/v1/members", headers=bearer(token_for(None, role="ops")),
+        data=json.dumps({"phone": unique_phone(), "channel": "app", **fields}), timeout=10,
+    )
+    assert response.status_code == 201, response.text
+    return str(response.json()["member_id"])
+
+
+class Pos:
+    def __init__(self, api: str, key: dict[str, str]) -> None:
+        self.api, self.key = api, key
+
+    def send(self, method: str, path: str, payload=None):
+        body = encode(payload) if payload is not None else b""
+        headers = signed_headers(store_id=self.key["store_id"], key_id=self.key["key_id"],
+                                 secret=self.key["secret"], method=method, path=path, body=body)
+        return requests.request(method, f"{self.api}{path}", headers=headers, data=body, timeout=10)
+
+
+def test_given_a_member_when_a_pos_posts_a_purchase_and_a_refund_then_points_follow(stack, stack_env):
+    from local.tools import create_store_key
+
+    pos = Pos(stack.base_url, create_store_key("store-001"))
+    member_id = register(stack.base_url, external_ids={"pos_card": f"E2E{uuid.uuid4().hex[:8]}"})
+    txn = {
+        "transaction_id": f"e2e-{uuid.uuid4().hex[:10]}", "store_id": "store-001",
+        "member_id": member_id, "occurred_at": datetime.now(UTC).isoformat(),
+        "items": [{"sku": "tea", "category": "drinks", "quantity": 2, "unit_price": 2500},
+                  {"sku": "cake", "category": "bakery", "quantity": 1, "unit_price": 4800}],
+        "total": 9800,
+    }
+    first = pos.send("POST", "/v1/transactions", txn)
+    assert first.status_code == 201, first.text
+    assert first.json()["points_earned"] == 98
+    # the POS timed out and retries: same answer, one credit
+    again = pos.send("POST", "/v1/transactions", txn)
+    assert again.status_code == 201
+    assert again.json() == first.json()
+    refund = pos.send("POST", f"/v1/transactions/{txn['transaction_id']}/refunds",
+                      {"refund_id": "rf-1", "items": [{"sku": "tea", "quantity": 1}]})
+    assert refund.status_code == 201, refund.text
+    assert refund.json()["points_reversed"] == 25
+    points = requests.get(f"{stack.base_url}/v1/members/{member_id}/points",
+                          headers=bearer(token_for(member_id)), timeout=10).json()
+    assert points["balance"] == 73
+    assert sum(lot["points"] for lot in points["expiring"]) == 73
+
+
+def test_given_a_referral_when_the_referee_buys_for_the_first_time_then_the_referrer_is_paid(
+    stack, stack_env
+):
+    from local.tools import create_store_key
+
+    pos = Pos(stack.base_url, create_store_key("store-002"))
+    referrer = register(stack.base_url)
+    referee = register(stack.base_url)
+    declared = requests.post(
+        f"{stack.base_url}/v1/members/{referee}/activities", headers=bearer(token_for(referee)),
+        data=json.dumps({"activity_id": "ref-1", "type": "referral",
+                         "referrer_member_id": referrer}), timeout=10,
+    )
+    assert declared.status_code == 201, declared.text
+    bought = pos.send("POST", "/v1/transactions", {
+        "transaction_id": f"ref-{uuid.uuid4().hex[:10]}", "store_id": "store-002",
+        "member_id": referee, "occurred_at": datetime.now(UTC).isoformat(),
+        "items": [{"sku": "x", "quantity": 1, "unit_price": 1000}], "total": 1000,
+    })
+    assert bought.status_code == 201, bought.text
+
+    def referrer_balance() -> int:
+        return int(requests.get(f"{stack.base_url}/v1/members/{referrer}/points",
+                                headers=bearer(token_for(referrer)), timeout=10).json()["balance"])
+
+    deadline = time.monotonic() + 20
+    while referrer_balance() == 0 and time.monotonic() < deadline:
+        time.sleep(0.3)
+    assert referrer_balance() == 200  # the default referral reward
