@@ -88,6 +88,31 @@ def on_message(event: SQSEvent) -> dict[str, Any]:
     return handle(event.to_dict(), event.context)
 
 
+@app.on_sqs_message(
+    queue_arn="arn:aws:sqs:cn-north-1:000000000000:loyalty-expiry-placeholder", batch_size=10
+)
+def on_expiry_task(event: SQSEvent) -> dict[str, Any]:
+    from chalicelib.handlers.expiry import handle_tasks
+
+    return handle_tasks(event.to_dict(), event.context)
+
+
+# 16:05 UTC is 00:05 in Asia/Shanghai: the run expires what was valid through yesterday.
+@app.schedule("cron(5 16 * * ? *)")
+def points_expiry(event: Any) -> dict[str, Any]:
+    from chalicelib.handlers.expiry import run_points_expiry
+
+    return run_points_expiry(event.to_dict())
+
+
+# 02:05 UTC is 10:05 in Asia/Shanghai: reminders go out in the morning, not at night.
+@app.schedule("cron(5 2 * * ? *)")
+def expiry_reminders(event: Any) -> dict[str, Any]:
+    from chalicelib.handlers.expiry import run_expiry_reminders
+
+    return run_expiry_reminders(event.to_dict())
+
+
 # 16:05 UTC is 00:05 in Asia/Shanghai, the program's day.
 @app.schedule("cron(5 16 * * ? *)")
 def birthday_greetings(event: Any) -> dict[str, Any]:

@@ -12,9 +12,10 @@ from chalicelib.config import Settings, get_settings, reset_settings
 from chalicelib.domain.members import IdentityHasher
 
 if TYPE_CHECKING:
+    from chalicelib.dal.jobs import DynamoJobRepository
     from chalicelib.dal.ledger import DynamoLedgerRepository
     from chalicelib.dal.members import DynamoMemberRepository
-    from chalicelib.dal.outbound import EventPublisher, MessageQueue
+    from chalicelib.dal.outbound import EventPublisher, MessageQueue, TaskQueue
     from chalicelib.dal.program import DynamoGuardRepository, DynamoProgramRepository
     from chalicelib.domain.points import Context
 
@@ -30,15 +31,18 @@ class Services:
     verifier: TokenVerifier
     events: EventPublisher
     messages: MessageQueue
+    tasks: TaskQueue
+    jobs: DynamoJobRepository
 
 
 @lru_cache(maxsize=1)
 def services() -> Services:
     from pynamodb.connection import Connection
 
+    from chalicelib.dal.jobs import DynamoJobRepository
     from chalicelib.dal.ledger import DynamoLedgerRepository
     from chalicelib.dal.members import DynamoMemberRepository
-    from chalicelib.dal.outbound import EventPublisher, MessageQueue
+    from chalicelib.dal.outbound import EventPublisher, MessageQueue, TaskQueue
     from chalicelib.dal.program import DynamoGuardRepository, DynamoProgramRepository
     from chalicelib.dal.tables import bind
 
@@ -62,6 +66,8 @@ def services() -> Services:
         ),
         events=EventPublisher(settings.event_bus_name, settings.region),
         messages=MessageQueue(settings.messages_queue_url, settings.region),
+        tasks=TaskQueue(settings.expiry_queue_url, settings.region),
+        jobs=DynamoJobRepository(),
     )
 
 

@@ -15,8 +15,16 @@ OUT = Path(__file__).with_name("resources.json")
 
 # Functions Chalice generates from app.py, by logical id, and what each consumes.
 STREAM_FUNCTIONS = {"OnMemberStream": "MembersTable"}
-QUEUE_FUNCTIONS = {"OnMessage": "MessagesQueue"}
-ALL_FUNCTIONS = ["APIHandler", "OnMemberStream", "OnMessage", "BirthdayGreetings"]
+QUEUE_FUNCTIONS = {"OnMessage": "MessagesQueue", "OnExpiryTask": "ExpiryQueue"}
+ALL_FUNCTIONS = [
+    "APIHandler",
+    "OnMemberStream",
+    "OnMessage",
+    "OnExpiryTask",
+    "BirthdayGreetings",
+    "PointsExpiry",
+    "ExpiryReminders",
+]
 ROLE_OF = {"APIHandler": "ApiHandlerRole"}
 
 
@@ -56,14 +64,23 @@ def table(
     }
 
 
-def gsi(name: str, hash_key: str, range_key: str) -> dict[str, Any]:
+def gsi(
+    name: str, hash_key: str, range_key: str, include: list[str] | None = None
+) -> dict[str, Any]:
+    # Never ALL: with ALL, every balance change of a member would also write the index.
+    # KEYS_ONLY/INCLUDE indexes are written only when their keys or copied fields change.
+    projection: dict[str, Any] = (
+        {"ProjectionType": "INCLUDE", "NonKeyAttributes": include}
+        if include
+        else {"ProjectionType": "KEYS_ONLY"}
+    )
     return {
         "IndexName": name,
         "KeySchema": [
             {"AttributeName": hash_key, "KeyType": "HASH"},
             {"AttributeName": range_key, "KeyType": "RANGE"},
         ],
-        "Projection": {"ProjectionType": "ALL"},
+        "Projection": projection,
     }
 
 
@@ -175,6 +192,7 @@ def data_access_policy() -> dict[str, Any]:
                         ],
                         "Resource": [
                             {"Fn::GetAtt": ["MessagesQueue", "Arn"]},
+                            {"Fn::GetAtt": ["ExpiryQueue", "Arn"]},
                             {"Fn::GetAtt": ["MemberStreamDLQ", "Arn"]},
                         ],
                     },
@@ -237,13 +255,21 @@ def template() -> dict[str, Any]:
         "MembersTable": table(
             "MEMBERS_TABLE",
             stream=True,
-            gsis=[gsi("birthday-index", "birthday_key", "pk")],
-            extra_attrs=["birthday_key"],
+            gsis=[
+                gsi("birthday-index", "birthday_key", "pk", ["member_id", "name", "tier_code"]),
+                # sparse: members holding points, keyed by their earliest expiry date
+                gsi("expiry-index", "expiry_due", "pk", ["expiry_reminded"]),
+            ],
+            extra_attrs=["birthday_key", "expiry_due"],
         ),
         "ProgramTable": table("PROGRAM_TABLE"),
         "RuntimeTable": table("RUNTIME_TABLE", ttl="expires_at"),
         "MessagesQueue": queue("MESSAGES_QUEUE_URL", "MessagesDLQ"),
         "MessagesDLQ": dlq(),
+        # Expiry tasks run up to 5 minutes (OnExpiryTask's timeout): 6x that.
+        "ExpiryQueue": queue("EXPIRY_QUEUE_URL", "ExpiryDLQ", visibility=1800),
+        "ExpiryDLQ": dlq(),
+        "ExpiryDLQAlarm": dlq_alarm("ExpiryDLQ"),
         "MemberStreamDLQ": dlq(),
         "MessagesDLQAlarm": dlq_alarm("MessagesDLQ"),
         "MemberStreamDLQAlarm": dlq_alarm("MemberStreamDLQ"),

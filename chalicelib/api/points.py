@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import date
+
 from chalice.app import Blueprint
 
 from chalicelib.api.http import OPS, Access, Call, operation
@@ -9,12 +11,14 @@ from chalicelib.api.members import SELF_OR_STAFF
 from chalicelib.domain import points as domain
 from chalicelib.domain.clock import rfc3339
 from chalicelib.domain.program import config_from_dict, config_to_dict
+from chalicelib.errors import InvalidInput, NotFound
 from chalicelib.models.points import (
     ActivityRequest,
     ActivityResponse,
     AdjustmentRequest,
     AdjustmentResponse,
     ExpiringLot,
+    JobRunView,
     LedgerEntryView,
     LedgerPage,
     LedgerQuery,
@@ -177,3 +181,24 @@ def replayable(status: int, body: object) -> object:
 
     payload = body.model_dump(mode="json") if hasattr(body, "model_dump") else body
     return Response(body=payload, status_code=status, headers=dict(JSON_HEADERS))
+
+
+@operation(
+    bp,
+    "/v1/admin/jobs/{job}/runs/{run_date}",
+    "GET",
+    access=Access(staff=OPS),
+    response=JobRunView,
+    tags=("admin",),
+    summary="Progress and counts of a scheduled run (e.g. job 'expiry', date 2026-11-30)",
+    error_statuses=(400, 401, 403, 404),
+)
+def get_job_run(call: Call) -> JobRunView:
+    try:
+        day = date.fromisoformat(call.params["run_date"])
+    except ValueError as exc:
+        raise InvalidInput("run_date is YYYY-MM-DD", code="VALIDATION_ERROR") from exc
+    run = services().jobs.run(call.params["job"], day)
+    if run is None:
+        raise NotFound("no such run", code="RUN_NOT_FOUND")
+    return JobRunView.model_validate(run)

@@ -14,6 +14,7 @@ from pynamodb.transactions import TransactWrite
 from chalicelib.dal.members import MEMBER_SK, from_item, member_pk
 from chalicelib.dal.tables import LedgerEntryItem, MemberItem, RequestItem
 from chalicelib.domain.clock import rfc3339
+from chalicelib.domain.expiry import expiry_key
 from chalicelib.domain.ledger import PendingLot, Wallet
 from chalicelib.domain.points import (
     Account,
@@ -213,6 +214,13 @@ class DynamoLedgerRepository:
             if nxt
             else MemberItem.expiring_next_date.remove()
         )
+        # The sparse expiry index holds members with points, by earliest expiry date;
+        # unchanged keys cost no index write.
+        actions.append(
+            MemberItem.expiry_due.set(expiry_key(nxt[0], commit.member_id))
+            if nxt
+            else MemberItem.expiry_due.remove()
+        )
         if commit.activity_counts is not None:
             actions.append(
                 MemberItem.activity_counts.set(
@@ -225,6 +233,14 @@ class DynamoLedgerRepository:
                 value = rfc3339(value)
             actions.append(attribute.set(value))
         return actions
+
+    def members_due(
+        self, key: str, start: dict[str, Any] | None, limit: int
+    ) -> tuple[list[str], dict[str, Any] | None]:
+        """One page of member ids whose earliest lot expires on the key's date/shard."""
+        query = MemberItem.expiry_index.query(key, limit=limit, last_evaluated_key=start)
+        ids = [item.pk.removeprefix("MEMBER#") for item in query]
+        return ids, query.last_evaluated_key
 
     def refunds(self, purchase_pk: str) -> list[RequestRecord]:
         return [

@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
@@ -18,6 +19,16 @@ from chalicelib.domain.members import Identity, Member
 from chalicelib.errors import MemberExists, NotFound, Unavailable
 
 MEMBER_SK = "MEMBER"
+MARKABLE_FIELDS = frozenset({"expiry_reminded"})
+
+
+@dataclass(frozen=True)
+class BirthdayMember:
+    member_id: str
+    name: str | None
+    tier_code: str
+
+
 IDENTITY_SK = "ID"
 _TXN_ATTEMPTS = 4
 
@@ -159,11 +170,29 @@ class DynamoMemberRepository:
             return None
         return claim.member_id
 
-    def with_birthday(self, birthday_key: str) -> Iterator[Member]:
+    def with_birthday(self, birthday_key: str) -> Iterator[BirthdayMember]:
         """Members whose birthday (MMDD) is `birthday_key`, through the sparse index:
         cost follows the members due, not the size of the program."""
         for item in MemberItem.birthday_index.query(birthday_key):
-            yield from_item(item)
+            yield BirthdayMember(item.member_id, item.name, item.tier_code)
+
+    def due_for_reminder(self, key: str, day: date) -> Iterator[str]:
+        """Member ids on the expiry index under `key` not yet reminded for `day`."""
+        for item in MemberItem.expiry_index.query(key):
+            if item.expiry_reminded != day.isoformat():
+                yield item.pk.removeprefix("MEMBER#")
+
+    def mark(self, member_id: str, fields: dict[str, str]) -> None:
+        """Set bookkeeping fields without touching the version: a ledger commit in
+        flight is not disturbed, and it never writes these fields."""
+        unknown = set(fields) - MARKABLE_FIELDS
+        if unknown:
+            raise ValueError(f"not a bookkeeping field: {sorted(unknown)}")
+        item = MemberItem(pk=member_pk(member_id), sk=MEMBER_SK)
+        item.update(
+            actions=[getattr(MemberItem, name).set(value) for name, value in fields.items()],
+            condition=MemberItem.pk.exists(),
+        )
 
     def update_profile(self, member_id: str, changes: dict[str, Any], now: datetime) -> Member:
         actions: list[Any] = [

@@ -66,6 +66,38 @@ class OutboundMessage:
     template: str
     category: str  # "service" (always sent) or "marketing" (needs consent)
     params: dict[str, Any]
+    # Member fields to set once sent (e.g. which expiry date was reminded).
+    after_send: dict[str, str] | None = None
+
+
+class TaskQueue:
+    """Work items for queue workers (e.g. expiry tasks): JSON bodies, sent in batches."""
+
+    def __init__(self, queue_url: str | None, region: str) -> None:
+        self._url = queue_url
+        self._region = region
+        self._client: Any = None
+
+    def send_many(self, tasks: list[dict[str, Any]]) -> None:
+        if not tasks:
+            return
+        if not self._url:
+            raise RuntimeError("the task queue URL is not configured")
+        if self._client is None:
+            import boto3
+
+            self._client = boto3.client("sqs", region_name=self._region)
+        for start in range(0, len(tasks), _SEND_BATCH):
+            chunk = tasks[start : start + _SEND_BATCH]
+            response = self._client.send_message_batch(
+                QueueUrl=self._url,
+                Entries=[
+                    {"Id": str(i), "MessageBody": json.dumps(t, separators=(",", ":"))}
+                    for i, t in enumerate(chunk)
+                ],
+            )
+            if response.get("Failed"):
+                raise PublishError(f"{len(response['Failed'])} tasks were not queued")
 
 
 class MessageQueue:
@@ -116,6 +148,7 @@ def _body(message: OutboundMessage) -> str:
             "template": message.template,
             "category": message.category,
             "params": message.params,
+            **({"after_send": message.after_send} if message.after_send else {}),
         },
         separators=(",", ":"),
         ensure_ascii=False,

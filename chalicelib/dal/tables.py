@@ -18,10 +18,11 @@ from pynamodb.attributes import (
     ListAttribute,
     MapAttribute,
     NumberAttribute,
+    NumberSetAttribute,
     UnicodeAttribute,
     UnicodeSetAttribute,
 )
-from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
+from pynamodb.indexes import GlobalSecondaryIndex, IncludeProjection
 from pynamodb.models import Model
 
 from chalicelib.config import Settings
@@ -40,9 +41,21 @@ class BirthdayIndex(GlobalSecondaryIndex["MemberItem"]):
 
     class Meta:
         index_name = "birthday-index"
-        projection = AllProjection()
+        projection = IncludeProjection(["member_id", "name", "tier_code"])
 
     birthday_key = UnicodeAttribute(hash_key=True)
+    pk = UnicodeAttribute(range_key=True)
+
+
+class ExpiryIndex(GlobalSecondaryIndex["MemberItem"]):
+    """Sparse: members holding points carry `expiry_due` = '<earliest expiry date>#<shard>'.
+    The expiry run and the reminders read only the members due on a date."""
+
+    class Meta:
+        index_name = "expiry-index"
+        projection = IncludeProjection(["expiry_reminded"])
+
+    expiry_due = UnicodeAttribute(hash_key=True)
     pk = UnicodeAttribute(range_key=True)
 
 
@@ -85,7 +98,11 @@ class MemberItem(Model):
     first_purchase_at = UnicodeAttribute(null=True)
     last_purchase_at = UnicodeAttribute(null=True)
 
+    expiry_due = UnicodeAttribute(null=True)
+    expiry_reminded = UnicodeAttribute(null=True)
+
     birthday_index = BirthdayIndex()
+    expiry_index = ExpiryIndex()
 
 
 class IdentityItem(Model):
@@ -184,6 +201,27 @@ class GuardItem(Model):
     info = MapAttribute[str, Any](null=True)
 
 
+class JobRunItem(Model):
+    """Runtime table: a scheduled job's state (JOB#<name> / STATE) and each run's
+    progress (JOB#<name>#<date> / RUN), readable by staff."""
+
+    class Meta(_Meta):
+        pass
+
+    pk = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True)
+    kind = UnicodeAttribute(default="job")
+    last_date = UnicodeAttribute(null=True)
+    started_at = UnicodeAttribute(null=True)
+    finished_at = UnicodeAttribute(null=True)
+    shards_done = NumberSetAttribute(null=True)
+    members = NumberAttribute(default=0)
+    lots = NumberAttribute(default=0)
+    points = NumberAttribute(default=0)
+    tasks = NumberAttribute(default=0)
+    expires_at = NumberAttribute(null=True)
+
+
 MEMBERS_TABLE_MODELS: tuple[type[Model], ...] = (
     MemberItem,
     IdentityItem,
@@ -191,7 +229,7 @@ MEMBERS_TABLE_MODELS: tuple[type[Model], ...] = (
     RequestItem,
 )
 PROGRAM_TABLE_MODELS: tuple[type[Model], ...] = (ProgramItem, StoreKeyItem)
-RUNTIME_TABLE_MODELS: tuple[type[Model], ...] = (GuardItem,)
+RUNTIME_TABLE_MODELS: tuple[type[Model], ...] = (GuardItem, JobRunItem)
 
 
 def bind(settings: Settings) -> None:

@@ -206,7 +206,7 @@ class Planner:
         self.store_id = store_id
         self._released = False
 
-    def _entry(
+    def record(
         self,
         kind: str,
         movement: Movement,
@@ -243,9 +243,10 @@ class Planner:
         if self._released:
             return
         self._released = True
+        today = program_date(self.ctx.now)
         for lot in ledger.due_pending(self.wallet, self.ctx.now):
             self.wallet, movement = ledger.release(self.wallet, lot)
-            self._entry(
+            self.record(
                 "earn",
                 movement,
                 "purchase points released",
@@ -253,6 +254,17 @@ class Planner:
                 lot.source_id,
                 {"expires_on": lot.expires_on.isoformat()},
             )
+            if lot.expires_on < today:
+                # Held past its expiry date (a very long return window): it expires now,
+                # since the daily run has already passed that date.
+                self.wallet, movement = ledger.expire(self.wallet, lot.expires_on)
+                self.record(
+                    "expire",
+                    movement,
+                    "points expired",
+                    "expiry",
+                    f"expiry-{lot.expires_on.isoformat()}",
+                )
 
     def credit(
         self,
@@ -268,7 +280,7 @@ class Planner:
         self.wallet, movement = ledger.credit(
             self.wallet, points, expires_on, counts_as_earned=counts_as_earned
         )
-        return self._entry(
+        return self.record(
             kind,
             movement,
             reason,
@@ -294,7 +306,7 @@ class Planner:
                 code="INSUFFICIENT_POINTS",
                 details={"requested": exc.requested, "available": exc.available},
             ) from exc
-        return self._entry(kind, movement, reason, source, source_id, detail)
+        return self.record(kind, movement, reason, source, source_id, detail)
 
     def claw_back(self, points: int, prefer: date | None, reason: str, source_id: str) -> Entry:
         self.wallet, movement = ledger.claw_back(
@@ -303,7 +315,7 @@ class Planner:
             prefer=prefer,
             allow_negative=self.ctx.program.clawback_policy == "negative",
         )
-        return self._entry("reverse", movement, reason, "transaction", source_id)
+        return self.record("reverse", movement, reason, "transaction", source_id)
 
     def expires_on(self, earned: datetime) -> date:
         return ledger.expiry_date(

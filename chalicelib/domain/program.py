@@ -66,6 +66,7 @@ class ProgramConfig:
     clawback_policy: str = "negative"  # or "floor": never below zero, the loss recorded
     activities: dict[str, ActivityRule] = field(default_factory=lambda: dict(DEFAULT_ACTIVITIES))
     max_adjustment: int = 1_000_000  # one staff adjustment, either sign
+    reminder_days: int = 30  # remind members this many days before points expire
     version: int = 0
 
     def category_multiplier(self, category: str) -> float:
@@ -106,6 +107,7 @@ def config_to_dict(config: ProgramConfig) -> dict[str, Any]:
             for name, r in config.activities.items()
         },
         "max_adjustment": config.max_adjustment,
+        "reminder_days": config.reminder_days,
         "version": config.version,
     }
 
@@ -145,5 +147,6 @@ def config_from_dict(raw: dict[str, Any]) -> ProgramConfig:
         clawback_policy=str(raw.get("clawback_policy", defaults.clawback_policy)),
         activities=activities,
         max_adjustment=int(raw.get("max_adjustment", defaults.max_adjustment)),
+        reminder_days=int(raw.get("reminder_days", defaults.reminder_days)),
         version=int(raw.get("version", 0)),
     )

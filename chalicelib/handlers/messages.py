@@ -69,6 +69,8 @@ def record_handler(record: SQSRecord) -> str:
         # Not sent: free the guard so the retry can send it.
         svc.guards.release(guard_key, "delivery")
         raise
+    if message.get("after_send"):
+        svc.members.mark(member.member_id, dict(message["after_send"]))
     metrics.add_metric(name="MessagesSent", unit="Count", value=1)
     return "sent"
 

@@ -18,7 +18,7 @@ def run_birthday_greetings(event: dict[str, Any]) -> dict[str, Any]:
     The message id names member and year, so a rerun of the same day (or an overlapping
     run) queues duplicates that the sender drops; no member is greeted twice a year.
     """
-    fired_at = _event_time(event)
+    fired_at = event_time(event)
     today = program_date(fired_at)
     svc = services()
     batch: list[OutboundMessage] = []
@@ -46,7 +46,7 @@ def run_birthday_greetings(event: dict[str, Any]) -> dict[str, Any]:
     return {"job": "birthday_greetings", "date": today.isoformat(), "queued": queued}
 
 
-def _event_time(event: dict[str, Any]) -> datetime:
+def event_time(event: dict[str, Any]) -> datetime:
     """The schedule's own time, so a delayed or replayed event acts for its day."""
     raw = event.get("time")
     if isinstance(raw, str):

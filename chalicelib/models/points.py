@@ -218,8 +218,21 @@ class ProgramConfigModel(RequestModel):
     clawback_policy: Literal["negative", "floor"] = "negative"
     activities: dict[str, ActivityRuleModel] = Field(default_factory=dict)
     max_adjustment: Annotated[int, Field(ge=1, le=MAX_SAFE_INT)] = 1_000_000
+    reminder_days: Annotated[int, Field(ge=0, le=90)] = 30
     version: Annotated[int, Field(ge=0)] = 0
 
 
 class ProgramConfigResponse(ResponseModel):
     config: dict[str, Any]
+
+
+class JobRunView(ResponseModel):
+    job: str
+    date: str
+    started_at: str | None
+    finished_at: str | None
+    tasks: int
+    tasks_done: int
+    members: int
+    lots: int
+    points: int

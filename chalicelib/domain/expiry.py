@@ -1,0 +1,82 @@
+"""Points expiry: which dates a run covers, and what expiring does to one member.
+
+Lots valid through day D (program time) expire when D is over: the run that fires at
+00:05 on D+1 in Asia/Shanghai processes D. Members due on D are found through the sparse
+`expiry-index` (key '<earliest lot date>#<shard>'), so a run reads only what expires.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from dataclasses import dataclass
+from datetime import date, timedelta
+
+from chalicelib.domain import ledger
+from chalicelib.domain.points import Context, Planner, VersionConflict
+from chalicelib.errors import Unavailable
+
+EXPIRY_SHARDS = 16  # spreads one busy month-end date over 16 index partitions
+# How far back the very first run looks (no record of earlier runs): a week covers a
+# deployment that went live a few days after points started expiring.
+FIRST_RUN_DAYS = 7
+
+
+def shard_of(member_id: str) -> int:
+    return int(hashlib.sha256(member_id.encode()).hexdigest()[:8], 16) % EXPIRY_SHARDS
+
+
+def expiry_key(day: date, member_id: str) -> str:
+    return f"{day.isoformat()}#{shard_of(member_id)}"
+
+
+def dates_to_run(last_done: date | None, through: date) -> list[date]:
+    """Every date after the last one processed, up to `through` (a missed day is caught
+    up; a rerun of a processed day is empty)."""
+    start = (
+        last_done + timedelta(days=1) if last_done else through - timedelta(days=FIRST_RUN_DAYS - 1)
+    )
+    days = (through - start).days
+    return [start + timedelta(days=n) for n in range(days + 1)]
+
+
+@dataclass(frozen=True)
+class Expired:
+    member_id: str
+    points: int
+    lots: int
+
+
+def expire_member(member_id: str, through: date, ctx: Context) -> Expired:
+    """Expire every lot of the member dated `through` or earlier, in one commit with its
+    `expire` entry. Idempotent: a rerun finds no such lot and writes nothing. A purchase
+    racing it changes the member's version: the loser re-reads, so a point is either
+    spent or expired, never both."""
+    for attempt in range(10):
+        account = ctx.repo.load(member_id)
+        if account is None:
+            return Expired(member_id, 0, 0)
+        planner = Planner(account, ctx)
+        planner.release_due()
+        due = sorted(d for d in planner.wallet.lots if d <= through)
+        points = 0
+        for day in due:
+            planner.wallet, movement = ledger.expire(planner.wallet, day)
+            points += -movement.points
+            planner.record(
+                "expire",
+                movement,
+                "points expired",
+                "expiry",
+                f"expiry-{day.isoformat()}",
+                {"expired_on": day.isoformat()},
+            )
+        if not planner.entries:
+            return Expired(member_id, 0, 0)
+        try:
+            ctx.repo.commit(planner.commit([]))
+        except VersionConflict:
+            ctx.sleep(min(0.005 * 2**attempt, 0.2) * (0.5 + random.random()))  # noqa: S311
+            continue
+        return Expired(member_id, points, len(due))
+    raise Unavailable("member too busy to expire; retried later", code="CONTENDED")

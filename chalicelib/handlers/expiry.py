@@ -1,0 +1,118 @@
+"""Points expiry (daily schedule -> SQS tasks -> workers) and expiry reminders."""
+
+from __future__ import annotations
+
+import json
+from datetime import date, timedelta
+from typing import Any
+
+from aws_lambda_powertools.utilities.batch import (
+    BatchProcessor,
+    EventType,
+    process_partial_response,
+)
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+
+from chalicelib.dal.outbound import OutboundMessage
+from chalicelib.domain.clock import program_date
+from chalicelib.domain.expiry import EXPIRY_SHARDS, dates_to_run, expire_member
+from chalicelib.handlers.schedules import event_time
+from chalicelib.observability import logger, metrics
+from chalicelib.wiring import points_context, services
+
+JOB = "expiry"
+PAGE = 100
+# A task stops and queues its continuation while this much of its Lambda time is left.
+SAFETY_MS = 60_000
+
+processor = BatchProcessor(event_type=EventType.SQS)
+_context: Any = None
+
+
+def run_points_expiry(event: dict[str, Any]) -> dict[str, Any]:
+    """Queue one task per (date, shard) for every date not yet scheduled, up to
+    yesterday in program time. Rerunning or overlapping is harmless: a task finds only
+    members who still hold lots of its date."""
+    through = program_date(event_time(event)) - timedelta(days=1)
+    svc = services()
+    days = dates_to_run(svc.jobs.last_date(JOB), through)
+    tasks = []
+    for day in days:
+        svc.jobs.start_run(JOB, day, EXPIRY_SHARDS)
+        tasks += [{"job": JOB, "date": day.isoformat(), "shard": s} for s in range(EXPIRY_SHARDS)]
+    svc.tasks.send_many(tasks)
+    for day in days:
+        svc.jobs.advance(JOB, day)  # only once its tasks are safely queued
+    logger.info("expiry scheduled", extra={"dates": [d.isoformat() for d in days]})
+    return {"job": "points_expiry", "dates": [d.isoformat() for d in days], "tasks": len(tasks)}
+
+
+def expiry_task(record: SQSRecord) -> None:
+    task = json.loads(record.body)
+    day = date.fromisoformat(task["date"])
+    shard = int(task["shard"])
+    start = task.get("start")
+    svc = services()
+    ctx = points_context()
+    while True:
+        ids, last = svc.ledger.members_due(f"{day.isoformat()}#{shard}", start, PAGE)
+        members = lots = points = 0
+        for member_id in ids:
+            outcome = expire_member(member_id, day, ctx)
+            if outcome.lots:
+                members, lots, points = members + 1, lots + outcome.lots, points + outcome.points
+        metrics.add_metric(name="PointsExpired", unit="Count", value=points)
+        if last is None:
+            done = svc.jobs.progress(
+                JOB, day, members=members, lots=lots, points=points, shard_done=shard
+            )
+            if done >= EXPIRY_SHARDS:
+                svc.jobs.finish(JOB, day)
+            return
+        svc.jobs.progress(JOB, day, members=members, lots=lots, points=points, shard_done=None)
+        start = last
+        if _context is not None and _context.get_remaining_time_in_millis() < SAFETY_MS:
+            # Large run: hand the rest of this shard to another invocation.
+            svc.tasks.send_many([{**task, "start": last}])
+            return
+
+
+def handle_tasks(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    global _context
+    _context = context
+    response = process_partial_response(
+        event=event, record_handler=expiry_task, processor=processor, context=context
+    )
+    return dict(response)
+
+
+def run_expiry_reminders(event: dict[str, Any]) -> dict[str, Any]:
+    """One reminder per member and expiry date, for dates within the program's reminder
+    window. The expiry index carries `expiry_reminded`, so members already reminded for
+    their date are skipped without reading them."""
+    today = program_date(event_time(event))
+    svc = services()
+    window = svc.program.config().reminder_days
+    queued = 0
+    batch: list[OutboundMessage] = []
+    for offset in range(1, window + 1):
+        day = today + timedelta(days=offset)
+        for shard in range(EXPIRY_SHARDS):
+            for member_id in svc.members.due_for_reminder(f"{day.isoformat()}#{shard}", day):
+                batch.append(
+                    OutboundMessage(
+                        message_id=f"expiry-reminder#{member_id}#{day.isoformat()}",
+                        member_id=member_id,
+                        template="points_expiring",
+                        category="marketing",
+                        params={"expires_on": day.isoformat()},
+                        after_send={"expiry_reminded": day.isoformat()},
+                    )
+                )
+                if len(batch) == 100:
+                    svc.messages.send_many(batch)
+                    queued, batch = queued + len(batch), []
+    if batch:
+        svc.messages.send_many(batch)
+        queued += len(batch)
+    return {"job": "expiry_reminders", "date": today.isoformat(), "queued": queued}
