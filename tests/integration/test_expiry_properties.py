@@ -1,0 +1,147 @@
+"""Expiry interleaved with earning, spending and refunds at arbitrary dates, on DynamoDB
+Local: after every step balance == Σ ledger == Σ lots − debt, no lot is negative, spending
+takes the earliest lot first, no lot dated on or before the last expiry run survives it,
+and no lot expires twice."""
+
+from __future__ import annotations
+
+import uuid
+from collections import Counter
+from datetime import UTC, date, datetime, timedelta
+
+import pytest
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
+
+from chalicelib.domain import points as domain
+from chalicelib.domain.clock import program_date
+from chalicelib.domain.earning import Item
+from chalicelib.domain.expiry import expire_member
+from chalicelib.errors import BusinessRuleViolation
+from chalicelib.wiring import services
+from tests.integration.test_ledger_ddb_local import check_invariants, new_member
+
+pytestmark = pytest.mark.integration
+
+
+def all_entries(member_id: str) -> list[domain.Entry]:
+    found, cursor = [], None
+    while True:
+        page, cursor = services().ledger.list_entries(member_id, 100, cursor)
+        found += page
+        if cursor is None:
+            return found
+
+
+class ExpiryMachine(RuleBasedStateMachine):
+    @initialize(
+        start=st.datetimes(min_value=datetime(2025, 1, 1), max_value=datetime(2027, 12, 31))
+    )
+    def start(self, start: datetime) -> None:
+        self.member_id = new_member()
+        self.now = start.replace(tzinfo=UTC)
+        self.expired_through: date | None = None
+        self.purchases: list[tuple[str, int]] = []
+
+    def ctx(self) -> domain.Context:
+        svc = services()
+        return domain.Context(
+            repo=svc.ledger,
+            program=svc.program.config(),
+            tiers=svc.program.tiers(),
+            now=self.now,
+            sleep=lambda s: None,
+        )
+
+    @rule(
+        amount=st.integers(min_value=100, max_value=80_000),
+        pay_share=st.sampled_from([0, 0, 30, 50]),
+    )
+    def purchase(self, amount: int, pay_share: int) -> None:
+        account = services().ledger.load(self.member_id)
+        assert account is not None
+        pay = max(0, min(account.wallet.balance, amount * pay_share // 100))
+        txn = f"t-{uuid.uuid4().hex[:10]}"
+        before = {d: p for d, p in account.wallet.lots.items()}
+        try:
+            _, body = domain.record_purchase(
+                domain.Purchase(
+                    transaction_id=txn,
+                    store_id="store-001",
+                    member_id=self.member_id,
+                    occurred_at=self.now,
+                    items=[Item("sku", "general", 1, amount)],
+                    total=amount,
+                    currency="CNY",
+                    pay_with_points=pay,
+                    request_hash=uuid.uuid4().hex,
+                ),
+                self.ctx(),
+            )
+        except BusinessRuleViolation:
+            return
+        self.purchases.append((txn, amount))
+        if pay:
+            redeem = next(
+                e for e in all_entries(self.member_id) if e.type == "redeem" and e.source_id == txn
+            )
+            taken = sorted(redeem.lots)
+            # earliest first: every lot taken from, except the last, was emptied, and no
+            # earlier lot was left untouched
+            untouched_earlier = [d for d in before if d < taken[-1] and d not in redeem.lots]
+            assert untouched_earlier == []
+            for day in taken[:-1]:
+                assert -redeem.lots[day] == before[day]
+
+    @precondition(lambda self: bool(self.purchases))
+    @rule(data=st.data())
+    def refund(self, data: st.DataObject) -> None:
+        txn, amount = data.draw(st.sampled_from(self.purchases))
+        part = data.draw(st.integers(min_value=1, max_value=amount))
+        try:
+            domain.record_refund(
+                domain.Refund(
+                    refund_id=f"r-{uuid.uuid4().hex[:10]}",
+                    store_id="store-001",
+                    transaction_id=txn,
+                    items=None,
+                    amount=part,
+                    request_hash=uuid.uuid4().hex,
+                ),
+                self.ctx(),
+            )
+        except BusinessRuleViolation:
+            pass
+
+    @rule(days=st.integers(min_value=0, max_value=200))
+    def time_passes_and_expiry_runs(self, days: int) -> None:
+        self.now += timedelta(days=days)
+        through = program_date(self.now) - timedelta(days=1)
+        expire_member(self.member_id, through, self.ctx())
+        # a rerun of the same day changes nothing
+        assert expire_member(self.member_id, through, self.ctx()).points == 0
+        self.expired_through = through
+
+    @invariant()
+    def consistent(self) -> None:
+        if not hasattr(self, "member_id"):
+            return
+        account = check_invariants(self.member_id)
+        if self.expired_through is not None:
+            assert all(day > self.expired_through for day in account.wallet.lots)
+        entries = all_entries(self.member_id)
+        expired_dates = Counter(day for e in entries if e.type == "expire" for day in e.lots)
+        assert all(count == 1 for count in expired_dates.values()), expired_dates
+
+
+def test_given_earning_spending_refunds_and_expiry_at_arbitrary_dates_then_the_ledger_holds(
+    ddb_local,
+):
+    ExpiryMachine.TestCase.settings = settings(
+        max_examples=10,
+        stateful_step_count=12,
+        deadline=None,
+        suppress_health_check=list(HealthCheck),
+    )
+    ExpiryMachine.TestCase().runTest()
