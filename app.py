@@ -113,6 +113,14 @@ def expiry_reminders(event: Any) -> dict[str, Any]:
     return run_expiry_reminders(event.to_dict())
 
 
+# 16:10 UTC is 00:10 in Asia/Shanghai: members whose tier year ends today are reviewed.
+@app.schedule("cron(10 16 * * ? *)")
+def tier_review(event: Any) -> dict[str, Any]:
+    from chalicelib.handlers.tiers import run_tier_review
+
+    return run_tier_review(event.to_dict())
+
+
 # 16:05 UTC is 00:05 in Asia/Shanghai, the program's day.
 @app.schedule("cron(5 16 * * ? *)")
 def birthday_greetings(event: Any) -> dict[str, Any]:

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from chalicelib.dal.members import DynamoMemberRepository
     from chalicelib.dal.outbound import EventPublisher, MessageQueue, TaskQueue
     from chalicelib.dal.program import DynamoGuardRepository, DynamoProgramRepository
+    from chalicelib.dal.tiers import DynamoTierRepository
     from chalicelib.domain.points import Context
 
 
@@ -33,6 +34,7 @@ class Services:
     messages: MessageQueue
     tasks: TaskQueue
     jobs: DynamoJobRepository
+    tiers: DynamoTierRepository
 
 
 @lru_cache(maxsize=1)
@@ -45,6 +47,7 @@ def services() -> Services:
     from chalicelib.dal.outbound import EventPublisher, MessageQueue, TaskQueue
     from chalicelib.dal.program import DynamoGuardRepository, DynamoProgramRepository
     from chalicelib.dal.tables import bind
+    from chalicelib.dal.tiers import DynamoTierRepository
 
     settings = get_settings()
     bind(settings)
@@ -68,6 +71,7 @@ def services() -> Services:
         messages=MessageQueue(settings.messages_queue_url, settings.region),
         tasks=TaskQueue(settings.expiry_queue_url, settings.region),
         jobs=DynamoJobRepository(),
+        tiers=DynamoTierRepository(connection),
     )
 
 

@@ -24,6 +24,7 @@ ALL_FUNCTIONS = [
     "BirthdayGreetings",
     "PointsExpiry",
     "ExpiryReminders",
+    "TierReview",
 ]
 ROLE_OF = {"APIHandler": "ApiHandlerRole"}
 
@@ -259,8 +260,10 @@ def template() -> dict[str, Any]:
                 gsi("birthday-index", "birthday_key", "pk", ["member_id", "name", "tier_code"]),
                 # sparse: members holding points, keyed by their earliest expiry date
                 gsi("expiry-index", "expiry_due", "pk", ["expiry_reminded"]),
+                # sparse: members above the base tier, keyed by their review date
+                gsi("review-index", "review_due", "pk"),
             ],
-            extra_attrs=["birthday_key", "expiry_due"],
+            extra_attrs=["birthday_key", "expiry_due", "review_due"],
         ),
         "ProgramTable": table("PROGRAM_TABLE"),
         "RuntimeTable": table("RUNTIME_TABLE", ttl="expires_at"),

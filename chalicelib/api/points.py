@@ -22,6 +22,7 @@ from chalicelib.models.points import (
     LedgerEntryView,
     LedgerPage,
     LedgerQuery,
+    MemberTierView,
     PointsResponse,
     ProgramConfigModel,
     ProgramConfigResponse,
@@ -202,3 +203,28 @@ def get_job_run(call: Call) -> JobRunView:
     if run is None:
         raise NotFound("no such run", code="RUN_NOT_FOUND")
     return JobRunView.model_validate(run)
+
+
+@operation(
+    bp,
+    "/v1/members/{member_id}/tier",
+    "GET",
+    access=SELF_OR_STAFF,
+    response=MemberTierView,
+    tags=("tiers",),
+    summary="Current tier, progress to the next (amount missing), retention requirement, history",
+    error_statuses=(401, 403, 404),
+)
+def get_member_tier(call: Call) -> MemberTierView:
+    from chalicelib.domain.clock import program_date, utc_now
+    from chalicelib.domain.tiering import tier_view
+
+    svc = services()
+    member_id = call.params["member_id"]
+    state = svc.tiers.state(member_id)
+    if state is None:
+        raise NotFound("member not found", code="MEMBER_NOT_FOUND")
+    view = tier_view(
+        state, svc.program.tiers(), program_date(utc_now()), svc.tiers.history(member_id)
+    )
+    return MemberTierView.model_validate(view)

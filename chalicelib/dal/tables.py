@@ -22,7 +22,7 @@ from pynamodb.attributes import (
     UnicodeAttribute,
     UnicodeSetAttribute,
 )
-from pynamodb.indexes import GlobalSecondaryIndex, IncludeProjection
+from pynamodb.indexes import GlobalSecondaryIndex, IncludeProjection, KeysOnlyProjection
 from pynamodb.models import Model
 
 from chalicelib.config import Settings
@@ -56,6 +56,17 @@ class ExpiryIndex(GlobalSecondaryIndex["MemberItem"]):
         projection = IncludeProjection(["expiry_reminded"])
 
     expiry_due = UnicodeAttribute(hash_key=True)
+    pk = UnicodeAttribute(range_key=True)
+
+
+class ReviewIndex(GlobalSecondaryIndex["MemberItem"]):
+    """Sparse: members above the base tier carry `review_due` = '<review date>#<shard>'."""
+
+    class Meta:
+        index_name = "review-index"
+        projection = KeysOnlyProjection()
+
+    review_due = UnicodeAttribute(hash_key=True)
     pk = UnicodeAttribute(range_key=True)
 
 
@@ -100,9 +111,16 @@ class MemberItem(Model):
 
     expiry_due = UnicodeAttribute(null=True)
     expiry_reminded = UnicodeAttribute(null=True)
+    # Tiers: qualifying spend per program month (fen, net of refunds), the current tier's
+    # dates, and the sparse review key '<anniversary>#<shard>'.
+    qualifying_spend = MapAttribute[str, Any](null=True)
+    tier_since = UnicodeAttribute(null=True)
+    grace_until = UnicodeAttribute(null=True)
+    review_due = UnicodeAttribute(null=True)
 
     birthday_index = BirthdayIndex()
     expiry_index = ExpiryIndex()
+    review_index = ReviewIndex()
 
 
 class IdentityItem(Model):
@@ -159,6 +177,24 @@ class RequestItem(Model):
     created_at = UnicodeAttribute()
     version = NumberAttribute(default=1)
     data = MapAttribute[str, Any](null=True)
+
+
+class TierHistoryItem(Model):
+    """MEMBER#<id> / TIER#<ulid>: every tier change, newest last by key order."""
+
+    class Meta(_Meta):
+        pass
+
+    pk = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True)
+    kind = UnicodeAttribute(default="tier_change")
+    member_id = UnicodeAttribute()
+    from_tier = UnicodeAttribute()
+    to_tier = UnicodeAttribute()
+    reason = UnicodeAttribute()
+    qualifying_spend = NumberAttribute()
+    created_at = UnicodeAttribute()
+    expires_at = UnicodeAttribute(null=True)
 
 
 class ProgramItem(Model):
@@ -227,6 +263,7 @@ MEMBERS_TABLE_MODELS: tuple[type[Model], ...] = (
     IdentityItem,
     LedgerEntryItem,
     RequestItem,
+    TierHistoryItem,
 )
 PROGRAM_TABLE_MODELS: tuple[type[Model], ...] = (ProgramItem, StoreKeyItem)
 RUNTIME_TABLE_MODELS: tuple[type[Model], ...] = (GuardItem, JobRunItem)

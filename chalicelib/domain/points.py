@@ -475,6 +475,9 @@ def _plan_purchase(
             "points_returned": 0,
             "first_purchase": first_purchase,
             "referred_by": account.referred_by,
+            # tiers count what was paid in cash, in the purchase's program month
+            "month": program_date(cmd.occurred_at).strftime("%Y-%m"),
+            "qualifying_delta": cash_due,
         },
     )
     fields: dict[str, Any] = {"last_purchase_at": cmd.occurred_at}
@@ -690,7 +693,14 @@ def _plan_refund(
         status=201,
         response=response,
         created_at=ctx.now,
-        data={"amount": amount_now, "points_reversed": points_now, "points_returned": returned_now},
+        data={
+            "amount": amount_now,
+            "points_reversed": points_now,
+            "points_returned": returned_now,
+            # the refunded share of what was paid in cash leaves the purchase's month
+            "month": data.get("month"),
+            "qualifying_delta": -(amount_now * int(data["cash_due"]) // total) if total else 0,
+        },
     )
     updated = replace(purchase, data=data, version=purchase.version + 1)
     return plan.commit([record], updated_request=(updated, purchase.version)), response

@@ -67,6 +67,8 @@ class ProgramConfig:
     activities: dict[str, ActivityRule] = field(default_factory=lambda: dict(DEFAULT_ACTIVITIES))
     max_adjustment: int = 1_000_000  # one staff adjustment, either sign
     reminder_days: int = 30  # remind members this many days before points expire
+    tier_grace_days: int = 0  # after a failed review, this long to make it up (0: none)
+    tier_downgrade_policy: str = "one_level"  # or "to_qualified"
     version: int = 0
 
     def category_multiplier(self, category: str) -> float:
@@ -108,6 +110,8 @@ def config_to_dict(config: ProgramConfig) -> dict[str, Any]:
         },
         "max_adjustment": config.max_adjustment,
         "reminder_days": config.reminder_days,
+        "tier_grace_days": config.tier_grace_days,
+        "tier_downgrade_policy": config.tier_downgrade_policy,
         "version": config.version,
     }
 
@@ -148,5 +152,7 @@ def config_from_dict(raw: dict[str, Any]) -> ProgramConfig:
         activities=activities,
         max_adjustment=int(raw.get("max_adjustment", defaults.max_adjustment)),
         reminder_days=int(raw.get("reminder_days", defaults.reminder_days)),
+        tier_grace_days=int(raw.get("tier_grace_days", defaults.tier_grace_days)),
+        tier_downgrade_policy=str(raw.get("tier_downgrade_policy", defaults.tier_downgrade_policy)),
         version=int(raw.get("version", 0)),
     )

@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import calendar
 from dataclasses import dataclass
+from datetime import date, timedelta
 
 BASE_TIER = "member"
 
@@ -58,3 +60,77 @@ def tier_by_code(code: str, tiers: tuple[Tier, ...] = DEFAULT_TIERS) -> Tier:
         if tier.code == code:
             return tier
     return tiers[0]
+
+
+# ---- qualification and review (pure) -----------------------------------------------------
+
+TIER_YEAR_MONTHS = 12
+
+
+def month_key(day: date) -> str:
+    return day.strftime("%Y-%m")
+
+
+def rolling_months(today: date, months: int = TIER_YEAR_MONTHS) -> list[str]:
+    """The program-time months of the rolling window ending with today's month."""
+    index = today.year * 12 + today.month - 1
+    return [f"{(i // 12):04d}-{(i % 12) + 1:02d}" for i in range(index - months + 1, index + 1)]
+
+
+def rolling_spend(monthly: dict[str, int], today: date) -> int:
+    """Qualifying spend over the rolling window: sum of the window's months (net of
+    refunds, which are booked against their purchase's month)."""
+    return sum(int(monthly.get(m, 0)) for m in rolling_months(today))
+
+
+def qualifying_tier(spend: int, tiers: tuple[Tier, ...] = DEFAULT_TIERS) -> Tier:
+    eligible = [t for t in tiers if t.qualify_spend <= spend]
+    return max(eligible, key=lambda t: t.rank) if eligible else min(tiers, key=lambda t: t.rank)
+
+
+def add_years(day: date, years: int = 1) -> date:
+    """Same day `years` later; 29 February becomes 28 February in a common year."""
+    year = day.year + years
+    return date(year, day.month, min(day.day, calendar.monthrange(year, day.month)[1]))
+
+
+@dataclass(frozen=True)
+class ReviewDecision:
+    outcome: str  # "kept" | "grace" | "downgraded"
+    tier: Tier
+    next_review: date | None  # None: the base tier is not reviewed
+    grace_until: date | None = None
+
+
+def review(
+    current: Tier,
+    spend: int,
+    today: date,
+    *,
+    tiers: tuple[Tier, ...] = DEFAULT_TIERS,
+    grace_days: int = 0,
+    in_grace: bool = False,
+    policy: str = "one_level",
+) -> ReviewDecision:
+    """The anniversary review (保级): retention met keeps the tier for another year; else
+    an optional grace period; else down one level, or to the tier the spend qualifies for
+    (never up: upgrades happen as soon as spend crosses a threshold)."""
+    if spend >= current.retain_spend:
+        return ReviewDecision("kept", current, add_years(today))
+    if grace_days > 0 and not in_grace:
+        until = today + timedelta(days=grace_days)
+        return ReviewDecision("grace", current, until, grace_until=until)
+    ordered = sorted(tiers, key=lambda t: t.rank)
+    if policy == "to_qualified":
+        target = qualifying_tier(spend, tiers)
+        if target.rank >= current.rank:  # cannot happen (retention < qualification), but safe
+            target = ordered[max(0, ordered.index(current) - 1)]
+    else:
+        target = ordered[max(0, ordered.index(current) - 1)]
+    next_review = add_years(today) if target.rank > ordered[0].rank else None
+    return ReviewDecision("downgraded", target, next_review)
+
+
+def next_tier(current: Tier, tiers: tuple[Tier, ...] = DEFAULT_TIERS) -> Tier | None:
+    higher = [t for t in tiers if t.rank > current.rank]
+    return min(higher, key=lambda t: t.rank) if higher else None

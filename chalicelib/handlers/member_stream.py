@@ -35,6 +35,55 @@ def record_handler(record: DynamoDBRecord) -> None:
         _points_changed(record, image)
     elif kind == "purchase":
         _purchase_recorded(image)
+        _count_for_tier(image)
+    elif kind == "refund":
+        _count_for_tier(image)
+    elif kind == "tier_change":
+        _tier_changed(record, image)
+
+
+def _count_for_tier(image: dict[str, Any]) -> None:
+    """Qualifying spend for tiers, kept per month on the member; an upgrade happens as
+    soon as a purchase crosses a threshold (seconds after it was accepted)."""
+    from chalicelib.domain.clock import utc_now
+    from chalicelib.domain.tiering import apply_spend
+
+    data = image.get("data") or {}
+    if not data.get("month"):
+        return
+    svc = services()
+    change = apply_spend(
+        svc.tiers,
+        svc.program.tiers(),
+        record_pk=str(image["pk"]),
+        record_sk=str(image["sk"]),
+        member_id=str(image["member_id"]),
+        month=str(data["month"]),
+        delta=int(data.get("qualifying_delta") or 0),
+        now=utc_now(),
+    )
+    if change is not None:
+        metrics.add_metric(name="TierUpgrades", unit="Count", value=1)
+        logger.info("tier upgraded", extra={"member_id": change.member_id, "to": change.to_code})
+
+
+def _tier_changed(record: DynamoDBRecord, image: dict[str, Any]) -> None:
+    services().events.publish(
+        [
+            BusinessEvent(
+                detail_type="TierChanged",
+                detail={
+                    "event_id": record.event_id,
+                    "member_id": image["member_id"],
+                    "from": image["from_tier"],
+                    "to": image["to_tier"],
+                    "reason": image["reason"],
+                    "qualifying_spend": int(image["qualifying_spend"]),
+                    "at": image["created_at"],
+                },
+            )
+        ]
+    )
 
 
 def _points_changed(record: DynamoDBRecord, image: dict[str, Any]) -> None:

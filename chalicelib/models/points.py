@@ -6,7 +6,7 @@ import datetime as dt
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, Field, model_validator
+from pydantic import AwareDatetime, ConfigDict, Field, model_validator
 
 from chalicelib.models.common import MAX_SAFE_INT, ClientId, RequestModel, ResponseModel
 
@@ -219,6 +219,8 @@ class ProgramConfigModel(RequestModel):
     activities: dict[str, ActivityRuleModel] = Field(default_factory=dict)
     max_adjustment: Annotated[int, Field(ge=1, le=MAX_SAFE_INT)] = 1_000_000
     reminder_days: Annotated[int, Field(ge=0, le=90)] = 30
+    tier_grace_days: Annotated[int, Field(ge=0, le=365)] = 0
+    tier_downgrade_policy: Literal["one_level", "to_qualified"] = "one_level"
     version: Annotated[int, Field(ge=0)] = 0
 
 
@@ -236,3 +238,45 @@ class JobRunView(ResponseModel):
     members: int
     lots: int
     points: int
+
+
+class TierRef(ResponseModel):
+    code: str
+    name: str
+    name_en: str
+
+
+class NextTier(ResponseModel):
+    code: str
+    name: str
+    qualify_spend: int
+    amount_missing: int
+
+
+class Retention(ResponseModel):
+    retain_spend: int
+    amount_missing: int
+    review_date: str | None
+    in_grace_until: str | None
+
+
+class TierHistoryEntry(ResponseModel):
+    from_: str = Field(alias="from", serialization_alias="from")
+    to: str
+    reason: str
+    qualifying_spend: int
+    at: str
+    expires_at: str | None
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class MemberTierView(ResponseModel):
+    member_id: str
+    tier: TierRef
+    since: str | None
+    expires_at: str | None
+    qualifying_spend: int = Field(description="fen over the rolling 12 months, net of refunds")
+    next_tier: NextTier | None
+    retention: Retention | None
+    history: list[TierHistoryEntry]

@@ -22,8 +22,10 @@ def bearer(token: str) -> dict[str, str]:
 
 def register(api: str, **fields) -> str:
     response = requests.post(
-        f"{api}/v1/members", headers=bearer(token_for(None, role="ops")),
-        data=json.dumps({"phone": unique_phone(), "channel": "app", **fields}), timeout=10,
+        f"{api}/v1/members",
+        headers=bearer(token_for(None, role="ops")),
+        data=json.dumps({"phone": unique_phone(), "channel": "app", **fields}),
+        timeout=10,
     )
     assert response.status_code == 201, response.text
     return str(response.json()["member_id"])
@@ -35,21 +37,33 @@ class Pos:
 
     def send(self, method: str, path: str, payload=None):
         body = encode(payload) if payload is not None else b""
-        headers = signed_headers(store_id=self.key["store_id"], key_id=self.key["key_id"],
-                                 secret=self.key["secret"], method=method, path=path, body=body)
+        headers = signed_headers(
+            store_id=self.key["store_id"],
+            key_id=self.key["key_id"],
+            secret=self.key["secret"],
+            method=method,
+            path=path,
+            body=body,
+        )
         return requests.request(method, f"{self.api}{path}", headers=headers, data=body, timeout=10)
 
 
-def test_given_a_member_when_a_pos_posts_a_purchase_and_a_refund_then_points_follow(stack, stack_env):
+def test_given_a_member_when_a_pos_posts_a_purchase_and_a_refund_then_points_follow(
+    stack, stack_env
+):
     from local.tools import create_store_key
 
     pos = Pos(stack.base_url, create_store_key("store-001"))
     member_id = register(stack.base_url, external_ids={"pos_card": f"E2E{uuid.uuid4().hex[:8]}"})
     txn = {
-        "transaction_id": f"e2e-{uuid.uuid4().hex[:10]}", "store_id": "store-001",
-        "member_id": member_id, "occurred_at": datetime.now(UTC).isoformat(),
-        "items": [{"sku": "tea", "category": "drinks", "quantity": 2, "unit_price": 2500},
-                  {"sku": "cake", "category": "bakery", "quantity": 1, "unit_price": 4800}],
+        "transaction_id": f"e2e-{uuid.uuid4().hex[:10]}",
+        "store_id": "store-001",
+        "member_id": member_id,
+        "occurred_at": datetime.now(UTC).isoformat(),
+        "items": [
+            {"sku": "tea", "category": "drinks", "quantity": 2, "unit_price": 2500},
+            {"sku": "cake", "category": "bakery", "quantity": 1, "unit_price": 4800},
+        ],
         "total": 9800,
     }
     first = pos.send("POST", "/v1/transactions", txn)
@@ -59,12 +73,18 @@ def test_given_a_member_when_a_pos_posts_a_purchase_and_a_refund_then_points_fol
     again = pos.send("POST", "/v1/transactions", txn)
     assert again.status_code == 201
     assert again.json() == first.json()
-    refund = pos.send("POST", f"/v1/transactions/{txn['transaction_id']}/refunds",
-                      {"refund_id": "rf-1", "items": [{"sku": "tea", "quantity": 1}]})
+    refund = pos.send(
+        "POST",
+        f"/v1/transactions/{txn['transaction_id']}/refunds",
+        {"refund_id": "rf-1", "items": [{"sku": "tea", "quantity": 1}]},
+    )
     assert refund.status_code == 201, refund.text
     assert refund.json()["points_reversed"] == 25
-    points = requests.get(f"{stack.base_url}/v1/members/{member_id}/points",
-                          headers=bearer(token_for(member_id)), timeout=10).json()
+    points = requests.get(
+        f"{stack.base_url}/v1/members/{member_id}/points",
+        headers=bearer(token_for(member_id)),
+        timeout=10,
+    ).json()
     assert points["balance"] == 73
     assert sum(lot["points"] for lot in points["expiring"]) == 73
 
@@ -78,23 +98,85 @@ def test_given_a_referral_when_the_referee_buys_for_the_first_time_then_the_refe
     referrer = register(stack.base_url)
     referee = register(stack.base_url)
     declared = requests.post(
-        f"{stack.base_url}/v1/members/{referee}/activities", headers=bearer(token_for(referee)),
-        data=json.dumps({"activity_id": "ref-1", "type": "referral",
-                         "referrer_member_id": referrer}), timeout=10,
+        f"{stack.base_url}/v1/members/{referee}/activities",
+        headers=bearer(token_for(referee)),
+        data=json.dumps(
+            {"activity_id": "ref-1", "type": "referral", "referrer_member_id": referrer}
+        ),
+        timeout=10,
     )
     assert declared.status_code == 201, declared.text
-    bought = pos.send("POST", "/v1/transactions", {
-        "transaction_id": f"ref-{uuid.uuid4().hex[:10]}", "store_id": "store-002",
-        "member_id": referee, "occurred_at": datetime.now(UTC).isoformat(),
-        "items": [{"sku": "x", "quantity": 1, "unit_price": 1000}], "total": 1000,
-    })
+    bought = pos.send(
+        "POST",
+        "/v1/transactions",
+        {
+            "transaction_id": f"ref-{uuid.uuid4().hex[:10]}",
+            "store_id": "store-002",
+            "member_id": referee,
+            "occurred_at": datetime.now(UTC).isoformat(),
+            "items": [{"sku": "x", "quantity": 1, "unit_price": 1000}],
+            "total": 1000,
+        },
+    )
     assert bought.status_code == 201, bought.text
 
     def referrer_balance() -> int:
-        return int(requests.get(f"{stack.base_url}/v1/members/{referrer}/points",
-                                headers=bearer(token_for(referrer)), timeout=10).json()["balance"])
+        return int(
+            requests.get(
+                f"{stack.base_url}/v1/members/{referrer}/points",
+                headers=bearer(token_for(referrer)),
+                timeout=10,
+            ).json()["balance"]
+        )
 
     deadline = time.monotonic() + 20
     while referrer_balance() == 0 and time.monotonic() < deadline:
         time.sleep(0.3)
     assert referrer_balance() == 200  # the default referral reward
+
+
+def test_given_a_purchase_crossing_the_gold_threshold_then_the_member_is_gold_within_seconds(
+    stack, stack_env
+):
+    from local.tools import create_store_key
+
+    pos = Pos(stack.base_url, create_store_key("store-001"))
+    member_id = register(stack.base_url)
+    accepted = pos.send(
+        "POST",
+        "/v1/transactions",
+        {
+            "transaction_id": f"gold-{uuid.uuid4().hex[:10]}",
+            "store_id": "store-001",
+            "member_id": member_id,
+            "occurred_at": datetime.now(UTC).isoformat(),
+            "items": [
+                {"sku": "watch", "category": "jewellery", "quantity": 1, "unit_price": 520_000}
+            ],
+            "total": 520_000,
+        },
+    )
+    assert accepted.status_code == 201, accepted.text
+    started = time.monotonic()
+
+    def tier() -> dict:
+        return requests.get(
+            f"{stack.base_url}/v1/members/{member_id}/tier",
+            headers=bearer(token_for(member_id)),
+            timeout=10,
+        ).json()
+
+    while tier()["tier"]["code"] != "gold" and time.monotonic() - started < 15:
+        time.sleep(0.2)
+    view = tier()
+    assert view["tier"]["code"] == "gold"
+    assert view["qualifying_spend"] == 520_000
+    assert view["next_tier"]["code"] == "platinum"
+    assert view["next_tier"]["amount_missing"] == 1_000_000 - 520_000
+    assert view["retention"]["retain_spend"] == 400_000
+    assert view["history"][0]["to"] == "gold"
+    member = requests.get(
+        f"{stack.base_url}/v1/members/{member_id}", headers=bearer(token_for(member_id)), timeout=10
+    ).json()
+    assert member["tier"]["code"] == "gold"
+    assert member["tier"]["expires_at"] is not None

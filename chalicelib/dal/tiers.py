@@ -1,0 +1,151 @@
+"""Tier state on the member item, tier history, and the review index."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+
+from pynamodb.connection import Connection
+from pynamodb.exceptions import DoesNotExist, TransactWriteError
+from pynamodb.transactions import TransactWrite
+
+from chalicelib.dal.members import MEMBER_SK, member_pk
+from chalicelib.dal.tables import MemberItem, RequestItem, TierHistoryItem
+from chalicelib.domain.clock import rfc3339
+from chalicelib.domain.tiering import TierChange, TierState
+from chalicelib.ids import ulid
+
+
+class DynamoTierRepository:
+    def __init__(self, connection: Connection) -> None:
+        self._connection = connection
+
+    def count_spend(
+        self, record_pk: str, record_sk: str, member_id: str, month: str, delta: int
+    ) -> bool:
+        """Add a purchase's or refund's qualifying spend to its month, once: the request
+        record is marked in the same transaction, so a replayed stream record adds
+        nothing. False when it was already counted."""
+        try:
+            with TransactWrite(connection=self._connection) as txn:
+                txn.update(
+                    RequestItem(pk=record_pk, sk=record_sk),
+                    actions=[RequestItem.data["tier_counted"].set(True)],
+                    condition=RequestItem.data["tier_counted"].does_not_exist(),
+                )
+                txn.update(
+                    MemberItem(pk=member_pk(member_id), sk=MEMBER_SK),
+                    actions=[MemberItem.qualifying_spend[month].add(delta)],
+                    condition=MemberItem.pk.exists(),
+                )
+        except TransactWriteError as exc:
+            reasons = exc.cancellation_reasons or []
+            if reasons and reasons[0] is not None and reasons[0].code == "ConditionalCheckFailed":
+                return False
+            raise
+        return True
+
+    def state(self, member_id: str) -> TierState | None:
+        try:
+            item = MemberItem.get(member_pk(member_id), MEMBER_SK, consistent_read=True)
+        except DoesNotExist:
+            return None
+        spend = item.qualifying_spend.as_dict() if item.qualifying_spend is not None else {}
+        return TierState(
+            member_id=member_id,
+            tier_code=item.tier_code,
+            tier_since=date.fromisoformat(item.tier_since) if item.tier_since else None,
+            tier_expires_at=(
+                datetime.fromisoformat(item.tier_expires_at) if item.tier_expires_at else None
+            ),
+            grace_until=date.fromisoformat(item.grace_until) if item.grace_until else None,
+            review_due=item.review_due,
+            monthly_spend={str(k): int(v) for k, v in spend.items()},
+        )
+
+    def change(self, change: TierChange, now: datetime) -> bool:
+        """Apply a tier change and its history entry atomically, only if the member is
+        still where the decision found them (same tier, same review key). False if not:
+        someone else (a replayed record, an overlapping run) already moved them."""
+        condition = MemberItem.tier_code == change.from_code
+        if change.expected_review_due is not None:
+            condition &= MemberItem.review_due == change.expected_review_due
+        actions: list[Any] = [
+            MemberItem.tier_code.set(change.to_code),
+            _set_or_remove(
+                MemberItem.tier_since, change.since.isoformat() if change.since else None
+            ),
+            _set_or_remove(
+                MemberItem.tier_expires_at,
+                rfc3339(change.expires_at) if change.expires_at else None,
+            ),
+            _set_or_remove(MemberItem.review_due, change.review_due),
+            _set_or_remove(
+                MemberItem.grace_until,
+                change.grace_until.isoformat() if change.grace_until else None,
+            ),
+        ]
+        try:
+            with TransactWrite(connection=self._connection) as txn:
+                txn.update(
+                    MemberItem(pk=member_pk(change.member_id), sk=MEMBER_SK),
+                    actions=actions,
+                    condition=condition,
+                )
+                txn.save(
+                    TierHistoryItem(
+                        pk=member_pk(change.member_id),
+                        sk=f"TIER#{ulid()}",
+                        member_id=change.member_id,
+                        from_tier=change.from_code,
+                        to_tier=change.to_code,
+                        reason=change.reason,
+                        qualifying_spend=change.spend,
+                        created_at=rfc3339(now),
+                        expires_at=rfc3339(change.expires_at) if change.expires_at else None,
+                    )
+                )
+        except TransactWriteError as exc:
+            reasons = exc.cancellation_reasons or []
+            if (
+                reasons
+                and reasons[0] is not None
+                and reasons[0].code
+                in (
+                    "ConditionalCheckFailed",
+                    "TransactionConflict",
+                )
+            ):
+                return False
+            raise
+        return True
+
+    def history(self, member_id: str, limit: int = 20) -> list[dict[str, Any]]:
+        items = TierHistoryItem.query(
+            member_pk(member_id),
+            TierHistoryItem.sk.startswith("TIER#"),
+            scan_index_forward=False,
+            limit=limit,
+        )
+        return [
+            {
+                "from": item.from_tier,
+                "to": item.to_tier,
+                "reason": item.reason,
+                "qualifying_spend": int(item.qualifying_spend),
+                "at": item.created_at,
+                "expires_at": item.expires_at,
+            }
+            for item in items
+        ]
+
+    def due_for_review(
+        self, key: str, start: dict[str, Any] | None, limit: int
+    ) -> tuple[list[str], dict[str, Any] | None]:
+        query = MemberItem.review_index.query(key, limit=limit, last_evaluated_key=start)
+        ids = [item.pk.removeprefix("MEMBER#") for item in query]
+        return ids, query.last_evaluated_key
+
+
+def _set_or_remove(attribute: Any, value: Any) -> Any:
+    return attribute.remove() if value is None else attribute.set(value)

@@ -1,0 +1,207 @@
+"""Tiers on DynamoDB Local: spend counted once per stream record, upgrades at once,
+the yearly review through the sparse index (keep, grace, move down), reruns."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from chalicelib.domain import points as domain
+from chalicelib.domain.tiering import (
+    TierChange,
+    review_key,
+    review_member,
+    start_of_day,
+)
+from chalicelib.domain.tiers import add_years
+from chalicelib.handlers import member_stream
+from chalicelib.wiring import services
+from tests.integration.test_ledger_ddb_local import context, new_member, purchase
+
+pytestmark = pytest.mark.integration
+
+
+def stream_event(items: list[tuple[str, str]]) -> dict[str, Any]:
+    """The stream records DynamoDB writes for freshly inserted items, read back raw."""
+    import boto3
+
+    client = boto3.client("dynamodb", region_name="cn-north-1")
+    table = services().settings.members_table
+    records = []
+    for n, (pk, sk) in enumerate(items):
+        image = client.get_item(TableName=table, Key={"pk": {"S": pk}, "sk": {"S": sk}})["Item"]
+        records.append(
+            {
+                "eventID": uuid.uuid4().hex,
+                "eventName": "INSERT",
+                "eventVersion": "1.1",
+                "eventSource": "aws:dynamodb",
+                "awsRegion": "cn-north-1",
+                "dynamodb": {
+                    "ApproximateCreationDateTime": 1795300000,
+                    "Keys": {"pk": image["pk"], "sk": image["sk"]},
+                    "NewImage": image,
+                    "SequenceNumber": f"{1000 + n}",
+                    "SizeBytes": 500,
+                    "StreamViewType": "NEW_AND_OLD_IMAGES",
+                },
+                "eventSourceARN": "arn:aws:dynamodb:cn-north-1:123456789012:table/t/stream/x",
+            }
+        )
+    return {"Records": records}
+
+
+@pytest.fixture
+def no_events(monkeypatch):
+    monkeypatch.setattr(services().events, "publish", lambda events: None)
+    monkeypatch.setattr(services().messages, "send", lambda message: None)
+
+
+def test_given_a_purchase_over_the_gold_threshold_when_its_record_streams_then_gold_once(
+    ddb_local, no_events
+):
+    member_id = new_member()
+    txn = purchase(member_id, f"gold-{uuid.uuid4().hex[:8]}", [520_000])
+    domain.record_purchase(txn, context())
+    event = stream_event([domain.purchase_key(txn.store_id, txn.transaction_id)])
+
+    first = member_stream.handle(event, None)
+    replay = member_stream.handle(event, None)  # a retried batch
+
+    assert first == {"batchItemFailures": []}
+    assert replay == {"batchItemFailures": []}
+    state = services().tiers.state(member_id)
+    assert state.tier_code == "gold"
+    assert sum(state.monthly_spend.values()) == 520_000  # counted once
+    assert state.review_due is not None
+    history = services().tiers.history(member_id)
+    assert [(h["from"], h["to"], h["reason"]) for h in history] == [("member", "gold", "upgrade")]
+
+
+def test_given_a_refund_below_the_threshold_then_the_tier_stays_until_the_review(
+    ddb_local, no_events
+):
+    member_id = new_member()
+    txn = purchase(member_id, f"rf-{uuid.uuid4().hex[:8]}", [520_000])
+    domain.record_purchase(txn, context())
+    member_stream.handle(
+        stream_event([domain.purchase_key(txn.store_id, txn.transaction_id)]), None
+    )
+    domain.record_refund(
+        domain.Refund(
+            refund_id="half",
+            store_id=txn.store_id,
+            transaction_id=txn.transaction_id,
+            items=None,
+            amount=300_000,
+            request_hash="h",
+        ),
+        context(),
+    )
+    member_stream.handle(
+        stream_event([(f"TXN#{txn.store_id}#{txn.transaction_id}", "REFUND#half")]), None
+    )
+    state = services().tiers.state(member_id)
+    assert sum(state.monthly_spend.values()) == 220_000
+    assert state.tier_code == "gold"
+
+
+def set_tier(member_id: str, code: str, since: date, spend_by_month: dict[str, int]) -> str:
+    repo = services().tiers
+    for month, amount in spend_by_month.items():
+        repo.count_spend(*_fake_record(member_id), member_id, month, amount)
+    anniversary = add_years(since)
+    key = review_key(anniversary, member_id)
+    assert repo.change(
+        TierChange(
+            member_id, "member", code, "upgrade", 0, since, start_of_day(anniversary), key, None
+        ),
+        datetime.now(UTC),
+    )
+    return key
+
+
+def _fake_record(member_id: str) -> tuple[str, str]:
+    """A request record to mark as counted (what a purchase would be)."""
+    from chalicelib.dal.tables import RequestItem
+
+    pk = f"TXN#test#{uuid.uuid4().hex}"
+    RequestItem(
+        pk=pk,
+        sk="TXN",
+        kind="purchase",
+        member_id=member_id,
+        request_hash="x",
+        status=201,
+        response="{}",
+        created_at="2026-01-01T00:00:00Z",
+        data={"n": 1},
+    ).save()
+    return pk, "TXN"
+
+
+def review(member_id: str, key: str, today: date, grace_days: int = 0) -> Any:
+    svc = services()
+    return review_member(
+        svc.tiers,
+        svc.program.tiers(),
+        member_id=member_id,
+        key=key,
+        today=today,
+        now=datetime.now(UTC),
+        grace_days=grace_days,
+        policy="one_level",
+    )
+
+
+def test_given_retention_met_then_the_tier_is_kept_for_another_year_and_a_rerun_does_nothing(
+    ddb_local,
+):
+    member_id = new_member()
+    key = set_tier(member_id, "gold", date(2025, 6, 1), {"2025-09": 450_000})
+    kept = review(member_id, key, date(2026, 6, 1))
+    assert kept.reason == "kept"
+    assert kept.review_due == review_key(date(2027, 6, 1), member_id)
+    assert review(member_id, key, date(2026, 6, 1)) is None  # same day again
+    assert services().tiers.state(member_id).tier_code == "gold"
+
+
+def test_given_retention_missed_then_down_one_level_or_grace_first(ddb_local):
+    plain = new_member()
+    key = set_tier(plain, "platinum", date(2025, 6, 1), {"2025-09": 100_000})
+    moved = review(plain, key, date(2026, 6, 1))
+    assert (moved.reason, moved.to_code) == ("downgraded", "gold")
+
+    graced = new_member()
+    key = set_tier(graced, "gold", date(2025, 6, 1), {"2025-09": 100_000})
+    grace = review(graced, key, date(2026, 6, 1), grace_days=30)
+    assert (grace.reason, grace.to_code) == ("grace", "gold")
+    assert grace.grace_until == date(2026, 7, 1)
+    later = review(graced, grace.review_due, date(2026, 7, 1), grace_days=30)
+    assert (later.reason, later.to_code) == ("downgraded", "silver")
+
+
+def test_given_an_anniversary_on_29_february_then_the_review_is_on_28_february(ddb_local):
+    member_id = new_member()
+    key = set_tier(member_id, "silver", date(2028, 2, 29), {"2028-03": 200_000})
+    assert key.startswith("2029-02-28#")
+    assert review(member_id, key, date(2029, 2, 28)).reason == "kept"
+
+
+def test_given_no_spend_window_left_then_the_rolling_window_ignores_old_months(ddb_local):
+    member_id = new_member()
+    key = set_tier(member_id, "silver", date(2025, 6, 1), {"2025-05": 900_000})  # 13 months back
+    assert review(member_id, key, date(2026, 6, 1)).to_code == "member"
+    state = services().tiers.state(member_id)
+    assert state.review_due is None  # the base tier is not reviewed
+    assert state.tier_expires_at is None
+
+
+def test_review_key_uses_the_member_shard():
+    assert review_key(date(2026, 1, 31), "mbr_x").startswith("2026-01-31#")
+    assert start_of_day(date(2026, 1, 31)) == datetime(2026, 1, 30, 16, tzinfo=UTC)
+    assert add_years(date(2028, 2, 29)) == date(2029, 2, 28)
+    assert (date(2026, 1, 1) - timedelta(days=1)).year == 2025
