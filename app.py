@@ -13,7 +13,7 @@ from typing import Any
 from aws_lambda_powertools.logging import correlation_paths
 from chalice.app import Chalice, ConvertToMiddleware, DynamoDBEvent, Response, SQSEvent
 
-from chalicelib.api import members, points, program, transactions
+from chalicelib.api import members, points, program, tier_rules, transactions
 from chalicelib.api.http import error_body
 from chalicelib.observability import logger, metrics, tracing_middleware
 
@@ -60,6 +60,7 @@ app.register_blueprint(program.bp)
 app.register_blueprint(members.bp)
 app.register_blueprint(points.bp)
 app.register_blueprint(transactions.bp)
+app.register_blueprint(tier_rules.bp)
 
 
 # ---- event handlers: thin shims; the work lives in chalicelib/handlers -----------------
@@ -89,10 +90,10 @@ def on_message(event: SQSEvent) -> dict[str, Any]:
 
 
 @app.on_sqs_message(
-    queue_arn="arn:aws:sqs:cn-north-1:000000000000:loyalty-expiry-placeholder", batch_size=10
+    queue_arn="arn:aws:sqs:cn-north-1:000000000000:loyalty-jobs-placeholder", batch_size=10
 )
-def on_expiry_task(event: SQSEvent) -> dict[str, Any]:
-    from chalicelib.handlers.expiry import handle_tasks
+def on_job_task(event: SQSEvent) -> dict[str, Any]:
+    from chalicelib.handlers.jobs import handle_tasks
 
     return handle_tasks(event.to_dict(), event.context)
 

@@ -47,7 +47,7 @@ class Settings:
     program_table: str
     runtime_table: str
     messages_queue_url: str | None
-    expiry_queue_url: str | None
+    jobs_queue_url: str | None
     event_bus_name: str
     # Member/staff tokens: either a locally signed HS256 secret (stage `local`, tests) or
     # a Cognito user pool (AWS stages). Exactly one of the two is configured.
@@ -83,7 +83,7 @@ def load_settings() -> Settings:
         program_table=_required("PROGRAM_TABLE"),
         runtime_table=_required("RUNTIME_TABLE"),
         messages_queue_url=_optional("MESSAGES_QUEUE_URL"),
-        expiry_queue_url=_optional("EXPIRY_QUEUE_URL"),
+        jobs_queue_url=_optional("JOBS_QUEUE_URL"),
         event_bus_name=os.environ.get("EVENT_BUS_NAME", "default"),
         jwt_secret=jwt_secret,
         jwt_issuer=os.environ.get("JWT_ISSUER", "loyalty-local"),

@@ -69,7 +69,7 @@ def services() -> Services:
         ),
         events=EventPublisher(settings.event_bus_name, settings.region),
         messages=MessageQueue(settings.messages_queue_url, settings.region),
-        tasks=TaskQueue(settings.expiry_queue_url, settings.region),
+        tasks=TaskQueue(settings.jobs_queue_url, settings.region),
         jobs=DynamoJobRepository(),
         tiers=DynamoTierRepository(connection),
     )

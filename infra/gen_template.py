@@ -15,12 +15,12 @@ OUT = Path(__file__).with_name("resources.json")
 
 # Functions Chalice generates from app.py, by logical id, and what each consumes.
 STREAM_FUNCTIONS = {"OnMemberStream": "MembersTable"}
-QUEUE_FUNCTIONS = {"OnMessage": "MessagesQueue", "OnExpiryTask": "ExpiryQueue"}
+QUEUE_FUNCTIONS = {"OnMessage": "MessagesQueue", "OnJobTask": "JobsQueue"}
 ALL_FUNCTIONS = [
     "APIHandler",
     "OnMemberStream",
     "OnMessage",
-    "OnExpiryTask",
+    "OnJobTask",
     "BirthdayGreetings",
     "PointsExpiry",
     "ExpiryReminders",
@@ -193,7 +193,7 @@ def data_access_policy() -> dict[str, Any]:
                         ],
                         "Resource": [
                             {"Fn::GetAtt": ["MessagesQueue", "Arn"]},
-                            {"Fn::GetAtt": ["ExpiryQueue", "Arn"]},
+                            {"Fn::GetAtt": ["JobsQueue", "Arn"]},
                             {"Fn::GetAtt": ["MemberStreamDLQ", "Arn"]},
                         ],
                     },
@@ -269,10 +269,10 @@ def template() -> dict[str, Any]:
         "RuntimeTable": table("RUNTIME_TABLE", ttl="expires_at"),
         "MessagesQueue": queue("MESSAGES_QUEUE_URL", "MessagesDLQ"),
         "MessagesDLQ": dlq(),
-        # Expiry tasks run up to 5 minutes (OnExpiryTask's timeout): 6x that.
-        "ExpiryQueue": queue("EXPIRY_QUEUE_URL", "ExpiryDLQ", visibility=1800),
-        "ExpiryDLQ": dlq(),
-        "ExpiryDLQAlarm": dlq_alarm("ExpiryDLQ"),
+        # Job tasks (expiry, tier recalculation) run up to 5 minutes: 6x that.
+        "JobsQueue": queue("JOBS_QUEUE_URL", "JobsDLQ", visibility=1800),
+        "JobsDLQ": dlq(),
+        "JobsDLQAlarm": dlq_alarm("JobsDLQ"),
         "MemberStreamDLQ": dlq(),
         "MessagesDLQAlarm": dlq_alarm("MessagesDLQ"),
         "MemberStreamDLQAlarm": dlq_alarm("MemberStreamDLQ"),

@@ -6,7 +6,7 @@ import time
 from dataclasses import asdict, replace
 from typing import Any
 
-from pynamodb.exceptions import DoesNotExist, PutError
+from pynamodb.exceptions import DoesNotExist, PutError, UpdateError
 
 from chalicelib.dal.tables import GuardItem, ProgramItem, StoreKeyItem
 from chalicelib.domain.clock import rfc3339, utc_now
@@ -56,6 +56,7 @@ class DynamoProgramRepository:
             item = ProgramItem.get(TIERS_PK, TIERS_SK)
             data = item.data.as_dict() if item.data is not None else {}
             tiers = tuple(_tier_from_dict(raw) for raw in data.get("tiers", []))
+            self._cache.put("tiers_version", int(data.get("version", 1)))
         except DoesNotExist:
             tiers = ()
         tiers = tiers or DEFAULT_TIERS
@@ -101,15 +102,89 @@ class DynamoProgramRepository:
         self._cache.clear()
         return saved
 
-    def save_tiers(self, tiers: tuple[Tier, ...]) -> None:
+    def save_tiers(self, tiers: tuple[Tier, ...], version: int = 1) -> None:
         ProgramItem(
             pk=TIERS_PK,
             sk=TIERS_SK,
             kind="tiers",
-            data={"tiers": [asdict(t) for t in tiers]},
+            data={"tiers": [asdict(t) for t in tiers], "version": version},
             updated_at=rfc3339(utc_now()),
         ).save()
         self._cache.clear()
+
+    # ---- tier rule versions: TIER_RULES / v<000001> ------------------------------------
+
+    def create_rules_version(self, tiers: tuple[Tier, ...]) -> int:
+        """A new draft version after the highest existing one (a race retries)."""
+        for _ in range(5):
+            latest = list(ProgramItem.query("TIER_RULES", scan_index_forward=False, limit=1))
+            version = int(latest[0].sk[1:]) + 1 if latest else 2  # version 1: the seed
+            empty = {"scanned": 0, "up": 0, "down": 0, "same": 0, "changed": 0}
+            try:
+                ProgramItem(
+                    pk="TIER_RULES",
+                    sk=f"v{version:06d}",
+                    kind="tier_rules",
+                    data={
+                        "version": version,
+                        "status": "draft",
+                        "tiers": [asdict(t) for t in tiers],
+                        "dry_run": dict(empty),
+                        "apply": dict(empty),
+                        # segment -> true once its counts were added (exactly once)
+                        "dry_run_done": {},
+                        "apply_done": {},
+                        "created_at": rfc3339(utc_now()),
+                    },
+                    updated_at=rfc3339(utc_now()),
+                ).save(condition=ProgramItem.pk.does_not_exist())
+            except PutError as exc:
+                if exc.cause_response_code == "ConditionalCheckFailedException":
+                    continue
+                raise
+            return version
+        raise Conflict("tier rules are being changed concurrently; retry", code="VERSION_CONFLICT")
+
+    def rules_version(self, version: int) -> dict[str, Any] | None:
+        try:
+            item = ProgramItem.get("TIER_RULES", f"v{version:06d}", consistent_read=True)
+        except DoesNotExist:
+            return None
+        data: dict[str, Any] = item.data.as_dict() if item.data is not None else {}
+        return data
+
+    def rules_tiers(self, version: int) -> tuple[Tier, ...]:
+        data = self.rules_version(version)
+        if data is None:
+            raise KeyError(version)
+        return tuple(_tier_from_dict(raw) for raw in data["tiers"])
+
+    def set_rules_status(self, version: int, status: str) -> None:
+        ProgramItem(pk="TIER_RULES", sk=f"v{version:06d}").update(
+            actions=[ProgramItem.data["status"].set(status)]
+        )
+
+    def add_rules_counts(
+        self, version: int, mode: str, counts: dict[str, int], segment: int
+    ) -> int:
+        """Add one finished scan segment's counts, once (the segment joins a set in the
+        same conditional update). Returns how many segments are done."""
+        item = ProgramItem(pk="TIER_RULES", sk=f"v{version:06d}")
+        done_path = ProgramItem.data[f"{mode}_done"][f"s{segment}"]
+        try:
+            item.update(
+                actions=[
+                    *[ProgramItem.data[mode][name].add(value) for name, value in counts.items()],
+                    done_path.set(True),
+                ],
+                condition=done_path.does_not_exist(),
+            )
+        except UpdateError as exc:
+            if exc.cause_response_code != "ConditionalCheckFailedException":
+                raise
+            return -1
+        data = item.data.as_dict() if item.data is not None else {}
+        return len(data.get(f"{mode}_done") or {})
 
     def store(self, store_id: str) -> Store | None:
         key = f"store:{store_id}"

@@ -50,18 +50,7 @@ class DynamoTierRepository:
             item = MemberItem.get(member_pk(member_id), MEMBER_SK, consistent_read=True)
         except DoesNotExist:
             return None
-        spend = item.qualifying_spend.as_dict() if item.qualifying_spend is not None else {}
-        return TierState(
-            member_id=member_id,
-            tier_code=item.tier_code,
-            tier_since=date.fromisoformat(item.tier_since) if item.tier_since else None,
-            tier_expires_at=(
-                datetime.fromisoformat(item.tier_expires_at) if item.tier_expires_at else None
-            ),
-            grace_until=date.fromisoformat(item.grace_until) if item.grace_until else None,
-            review_due=item.review_due,
-            monthly_spend={str(k): int(v) for k, v in spend.items()},
-        )
+        return _state(item)
 
     def change(self, change: TierChange, now: datetime) -> bool:
         """Apply a tier change and its history entry atomically, only if the member is
@@ -139,6 +128,21 @@ class DynamoTierRepository:
             for item in items
         ]
 
+    def scan_members(
+        self, segment: int, total: int, start: dict[str, Any] | None, limit: int
+    ) -> tuple[list[TierState], dict[str, Any] | None]:
+        """One page of one parallel-scan segment, members only: recalculating every
+        member is inherently a pass over all of them."""
+        scan = MemberItem.scan(
+            MemberItem.kind == "member",
+            segment=segment,
+            total_segments=total,
+            limit=limit,
+            last_evaluated_key=start,
+        )
+        states = [_state(item) for item in scan]
+        return states, scan.last_evaluated_key
+
     def due_for_review(
         self, key: str, start: dict[str, Any] | None, limit: int
     ) -> tuple[list[str], dict[str, Any] | None]:
@@ -149,3 +153,18 @@ class DynamoTierRepository:
 
 def _set_or_remove(attribute: Any, value: Any) -> Any:
     return attribute.remove() if value is None else attribute.set(value)
+
+
+def _state(item: MemberItem) -> TierState:
+    spend = item.qualifying_spend.as_dict() if item.qualifying_spend is not None else {}
+    return TierState(
+        member_id=item.member_id,
+        tier_code=item.tier_code,
+        tier_since=date.fromisoformat(item.tier_since) if item.tier_since else None,
+        tier_expires_at=(
+            datetime.fromisoformat(item.tier_expires_at) if item.tier_expires_at else None
+        ),
+        grace_until=date.fromisoformat(item.grace_until) if item.grace_until else None,
+        review_due=item.review_due,
+        monthly_spend={str(k): int(v) for k, v in spend.items()},
+    )

@@ -6,11 +6,6 @@ import json
 from datetime import date, timedelta
 from typing import Any
 
-from aws_lambda_powertools.utilities.batch import (
-    BatchProcessor,
-    EventType,
-    process_partial_response,
-)
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from chalicelib.dal.outbound import OutboundMessage
@@ -24,9 +19,6 @@ JOB = "expiry"
 PAGE = 100
 # A task stops and queues its continuation while this much of its Lambda time is left.
 SAFETY_MS = 60_000
-
-processor = BatchProcessor(event_type=EventType.SQS)
-_context: Any = None
 
 
 def run_points_expiry(event: dict[str, Any]) -> dict[str, Any]:
@@ -47,7 +39,9 @@ def run_points_expiry(event: dict[str, Any]) -> dict[str, Any]:
     return {"job": "points_expiry", "dates": [d.isoformat() for d in days], "tasks": len(tasks)}
 
 
-def expiry_task(record: SQSRecord) -> None:
+def expiry_task(record: SQSRecord, lambda_context: Any = None) -> None:
+    """One (date, shard) of an expiry run. Near the Lambda's time limit it queues the
+    rest of its page chain as a new task and stops."""
     task = json.loads(record.body)
     day = date.fromisoformat(task["date"])
     shard = int(task["shard"])
@@ -71,19 +65,10 @@ def expiry_task(record: SQSRecord) -> None:
             return
         svc.jobs.progress(JOB, day, members=members, lots=lots, points=points, shard_done=None)
         start = last
-        if _context is not None and _context.get_remaining_time_in_millis() < SAFETY_MS:
+        if lambda_context is not None and lambda_context.get_remaining_time_in_millis() < SAFETY_MS:
             # Large run: hand the rest of this shard to another invocation.
             svc.tasks.send_many([{**task, "start": last}])
             return
-
-
-def handle_tasks(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    global _context
-    _context = context
-    response = process_partial_response(
-        event=event, record_handler=expiry_task, processor=processor, context=context
-    )
-    return dict(response)
 
 
 def run_expiry_reminders(event: dict[str, Any]) -> dict[str, Any]:

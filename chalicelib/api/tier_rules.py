@@ -1,0 +1,132 @@
+"""Versioned tier rules (staff): propose a ladder, dry-run it, apply it to everyone."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from chalice.app import Blueprint, Response
+
+from chalicelib.api.http import JSON_HEADERS, OPS, Access, Call, operation
+from chalicelib.domain.tier_rules import validate
+from chalicelib.domain.tiers import Tier, TierBenefits
+from chalicelib.errors import BusinessRuleViolation, NotFound
+from chalicelib.models.tier_rules import TierRulesRequest, TierRulesView
+from chalicelib.wiring import services
+
+bp = Blueprint(__name__)
+TAGS = ("admin",)
+STAFF = Access(staff=OPS)
+
+
+def _load(version: str) -> tuple[int, dict[str, Any]]:
+    number = int(version) if version.isdigit() else -1
+    data = services().program.rules_version(number) if number > 0 else None
+    if data is None:
+        raise NotFound("no such tier rules version", code="RULES_NOT_FOUND")
+    return number, data
+
+
+def _view(data: dict[str, Any]) -> TierRulesView:
+    return TierRulesView.model_validate(
+        {k: data.get(k) for k in ("version", "status", "tiers", "dry_run", "apply", "created_at")}
+    )
+
+
+@operation(
+    bp,
+    "/v1/admin/tier-rules",
+    "POST",
+    access=STAFF,
+    body=TierRulesRequest,
+    response=TierRulesView,
+    status=201,
+    tags=TAGS,
+    summary="Propose a new tier ladder as a new version (draft)",
+    error_statuses=(400, 401, 403, 422),
+)
+def create_rules(call: Call) -> TierRulesView:
+    request: TierRulesRequest = call.body
+    tiers = tuple(
+        Tier(
+            t.code,
+            t.name,
+            t.name_en,
+            t.rank,
+            t.qualify_spend,
+            t.retain_spend,
+            TierBenefits(**t.benefits.model_dump()),
+        )
+        for t in request.tiers
+    )
+    validate(tiers)
+    svc = services()
+    version = svc.program.create_rules_version(tiers)
+    _, data = _load(str(version))
+    return _view(data)
+
+
+@operation(
+    bp,
+    "/v1/admin/tier-rules/{version}",
+    "GET",
+    access=STAFF,
+    response=TierRulesView,
+    tags=TAGS,
+    summary="A tier rules version: status, dry-run and apply counts",
+    error_statuses=(401, 403, 404),
+)
+def get_rules(call: Call) -> TierRulesView:
+    return _view(_load(call.params["version"])[1])
+
+
+@operation(
+    bp,
+    "/v1/admin/tier-rules/{version}/dry-run",
+    "POST",
+    access=STAFF,
+    response=TierRulesView,
+    status=202,
+    tags=TAGS,
+    summary="Count how many members would move up or down (asynchronous; poll the version)",
+    error_statuses=(401, 403, 404, 422),
+)
+def dry_run(call: Call) -> Response:
+    from chalicelib.handlers.tier_rules import queue_recalculation
+
+    version, data = _load(call.params["version"])
+    if data["status"] not in ("draft", "dry_run_done"):
+        raise BusinessRuleViolation("only a draft can be dry-run", code="RULES_NOT_DRAFT")
+    services().program.set_rules_status(version, "dry_run_running")
+    queue_recalculation(version, "dry_run")
+    return _accepted(version)
+
+
+@operation(
+    bp,
+    "/v1/admin/tier-rules/{version}/apply",
+    "POST",
+    access=STAFF,
+    response=TierRulesView,
+    status=202,
+    tags=TAGS,
+    summary="Make this ladder current and recalculate every member (asynchronous)",
+    error_statuses=(401, 403, 404, 422),
+)
+def apply_rules(call: Call) -> Response:
+    from chalicelib.handlers.tier_rules import queue_recalculation
+
+    version, data = _load(call.params["version"])
+    if data["status"] in ("applying", "applied"):
+        raise BusinessRuleViolation("this version is already applied", code="RULES_APPLIED")
+    svc = services()
+    svc.program.save_tiers(svc.program.rules_tiers(version), version)
+    svc.program.set_rules_status(version, "applying")
+    queue_recalculation(version, "apply")
+    return _accepted(version)
+
+
+def _accepted(version: int) -> Response:
+    _, data = _load(str(version))
+    return Response(
+        body=_view(data).model_dump(mode="json"), status_code=202, headers=dict(JSON_HEADERS)
+    )
