@@ -180,7 +180,9 @@ def operation(
 def _respond(op: Operation, result: Any) -> Response:
     if isinstance(result, Response):
         return result
-    payload = result.model_dump(mode="json") if isinstance(result, BaseModel) else result
+    payload = (
+        result.model_dump(mode="json", by_alias=True) if isinstance(result, BaseModel) else result
+    )
     return Response(body=payload, status_code=op.status, headers=dict(JSON_HEADERS))
 
 

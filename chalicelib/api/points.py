@@ -180,7 +180,7 @@ def replayable(status: int, body: object) -> object:
 
     from chalicelib.api.http import JSON_HEADERS
 
-    payload = body.model_dump(mode="json") if hasattr(body, "model_dump") else body
+    payload = body.model_dump(mode="json", by_alias=True) if hasattr(body, "model_dump") else body
     return Response(body=payload, status_code=status, headers=dict(JSON_HEADERS))
 
 

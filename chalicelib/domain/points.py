@@ -146,7 +146,9 @@ def replay(record: RequestRecord, hashed: str) -> tuple[int, dict[str, Any]]:
         raise Conflict(
             "this id was already used with a different request",
             code="IDEMPOTENCY_CONFLICT",
-            details={"id": record.sk.split("#")[-1] if "#" in record.sk else record.pk},
+            # the client's id: the last part of the refund/request sort key, or of the
+            # purchase's partition key (TXN#<store>#<transaction_id>)
+            details={"id": (record.pk if record.sk == "TXN" else record.sk).split("#")[-1]},
         )
     return record.status, record.response
 
@@ -355,7 +357,8 @@ def purchase_key(store_id: str, transaction_id: str) -> tuple[str, str]:
 
 
 def record_purchase(cmd: Purchase, ctx: Context) -> tuple[int, dict[str, Any]]:
-    _check_purchase(cmd, ctx.now)
+    # The checks run inside the plan: a retry of a purchase accepted long ago must get its
+    # first answer (found before planning), not TRANSACTION_TOO_OLD.
     key = purchase_key(cmd.store_id, cmd.transaction_id)
     return _run(
         ctx, key, cmd.request_hash, cmd.member_id, lambda a: _plan_purchase(a, cmd, ctx, key)
@@ -380,6 +383,7 @@ def _check_purchase(cmd: Purchase, now: datetime) -> None:
 def _plan_purchase(
     account: Account, cmd: Purchase, ctx: Context, key: tuple[str, str]
 ) -> tuple[Commit, dict[str, Any]]:
+    _check_purchase(cmd, ctx.now)
     program = ctx.program
     plan = Planner(account, ctx, cmd.store_id)
     plan.release_due()
