@@ -20,6 +20,7 @@ from bench import report
 # (name, module) in run order; modules are imported only when their section runs.
 SECTIONS: list[tuple[str, str]] = [
     ("coldstart", "bench.coldstart"),
+    ("purchases", "bench.purchases"),
 ]
 
 

@@ -1,0 +1,1008 @@
+"""Purchases: what one earn-only POS purchase (`POST /v1/transactions`) costs, on
+DynamoDB Local (never moto).
+
+1. Units: every DynamoDB call made while serving purchases is recorded with its
+   ConsumedCapacity (bench/ddbunits.py hooks the botocore clients of pynamodb and boto3),
+   converted to what AWS bills (transactional writes at 2x, index writes included).
+2. Floor: the fewest write units an atomic, idempotent earn can cost with this item
+   layout, from the sizes of the items actually written (DynamoDB's size rules).
+3. Handler latency in-process (chalice.test.Client, signed POS requests) against a
+   baseline of the bare boto3 calls such a purchase needs, interleaved in one run.
+4. Throughput over HTTP through the local stack (`python -m local.stack --in-memory`),
+   8 concurrent POS clients, against bare TransactWriteItems at the same concurrency.
+5. Dollars per million purchases from the measured units and list prices.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import secrets
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bench.ddbunits import (
+    CapacityMeter,
+    Consumed,
+    ImageReader,
+    item_size,
+    probe_transactions,
+    value_size,
+    write_units,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+CHALICE_CONFIG = ROOT / ".chalice" / "config.json"
+
+# Repetitions (full, quick).
+UNIT_PURCHASES = (40, 16)  # purchases whose DynamoDB calls are metered
+LATENCY_PURCHASES = (300, 80)  # timed purchases of each kind (handler, baseline)
+LATENCY_WARMUP = (30, 10)  # of each kind, discarded
+ATTRIBUTION_PURCHASES = (60, 20)  # of each kind, each DynamoDB call timed (after the above)
+HTTP_CLIENTS = 8
+HTTP_EACH = (60, 20)  # purchases per HTTP client
+MEMBERS_PER_KIND = 4  # in-process: handler members and baseline members
+BARRIER_SECONDS = 120  # how long concurrent clients wait for each other to be ready
+
+WRU_RATIO_GOAL = 1.25
+HANDLER_RATIO_GOAL = 1.3
+
+# List prices (USD; AWS us-east-1, on-demand, x86 Lambda).
+USD_API_PER_M = 3.50  # API Gateway REST, per million requests
+USD_WRITE_PER_M = 0.625  # DynamoDB on-demand, per million write request units
+USD_READ_PER_M = 0.125  # DynamoDB on-demand, per million read request units
+USD_LAMBDA_PER_M = 0.20  # Lambda, per million requests
+USD_LAMBDA_GB_S = 0.0000166667  # Lambda, per GB-second
+COST_STAGE = "dev"
+
+STORE_ID = "store-001"
+NONCE_TTL_SECONDS = 600
+BASKET: tuple[dict[str, Any], ...] = (  # a three-line earn-only basket (fen)
+    {"sku": "SKU-100234", "category": "general", "quantity": 2, "unit_price": 1850},
+    {"sku": "SKU-200871", "category": "general", "quantity": 1, "unit_price": 4990},
+    {"sku": "SKU-310045", "category": "general", "quantity": 3, "unit_price": 690},
+)
+TOTAL = sum(int(line["quantity"]) * int(line["unit_price"]) for line in BASKET)
+
+_ENDPOINT_VARS = (
+    "AWS_ENDPOINT_URL_DYNAMODB",
+    "AWS_ENDPOINT_URL_DYNAMODB_STREAMS",
+    "AWS_ENDPOINT_URL_SQS",
+    "AWS_ENDPOINT_URL_EVENTBRIDGE",
+    "MESSAGES_QUEUE_URL",
+)
+
+
+def log(message: str) -> None:
+    print(f"[purchases] {message}", file=sys.stderr, flush=True)
+
+
+# ---- shared pieces ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PosKey:
+    store_id: str
+    key_id: str
+    secret: str
+
+    def headers(self, method: str, path: str, body: bytes, nonce: str) -> dict[str, str]:
+        from local.pos import signed_headers
+
+        return signed_headers(
+            store_id=self.store_id,
+            key_id=self.key_id,
+            secret=self.secret,
+            method=method,
+            path=path,
+            body=body,
+            nonce=nonce,
+        )
+
+
+@dataclass
+class BenchMember:
+    member_id: str
+    card: str
+    last_txn: str = ""
+    last_nonce: str = ""
+    version: int = 0  # baseline members: the version the next bare commit expects
+    balance: int = 0  # baseline members: the balance the next bare commit starts from
+    expiry_due: str | None = None  # baseline members: the expiry-index key, if any
+
+
+def new_txn_id() -> str:
+    return f"bench-{uuid.uuid4().hex[:20]}"
+
+
+def now_text() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def purchase_body(txn_id: str, card: str) -> bytes:
+    from local.pos import encode
+
+    return encode(
+        {
+            "transaction_id": txn_id,
+            "store_id": STORE_ID,
+            "card": card,
+            "occurred_at": now_text(),
+            "items": list(BASKET),
+            "total": TOTAL,
+        }
+    )
+
+
+def registration_body(n: int) -> tuple[bytes, str]:
+    from local.pos import encode
+
+    digits = "".join(secrets.choice("0123456789") for _ in range(8))
+    card = f"C{digits}"
+    body = {
+        "phone": f"+86139{digits}",
+        "channel": "pos",
+        "name": f"测试会员{n}",
+        "birthday": f"19{70 + n % 30:02d}-{1 + n % 12:02d}-{1 + n % 28:02d}",
+        "external_ids": {"pos_card": card},
+    }
+    return encode(body), card
+
+
+def percentile(samples: list[float], pct: int) -> float:
+    if len(samples) == 1:
+        return samples[0]
+    return statistics.quantiles(samples, n=100, method="inclusive")[pct - 1]
+
+
+def local_env(ddb_endpoint: str) -> dict[str, str]:
+    from local.infra import stage_environment
+    from local.stack import LOCAL_CREDENTIALS
+
+    env = stage_environment("local")
+    env.update(LOCAL_CREDENTIALS)
+    env["AWS_REGION"] = env["AWS_DEFAULT_REGION"]
+    env["AWS_ENDPOINT_URL_DYNAMODB"] = ddb_endpoint
+    env["AWS_ENDPOINT_URL_DYNAMODB_STREAMS"] = ddb_endpoint
+    return env
+
+
+@contextmanager
+def environment(env: dict[str, str]) -> Iterator[None]:
+    """This process's settings pointed at `env` (the app reads them on first use)."""
+    from chalicelib.wiring import reset_services
+
+    saved = dict(os.environ)
+    for name in _ENDPOINT_VARS:
+        os.environ.pop(name, None)
+    os.environ.update(env)
+    reset_services()
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+        reset_services()
+
+
+def create_pos_key() -> PosKey:
+    from local.tools import create_store_key
+
+    created = create_store_key(STORE_ID)
+    return PosKey(created["store_id"], created["key_id"], created["secret"])
+
+
+def staff_headers() -> dict[str, str]:
+    from local.tools import member_or_staff_token
+
+    token = member_or_staff_token("ops", None)
+    return {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+
+
+# ---- the bare calls of a purchase (baseline) --------------------------------------------------
+
+
+@dataclass
+class Templates:
+    """Items written by a real purchase, reused (with fresh ids) by the bare calls."""
+
+    nonce: dict[str, Any]
+    ledger: dict[str, Any]
+    request: dict[str, Any]
+    request_txn: str
+
+
+class Bare:
+    """The DynamoDB calls one purchase needs, as bare boto3 low-level calls: nonce
+    PutItem, identity GetItem (strong), member GetItem (strong), request-record GetItem
+    (eventual), one TransactWriteItems (ledger entry put, request record put if absent,
+    member update on its version)."""
+
+    def __init__(self, client: Any, env: dict[str, str], templates: Templates) -> None:
+        self.client = client
+        self.members_table = env["MEMBERS_TABLE"]
+        self.runtime_table = env["RUNTIME_TABLE"]
+        self.templates = templates
+        from chalicelib.dal.members import identity_pk
+        from chalicelib.domain.members import IdentityHasher
+
+        hasher = IdentityHasher(env["PII_HASH_KEY"])
+        self._identity_pk: Callable[[str], str] = lambda card: identity_pk(
+            hasher.identity("pos_card", card)
+        )
+
+    def purchase(self, member: BenchMember, *, reads: bool = True) -> None:
+        from chalicelib.ids import ulid
+
+        txn_id = new_txn_id()
+        nonce = secrets.token_hex(16)
+        client = self.client
+        t = self.templates
+        if reads:
+            nonce_item = dict(t.nonce)
+            nonce_item["pk"] = {"S": f"NONCE#{STORE_ID}#{nonce}"}
+            nonce_item["expires_at"] = {"N": str(int(time.time()) + NONCE_TTL_SECONDS)}
+            client.put_item(
+                TableName=self.runtime_table,
+                Item=nonce_item,
+                ConditionExpression="attribute_not_exists(pk)",
+            )
+            client.get_item(
+                TableName=self.members_table,
+                Key={"pk": {"S": self._identity_pk(member.card)}, "sk": {"S": "ID"}},
+                ConsistentRead=True,
+            )
+            current = client.get_item(
+                TableName=self.members_table,
+                Key={"pk": {"S": f"MEMBER#{member.member_id}"}, "sk": {"S": "MEMBER"}},
+                ConsistentRead=True,
+            )["Item"]
+            member.version = int(current["version"]["N"])
+            member.balance = int(current["points_balance"]["N"])
+            member.expiry_due = current.get("expiry_due", {}).get("S")
+            lots = current.get("lots", {"M": {}})
+            client.get_item(
+                TableName=self.members_table,
+                Key={"pk": {"S": f"TXN#{STORE_ID}#{txn_id}"}, "sk": {"S": "TXN"}},
+            )
+        else:  # throughput run: the transaction only; version and balance tracked here
+            lots = {"M": {}}
+        points = int(t.ledger["points"]["N"])
+        balance = member.balance + points
+        expires_on = next(iter(lots["M"]), t.ledger["detail"]["M"]["expires_on"]["S"])
+        lot_points = int(lots["M"].get(expires_on, {"N": str(member.balance)})["N"]) + points
+        entry_id = ulid()
+        ledger = dict(t.ledger)
+        ledger.update(
+            sk={"S": f"LEDGER#{entry_id}"},
+            entry_id={"S": entry_id},
+            source_id={"S": txn_id},
+            balance_after={"N": str(balance)},
+            created_at={"S": now_text()},
+        )
+        request = dict(t.request)
+        request.update(
+            pk={"S": f"TXN#{STORE_ID}#{txn_id}"},
+            response={"S": t.request["response"]["S"].replace(t.request_txn, txn_id)},
+            created_at={"S": now_text()},
+        )
+        data = dict(request["data"]["M"])
+        data["transaction_id"] = {"S": txn_id}
+        request["data"] = {"M": data}
+        values: dict[str, Any] = {
+            ":lots": {"M": {expires_on: {"N": str(lot_points)}}},
+            ":bal": {"N": str(balance)},
+            ":zero": {"N": "0"},
+            ":pts": {"N": str(points)},
+            ":lot": {"N": str(lot_points)},
+            ":none": {"L": []},
+            ":exp": {"S": expires_on},
+            ":at": {"S": now_text()},
+            ":one": {"N": "1"},
+            ":version": {"N": str(member.version)},
+        }
+        update = (
+            "SET lots = :lots, points_balance = :bal, points_pending = :zero,"
+            " points_debt = :zero, lifetime_earned = lifetime_earned + :pts,"
+            " expiring_next_points = :lot, pending_lots = :none,"
+            " expiring_next_date = :exp, last_purchase_at = :at"
+        )
+        if member.expiry_due is not None:  # the app rewrites the expiry-index key too
+            update += ", expiry_due = :due"
+            values[":due"] = {"S": member.expiry_due}
+        client.transact_write_items(
+            TransactItems=[
+                {"Put": {"TableName": self.members_table, "Item": ledger}},
+                {
+                    "Put": {
+                        "TableName": self.members_table,
+                        "Item": request,
+                        "ConditionExpression": "attribute_not_exists(pk)",
+                    }
+                },
+                {
+                    "Update": {
+                        "TableName": self.members_table,
+                        "Key": {
+                            "pk": {"S": f"MEMBER#{member.member_id}"},
+                            "sk": {"S": "MEMBER"},
+                        },
+                        "UpdateExpression": update + " ADD version :one",
+                        "ConditionExpression": "version = :version",
+                        "ExpressionAttributeValues": values,
+                    }
+                },
+            ]
+        )
+        member.version += 1
+        member.balance = balance
+        member.last_txn = txn_id
+
+
+def read_templates(client: Any, env: dict[str, str], member: BenchMember) -> Templates:
+    """The nonce, ledger entry and request record of `member`'s last real purchase."""
+    table = env["MEMBERS_TABLE"]
+    nonce = client.get_item(
+        TableName=env["RUNTIME_TABLE"],
+        Key={"pk": {"S": f"NONCE#{STORE_ID}#{member.last_nonce}"}, "sk": {"S": "nonce"}},
+    )["Item"]
+    ledger = newest_ledger_entry(client, table, member.member_id)
+    request = client.get_item(
+        TableName=table,
+        Key={"pk": {"S": f"TXN#{STORE_ID}#{member.last_txn}"}, "sk": {"S": "TXN"}},
+        ConsistentRead=True,
+    )["Item"]
+    return Templates(nonce=nonce, ledger=ledger, request=request, request_txn=member.last_txn)
+
+
+def newest_ledger_entry(client: Any, table: str, member_id: str) -> dict[str, Any]:
+    items = client.query(
+        TableName=table,
+        KeyConditionExpression="pk = :pk AND begins_with(sk, :prefix)",
+        ExpressionAttributeValues={
+            ":pk": {"S": f"MEMBER#{member_id}"},
+            ":prefix": {"S": "LEDGER#"},
+        },
+        ScanIndexForward=False,
+        Limit=1,
+        ConsistentRead=True,
+    )["Items"]
+    return items[0]  # type: ignore[no-any-return]
+
+
+def get_member_item(client: Any, table: str, member_id: str) -> dict[str, Any]:
+    return client.get_item(  # type: ignore[no-any-return]
+        TableName=table,
+        Key={"pk": {"S": f"MEMBER#{member_id}"}, "sk": {"S": "MEMBER"}},
+        ConsistentRead=True,
+    )["Item"]
+
+
+# ---- in process: units, floor, handler latency ---------------------------------------------------
+
+
+@dataclass
+class InProcess:
+    client: Any  # chalice.test.Client
+    pos: PosKey
+    handler_members: list[BenchMember] = field(default_factory=list)
+    baseline_members: list[BenchMember] = field(default_factory=list)
+
+    def register(self, n: int) -> BenchMember:
+        body, card = registration_body(n)
+        response = self.client.http.post("/v1/members", headers=staff_headers(), body=body)
+        if response.status_code != 201:
+            raise RuntimeError(f"registration answered {response.status_code}: {response.body!r}")
+        return BenchMember(json.loads(response.body)["member_id"], card)
+
+    def purchase(self, member: BenchMember) -> float:
+        """One signed POS purchase through the app; returns its milliseconds."""
+        txn_id = new_txn_id()
+        nonce = secrets.token_hex(16)
+        body = purchase_body(txn_id, member.card)
+        headers = self.pos.headers("POST", "/v1/transactions", body, nonce)
+        t0 = time.perf_counter()
+        response = self.client.http.post("/v1/transactions", headers=headers, body=body)
+        elapsed = (time.perf_counter() - t0) * 1000.0
+        if response.status_code != 201:
+            raise RuntimeError(f"purchase answered {response.status_code}: {response.body!r}")
+        member.last_txn, member.last_nonce = txn_id, nonce
+        return elapsed
+
+
+def summarise_calls(per_purchase: list[list[Consumed]], txn_multiplier: float) -> dict[str, Any]:
+    """Mean units per purchase as AWS bills them: total, by line (label), table vs index,
+    with what the engine reported beside them."""
+    n = len(per_purchase)
+    lines: dict[str, dict[str, float]] = defaultdict(
+        lambda: {"calls": 0.0, "wru": 0.0, "index_wru": 0.0, "rru": 0.0, "reported": 0.0}
+    )
+    totals: dict[str, float] = defaultdict(float)
+    for calls in per_purchase:
+        for call in calls:
+            table, index = call.billed_write(txn_multiplier)
+            read = call.billed_read()
+            line = lines[call.label]
+            line["calls"] += 1
+            line["wru"] += table + index
+            line["index_wru"] += index
+            line["rru"] += read
+            line["reported"] += call.reported_units
+            totals["wru"] += table + index
+            totals["rru"] += read
+            totals["reported_wru"] += call.reported_units if table + index else 0.0
+            if call.operation == "TransactWriteItems":
+                totals["wru_txn_table"] += table
+                totals["wru_txn_index"] += index
+            elif call.operation == "PutItem" and "runtime/NONCE" in call.label:
+                totals["wru_nonce"] += table + index
+    return {
+        "purchases": n,
+        **{name: value / n for name, value in totals.items()},
+        "calls": sum(len(calls) for calls in per_purchase) / n,
+        "lines": {
+            label: {k: round(v / n, 3) for k, v in values.items()}
+            for label, values in sorted(lines.items())
+        },
+    }
+
+
+def in_process(quick: bool) -> dict[str, Any]:
+    import boto3
+    from chalice.test import Client
+
+    import app as app_module
+    from local import ddb
+    from local.infra import create_tables
+
+    q = 1 if quick else 0
+    result: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="bench-purchases-") as tmp:
+        port = ddb.free_port()
+        log(f"starting DynamoDB Local (in memory) on {port}")
+        proc = ddb.start(port, None, Path(tmp) / "dynamodb.log")
+        meter = CapacityMeter()
+        try:
+            env = local_env(f"http://127.0.0.1:{port}")
+            with environment(env):
+                region = env["AWS_REGION"]
+                admin = boto3.client("dynamodb", region_name=region)  # never metered
+                create_tables(admin, env)
+                probe = probe_transactions(admin, env["RUNTIME_TABLE"])
+                # Writes are priced from the items' images (bench/ddbunits.py); the engine's
+                # own figures are kept beside them. Where a write could not be priced, its
+                # reported units are converted: AWS bills a transactional write at 2x.
+                txn_multiplier = 2.0 * probe["put_item"] / probe["transaction_1_put"]
+                log(
+                    "DynamoDB Local reports small puts at: PutItem {put_item:g},"
+                    " 1-put transaction {transaction_1_put:g}, 3-put transaction"
+                    " {transaction_3_puts:g} (AWS bills 1, 2, 6)".format(**probe)
+                )
+                meter.reader = ImageReader(admin)
+                meter.install()
+                from chalicelib.wiring import reset_services
+                from local.seed import seed
+
+                reset_services()
+                seed()
+                pos = create_pos_key()
+                bare_client = boto3.client("dynamodb", region_name=region)  # metered too
+                with Client(app_module.app, stage_name="local") as client:
+                    run = InProcess(client, pos)
+                    for n in range(MEMBERS_PER_KIND):
+                        run.handler_members.append(run.register(n))
+                        run.baseline_members.append(run.register(100 + n))
+                    log(f"registered {2 * MEMBERS_PER_KIND} members; warming up")
+                    first_purchases: list[list[Consumed]] = []
+                    for member in run.handler_members + run.baseline_members:
+                        with meter.recording() as calls:  # a member's first purchase
+                            run.purchase(member)
+                        first_purchases.append(calls)
+                        run.purchase(member)
+                    templates = read_templates(admin, env, run.baseline_members[0])
+                    bare = Bare(bare_client, env, templates)
+
+                    result.update(measure_units(run, bare, admin, env, meter, txn_multiplier, q))
+                    # The very first also filled the program caches (store key, store...).
+                    first = summarise_calls(first_purchases[1:], txn_multiplier)
+                    result["info"]["first_purchase_of_a_member"] = {
+                        "wru": round(first.get("wru", 0.0), 3),
+                        "rru": round(first.get("rru", 0.0), 3),
+                        "lines": first["lines"],
+                    }
+                    meter.pause()
+                    result.update(measure_latency(run, bare, q))
+                    result["info"]["time_in_dynamodb"] = attribute_time(run, bare, meter, q)
+                result["info"]["local_reports_small_puts"] = probe
+        finally:
+            meter.uninstall()
+            ddb.stop(proc)
+            log("DynamoDB Local stopped")
+    return result
+
+
+def measure_units(
+    run: InProcess,
+    bare: Bare,
+    admin: Any,
+    env: dict[str, str],
+    meter: CapacityMeter,
+    txn_multiplier: float,
+    q: int,
+) -> dict[str, Any]:
+    count = UNIT_PURCHASES[q]
+    log(f"metering the DynamoDB calls of {count} purchases")
+    handler_calls: list[list[Consumed]] = []
+    members = run.handler_members
+    member_before: dict[str, Any] = {}
+    for i in range(count):
+        member = members[i % len(members)]
+        if i == count - 1:
+            member_before = get_member_item(admin, env["MEMBERS_TABLE"], member.member_id)
+        with meter.recording() as calls:
+            run.purchase(member)
+        handler_calls.append(calls)
+    last = members[(count - 1) % len(members)]
+
+    bare_calls: list[list[Consumed]] = []
+    for i in range(min(count, 8)):
+        with meter.recording() as calls:
+            bare.purchase(run.baseline_members[i % len(run.baseline_members)])
+        bare_calls.append(calls)
+
+    handler = summarise_calls(handler_calls, txn_multiplier)
+    baseline = summarise_calls(bare_calls, txn_multiplier)
+
+    # The floor, from the items the last metered purchase wrote.
+    table = env["MEMBERS_TABLE"]
+    member_after = get_member_item(admin, table, last.member_id)
+    ledger = newest_ledger_entry(admin, table, last.member_id)
+    if ledger["source_id"]["S"] != last.last_txn:
+        raise RuntimeError("the newest ledger entry is not the last purchase's")
+    request = admin.get_item(
+        TableName=table,
+        Key={"pk": {"S": f"TXN#{STORE_ID}#{last.last_txn}"}, "sk": {"S": "TXN"}},
+        ConsistentRead=True,
+    )["Item"]
+    nonce = admin.get_item(
+        TableName=env["RUNTIME_TABLE"],
+        Key={"pk": {"S": f"NONCE#{STORE_ID}#{last.last_nonce}"}, "sk": {"S": "nonce"}},
+    )["Item"]
+    request_attributes = {
+        name: len(name.encode()) + value_size(value) for name, value in request.items()
+    }
+    sizes = {
+        # an update is billed on the larger of the item before and after it
+        "member": max(item_size(member_before), item_size(member_after)),
+        "ledger_entry": item_size(ledger),
+        "request_record": item_size(request),
+        "nonce": item_size(nonce),
+    }
+    txn_kb = sum(write_units(sizes[k]) for k in ("member", "ledger_entry", "request_record"))
+    floor = 2 * txn_kb + write_units(sizes["nonce"])
+
+    wru = handler.get("wru", 0.0)
+    figures = {
+        "wru_per_purchase": round(wru, 3),
+        "wru_nonce": round(handler.get("wru_nonce", 0.0), 3),
+        "wru_txn_table": round(handler.get("wru_txn_table", 0.0), 3),
+        "wru_txn_gsi": round(handler.get("wru_txn_index", 0.0), 3),
+        "wru_floor": floor,
+        "wru_ratio": round(wru / floor, 3),
+        "rru_per_purchase": round(handler.get("rru", 0.0), 3),
+        "rru_floor": round(baseline.get("rru", 0.0), 3),
+    }
+    log(
+        f"units: {wru:g} WRU (floor {floor}), {handler.get('rru', 0.0):g} RRU"
+        f" (bare calls {baseline.get('rru', 0.0):g}) per purchase"
+    )
+    return {
+        "figures": figures,
+        "info": {
+            "units": {
+                "metered_purchases": count,
+                "handler_lines_per_purchase": handler["lines"],
+                "baseline_lines_per_purchase": baseline["lines"],
+                "baseline_wru": round(baseline.get("wru", 0.0), 3),
+                "wru_as_reported_by_local": round(handler.get("reported_wru", 0.0), 3),
+                "ddb_calls_per_purchase": {
+                    "handler": handler["calls"],
+                    "baseline": baseline["calls"],
+                },
+                "fallback_txn_multiplier": txn_multiplier,
+            },
+            "item_sizes_bytes": sizes,
+            "request_record_attribute_bytes": dict(
+                sorted(request_attributes.items(), key=lambda kv: -kv[1])
+            ),
+            "item_write_units_1x": {k: write_units(v) for k, v in sizes.items()},
+            "floor": "2 x (ceil(member/1KB) + ceil(ledger_entry/1KB) + ceil(request_record/1KB))"
+            " + ceil(nonce/1KB)",
+        },
+    }
+
+
+def attribute_time(run: InProcess, bare: Bare, meter: CapacityMeter, q: int) -> dict[str, Any]:
+    """Where the time goes: a separate, shorter interleaved run with the handlers back on
+    the clients, timing each DynamoDB call (no capacity request, no image reads)."""
+    count = ATTRIBUTION_PURCHASES[q]
+    meter.pricing = False
+    meter.resume()
+    per_kind: dict[str, list[list[Consumed]]] = {"handler": [], "baseline": []}
+    try:
+        for i in range(count):
+            with meter.recording() as calls:
+                run.purchase(run.handler_members[i % MEMBERS_PER_KIND])
+            per_kind["handler"].append(calls)
+            with meter.recording() as calls:
+                bare.purchase(run.baseline_members[i % MEMBERS_PER_KIND])
+            per_kind["baseline"].append(calls)
+    finally:
+        meter.pause()
+    summary: dict[str, Any] = {"purchases_each": count}
+    for kind, purchases in per_kind.items():
+        by_line: dict[str, list[float]] = defaultdict(list)
+        for calls in purchases:
+            for call in calls:
+                by_line[call.label].append(call.ms)
+        summary[kind] = {
+            "calls_per_purchase": sum(len(c) for c in purchases) / count,
+            "ms_per_purchase_p50": round(
+                statistics.median(sum(c.ms for c in calls) for calls in purchases), 2
+            ),
+            "ms_per_call_p50": {k: round(statistics.median(v), 2) for k, v in by_line.items()},
+        }
+    log(
+        "time in DynamoDB calls, p50: handler {h} ms in {hc:g} calls, bare {b} ms in {bc:g}".format(
+            h=summary["handler"]["ms_per_purchase_p50"],
+            hc=summary["handler"]["calls_per_purchase"],
+            b=summary["baseline"]["ms_per_purchase_p50"],
+            bc=summary["baseline"]["calls_per_purchase"],
+        )
+    )
+    return summary
+
+
+def measure_latency(run: InProcess, bare: Bare, q: int) -> dict[str, Any]:
+    warmup, count = LATENCY_WARMUP[q], LATENCY_PURCHASES[q]
+    log(f"timing {count} handler and {count} bare purchases, interleaved ({warmup} warm-up each)")
+    handler_ms: list[float] = []
+    bare_ms: list[float] = []
+
+    def one_bare(member: BenchMember) -> float:
+        t0 = time.perf_counter()
+        bare.purchase(member)
+        return (time.perf_counter() - t0) * 1000.0
+
+    for i in range(warmup + count):
+        hm = run.handler_members[i % MEMBERS_PER_KIND]
+        bm = run.baseline_members[i % MEMBERS_PER_KIND]
+        if i % 2 == 0:
+            h = run.purchase(hm)
+            b = one_bare(bm)
+        else:
+            b = one_bare(bm)
+            h = run.purchase(hm)
+        if i >= warmup:
+            handler_ms.append(h)
+            bare_ms.append(b)
+    h50, b50 = statistics.median(handler_ms), statistics.median(bare_ms)
+    h99, b99 = percentile(handler_ms, 99), percentile(bare_ms, 99)
+    log(f"handler p50 {h50:.1f} ms, bare calls p50 {b50:.1f} ms")
+    return {
+        "latency": {
+            "handler_p50_ms": round(h50, 2),
+            "handler_p99_ms": round(h99, 2),
+            "baseline_p50_ms": round(b50, 2),
+            "baseline_p99_ms": round(b99, 2),
+            "handler_ratio_p50": round(h50 / b50, 3),
+        },
+        "latency_info": {
+            "timed_purchases_each": count,
+            "warmup_discarded_each": warmup,
+            "samples_ms": {
+                "handler": [round(v, 2) for v in handler_ms],
+                "baseline": [round(v, 2) for v in bare_ms],
+            },
+        },
+    }
+
+
+# ---- over HTTP: the local stack ---------------------------------------------------------------
+
+
+@contextmanager
+def local_stack(tmp: Path) -> Iterator[dict[str, Any]]:
+    """`python -m local.stack --in-memory` on free ports, in its own process group;
+    stopped with SIGINT (then killed, group and all) however the block ends."""
+    from local import ddb
+
+    port, ddb_port, moto_port = ddb.free_port(), ddb.free_port(), ddb.free_port()
+    log_path = tmp / "stack.log"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_ENDPOINT_URL")}
+    log(f"starting the local stack (API {port}, DynamoDB Local {ddb_port})")
+    with open(log_path, "wb") as out:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "local.stack",
+                "--port",
+                str(port),
+                "--ddb-port",
+                str(ddb_port),
+                "--moto-port",
+                str(moto_port),
+                "--data-dir",
+                str(tmp),
+                "--in-memory",
+            ],
+            cwd=ROOT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        )
+    try:
+        state_path = tmp / "stack.json"
+        deadline = time.monotonic() + 120
+        while not state_path.exists():
+            if proc.poll() is not None or time.monotonic() > deadline:
+                tail = log_path.read_text(errors="replace")[-4000:]
+                raise RuntimeError(f"the local stack did not start:\n{tail}")
+            time.sleep(0.2)
+        yield json.loads(state_path.read_text())
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=10)
+        log("local stack stopped")
+
+
+def over_http(quick: bool) -> dict[str, Any]:
+    import boto3
+    import requests
+
+    from local.stack import stack_environment
+
+    each = HTTP_EACH[1 if quick else 0]
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-purchases-stack-") as tmp,
+        local_stack(Path(tmp)) as state,
+    ):
+        env = stack_environment(state["ddb_port"], state["moto_port"], state["queues"])
+        with environment(env):
+            pos = create_pos_key()
+            base = state["api"]
+            members: list[BenchMember] = []
+            with requests.Session() as session:
+                for n in range(HTTP_CLIENTS):
+                    body, card = registration_body(200 + n)
+                    response = session.post(
+                        f"{base}/v1/members", data=body, headers=staff_headers(), timeout=30
+                    )
+                    if response.status_code != 201:
+                        raise RuntimeError(
+                            f"registration answered {response.status_code}: {response.text}"
+                        )
+                    members.append(BenchMember(response.json()["member_id"], card))
+            log(f"{HTTP_CLIENTS} POS clients x {each} purchases over HTTP")
+            try:
+                http = http_run(base, pos, members, each)
+            except RuntimeError as exc:
+                tail = (Path(tmp) / "stack.log").read_text(errors="replace")[-3000:]
+                raise RuntimeError(f"{exc}\n--- stack log (tail) ---\n{tail}") from exc
+            region = env["AWS_REGION"]
+            admin = boto3.client("dynamodb", region_name=region)
+            templates = read_templates(admin, env, members[0])
+            log(f"{HTTP_CLIENTS} threads x {each} bare TransactWriteItems")
+            txn_per_s = bare_txn_run(env, templates, members, each)
+    return {
+        "figures": {
+            "http_purchases_per_s": round(http["per_s"], 1),
+            "http_p50_ms": round(http["p50"], 2),
+            "http_p99_ms": round(http["p99"], 2),
+            "ddb_txn_per_s": round(txn_per_s, 1),
+        },
+        "info": {"http": {"clients": HTTP_CLIENTS, "purchases_each": each}},
+    }
+
+
+def http_run(base: str, pos: PosKey, members: list[BenchMember], each: int) -> dict[str, float]:
+    import requests
+
+    barrier = threading.Barrier(len(members) + 1)
+    latencies: list[float] = []
+    errors: list[str] = []
+    lock = threading.Lock()
+
+    def client(member: BenchMember) -> None:
+        mine: list[float] = []
+        with requests.Session() as session:
+
+            def post() -> float:
+                txn_id = new_txn_id()
+                body = purchase_body(txn_id, member.card)
+                headers = pos.headers("POST", "/v1/transactions", body, secrets.token_hex(16))
+                t0 = time.perf_counter()
+                response = session.post(
+                    f"{base}/v1/transactions", data=body, headers=headers, timeout=60
+                )
+                elapsed = (time.perf_counter() - t0) * 1000.0
+                if response.status_code != 201:
+                    raise RuntimeError(f"{response.status_code}: {response.text[:300]}")
+                member.last_txn = txn_id
+                member.last_nonce = headers["X-Nonce"]
+                return elapsed
+
+            try:
+                for _ in range(3):  # warm-up: connection, caches
+                    post()
+            except Exception as exc:
+                with lock:
+                    errors.append(f"warm-up: {exc}")
+            barrier.wait(timeout=BARRIER_SECONDS)
+            try:
+                for _ in range(each):
+                    mine.append(post())
+            except Exception as exc:
+                with lock:
+                    errors.append(str(exc))
+        with lock:
+            latencies.extend(mine)
+
+    threads = [threading.Thread(target=client, args=(m,), daemon=True) for m in members]
+    for thread in threads:
+        thread.start()
+    barrier.wait(timeout=BARRIER_SECONDS)
+    t0 = time.perf_counter()
+    for thread in threads:
+        thread.join()
+    wall = time.perf_counter() - t0
+    if errors:
+        raise RuntimeError(f"{len(errors)} HTTP purchases failed; first: {errors[0]}")
+    log(f"HTTP: {len(latencies)} purchases in {wall:.2f} s")
+    return {
+        "per_s": len(latencies) / wall,
+        "p50": statistics.median(latencies),
+        "p99": percentile(latencies, 99),
+    }
+
+
+def bare_txn_run(
+    env: dict[str, str], templates: Templates, members: list[BenchMember], each: int
+) -> float:
+    """Bare TransactWriteItems of the same three items, one thread per member."""
+    import boto3
+
+    region = env["AWS_REGION"]
+    admin = boto3.client("dynamodb", region_name=region)
+    bares: list[Bare] = []
+    for member in members:
+        current = get_member_item(admin, env["MEMBERS_TABLE"], member.member_id)
+        member.version = int(current["version"]["N"])
+        member.balance = int(current["points_balance"]["N"])
+        member.expiry_due = current.get("expiry_due", {}).get("S")
+        bares.append(Bare(boto3.client("dynamodb", region_name=region), env, templates))
+    barrier = threading.Barrier(len(members) + 1)
+    errors: list[str] = []
+
+    def worker(bare: Bare, member: BenchMember) -> None:
+        barrier.wait(timeout=BARRIER_SECONDS)
+        try:
+            for _ in range(each):
+                bare.purchase(member, reads=False)
+        except Exception as exc:
+            errors.append(str(exc))
+
+    threads = [
+        threading.Thread(target=worker, args=(b, m), daemon=True)
+        for b, m in zip(bares, members, strict=True)
+    ]
+    for thread in threads:
+        thread.start()
+    barrier.wait(timeout=BARRIER_SECONDS)
+    t0 = time.perf_counter()
+    for thread in threads:
+        thread.join()
+    wall = time.perf_counter() - t0
+    if errors:
+        raise RuntimeError(f"bare transactions failed: {errors[0]}")
+    return len(members) * each / wall
+
+
+# ---- dollars ---------------------------------------------------------------------------------
+
+
+def lambda_memory_mb(stage: str = COST_STAGE) -> int:
+    config = json.loads(CHALICE_CONFIG.read_text())
+    stage_config = config.get("stages", {}).get(stage, {})
+    return int(stage_config.get("lambda_memory_size", config.get("lambda_memory_size", 128)))
+
+
+def costs(wru: float, rru: float, handler_p50_ms: float) -> dict[str, float]:
+    memory_gb = lambda_memory_mb() / 1024
+    billed_ms = math.ceil(handler_p50_ms)  # Lambda bills by the started millisecond
+    usd_lambda = USD_LAMBDA_PER_M + 1e6 * memory_gb * billed_ms / 1000 * USD_LAMBDA_GB_S
+    usd = {
+        "usd_api": USD_API_PER_M,
+        "usd_ddb_write": wru * USD_WRITE_PER_M,
+        "usd_ddb_read": rru * USD_READ_PER_M,
+        "usd_lambda": usd_lambda,
+    }
+    usd["usd_per_million_purchases"] = sum(usd.values())
+    return {k: round(v, 3) for k, v in usd.items()}
+
+
+# ---- the section -----------------------------------------------------------------------------
+
+
+def run(quick: bool = False) -> dict[str, Any]:
+    started = time.monotonic()
+    load_before = os.getloadavg()
+    local = in_process(quick)
+    http = over_http(quick)
+    figures: dict[str, float] = {}
+    figures.update(local["figures"])
+    figures.update(local["latency"])
+    figures.update(http["figures"])
+    usd = costs(figures["wru_per_purchase"], figures["rru_per_purchase"], figures["handler_p50_ms"])
+    figures.update(usd)
+
+    units = {name: "x" for name in ("wru_ratio", "handler_ratio_p50")}
+    for name in figures:
+        if name.startswith("wru_") and name != "wru_ratio":
+            units[name] = "WRU"
+        elif name.startswith("rru_"):
+            units[name] = "RRU"
+        elif name.endswith("_ms"):
+            units[name] = "ms"
+        elif name.endswith("_per_s"):
+            units[name] = "1/s"
+        elif name.startswith("usd_"):
+            units[name] = "USD/M"
+    info = dict(local["info"])
+    info.update(local["latency_info"])
+    info.update(http["info"])
+    info["prices"] = {
+        "api_gateway_rest_per_m": USD_API_PER_M,
+        "ddb_write_per_m_wru": USD_WRITE_PER_M,
+        "ddb_read_per_m_rru": USD_READ_PER_M,
+        "lambda_per_m_requests": USD_LAMBDA_PER_M,
+        "lambda_per_gb_s": USD_LAMBDA_GB_S,
+        "lambda_memory_mb": lambda_memory_mb(),
+        "lambda_stage": COST_STAGE,
+        "lambda_billed_ms": math.ceil(figures["handler_p50_ms"]),
+    }
+    info["basket"] = {"lines": list(BASKET), "total_fen": TOTAL, "member_lookup": "card"}
+    info["seconds"] = round(time.monotonic() - started, 1)
+    # Timings share the machine: a high load average means other work ran meanwhile.
+    info["load_average_1m"] = {"start": load_before[0], "end": os.getloadavg()[0]}
+    log(f"done in {info['seconds']} s")
+    return {
+        "figures": figures,
+        "units": units,
+        "goals": {
+            "wru_ratio": {"max": WRU_RATIO_GOAL},
+            "handler_ratio_p50": {"max": HANDLER_RATIO_GOAL},
+        },
+        "info": info,
+    }
