@@ -7,9 +7,9 @@ from chalice.app import Blueprint
 from chalicelib.api.http import OPS, Access, Call, operation
 from chalicelib.api.points import replayable
 from chalicelib.auth import Principal
-from chalicelib.domain import members as members_domain
 from chalicelib.domain import points as domain
 from chalicelib.domain.earning import Item
+from chalicelib.domain.phone import normalise_phone
 from chalicelib.errors import BusinessRuleViolation, Forbidden, InvalidInput, NotFound
 from chalicelib.models.points import (
     RefundRequest,
@@ -83,16 +83,21 @@ def post_transaction(call: Call) -> object:
 
 
 def resolve_member(request: TransactionRequest) -> str:
-    """By member id, card, or phone, in that order (product brief, capability 4)."""
+    """By member id, card, or phone, in that order (product brief, capability 4). Only
+    the id: the purchase itself reads the member (consistently) and answers
+    MEMBER_NOT_FOUND when there is none, so the member is read once."""
     svc = services()
     if request.member_id:
-        return members_domain.get_member(request.member_id, svc.members).member_id
+        return request.member_id
     if request.card:
-        return members_domain.find_by_external_id(
-            "pos_card", request.card, svc.members, svc.hasher
-        ).member_id
-    assert request.phone is not None
-    return members_domain.find_by_phone(request.phone, svc.members, svc.hasher).member_id
+        identity = svc.hasher.identity("pos_card", request.card)
+    else:
+        assert request.phone is not None
+        identity = svc.hasher.identity("phone", normalise_phone(request.phone))
+    member_id = svc.members.find_member_id(identity)
+    if member_id is None:
+        raise NotFound("no member matches", code="MEMBER_NOT_FOUND")
+    return member_id
 
 
 @operation(

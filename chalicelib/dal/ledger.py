@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import zlib
 from datetime import date, datetime
 from typing import Any
 
@@ -103,10 +104,12 @@ def _request_item(record: RequestRecord) -> RequestItem:
         sk=record.sk,
         kind=record.kind,
         member_id=record.member_id,
-        request_hash=record.request_hash,
+        request_hash=bytes.fromhex(record.request_hash),
         status=record.status,
-        # The first answer, byte for byte what a replay gets back.
-        response=json.dumps(record.response, separators=(",", ":"), ensure_ascii=False),
+        # The first answer: a replay gets back exactly this.
+        response=zlib.compress(
+            json.dumps(record.response, separators=(",", ":"), ensure_ascii=False).encode(), 9
+        ),
         created_at=rfc3339(record.created_at),
         version=record.version,
         data=record.data or None,
@@ -119,9 +122,9 @@ def _request(item: RequestItem) -> RequestRecord:
         sk=item.sk,
         kind=item.kind,
         member_id=item.member_id,
-        request_hash=item.request_hash,
+        request_hash=bytes(item.request_hash).hex(),
         status=int(item.status),
-        response=json.loads(item.response),
+        response=json.loads(zlib.decompress(item.response)),
         created_at=datetime.fromisoformat(item.created_at),
         data=item.data.as_dict() if item.data is not None else {},
         version=int(item.version or 1),

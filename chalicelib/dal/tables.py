@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from pynamodb.attributes import (
+    BinaryAttribute,
     BooleanAttribute,
     ListAttribute,
     MapAttribute,
@@ -171,9 +172,11 @@ class RequestItem(Model):
     sk = UnicodeAttribute(range_key=True)
     kind = UnicodeAttribute()
     member_id = UnicodeAttribute()
-    request_hash = UnicodeAttribute()
+    request_hash = BinaryAttribute(legacy_encoding=False)  # sha256: 32 bytes, not 64 hex
     status = NumberAttribute()
-    response = UnicodeAttribute()
+    # zlib-compressed JSON of the first answer: keeps a purchase's record under 1 KB,
+    # one write unit (two in a transaction) less per purchase
+    response = BinaryAttribute(legacy_encoding=False)
     created_at = UnicodeAttribute()
     version = NumberAttribute(default=1)
     data = MapAttribute[str, Any](null=True)

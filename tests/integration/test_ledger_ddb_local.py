@@ -246,7 +246,7 @@ def test_given_a_balance_for_one_payment_when_20_pay_at_once_then_exactly_one_su
             points=1_000,
             reason="opening balance",
             actor="test",
-            request_hash="h",
+            request_hash="0a",
         ),
         context(),
     )
@@ -292,7 +292,7 @@ def test_given_a_refund_after_the_points_were_spent_then_the_balance_goes_negati
             points=-995,
             reason="test drain",
             actor="test",
-            request_hash="d",
+            request_hash="0d",
         ),
         context(),
     )
@@ -303,7 +303,7 @@ def test_given_a_refund_after_the_points_were_spent_then_the_balance_goes_negati
             transaction_id=first.transaction_id,
             items=None,
             amount=50_000,
-            request_hash="r",
+            request_hash="0e",
         ),
         context(),
     )

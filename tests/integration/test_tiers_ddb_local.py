@@ -4,6 +4,7 @@ the yearly review through the sparse index (keep, grace, move down), reruns."""
 from __future__ import annotations
 
 import uuid
+import zlib
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -97,7 +98,7 @@ def test_given_a_refund_below_the_threshold_then_the_tier_stays_until_the_review
             transaction_id=txn.transaction_id,
             items=None,
             amount=300_000,
-            request_hash="h",
+            request_hash="0a",
         ),
         context(),
     )
@@ -134,9 +135,9 @@ def _fake_record(member_id: str) -> tuple[str, str]:
         sk="TXN",
         kind="purchase",
         member_id=member_id,
-        request_hash="x",
+        request_hash=b"x",
         status=201,
-        response="{}",
+        response=zlib.compress(b"{}"),
         created_at="2026-01-01T00:00:00Z",
         data={"n": 1},
     ).save()
