@@ -157,18 +157,16 @@ def _run(
     ctx: Context,
     key: tuple[str, str],
     hashed: str,
-    member_id: str,
-    plan: Callable[[Account], tuple[Commit, dict[str, Any]]],
+    plan: Callable[[], tuple[Commit, dict[str, Any]]],
 ) -> tuple[int, dict[str, Any]]:
+    """Plan (reading what the plan needs) and commit, until the commit lands, the request
+    turns out to be done already (replay), or the retries run out (503, retry later)."""
     existing = ctx.repo.get_request(*key, consistent=False)
     if existing is not None:
         return replay(existing, hashed)
     for attempt in range(COMMIT_ATTEMPTS):
-        account = ctx.repo.load(member_id)
-        if account is None:
-            raise NotFound("member not found", code="MEMBER_NOT_FOUND")
         try:
-            commit, response = plan(account)
+            commit, response = plan()
         except DomainError:
             # A replay of a request that already took effect must get its first answer,
             # not an error computed from the state that request itself produced.
@@ -191,7 +189,14 @@ def _run(
             if existing is not None:
                 return replay(existing, hashed)
             ctx.sleep(min(0.005 * 2**attempt, 0.2) * (0.5 + random.random()))  # noqa: S311
-    raise Unavailable("the member is too busy; retry", code="CONTENDED")
+    raise Unavailable("too busy; retry", code="CONTENDED")
+
+
+def _account(ctx: Context, member_id: str) -> Account:
+    account = ctx.repo.load(member_id)
+    if account is None:
+        raise NotFound("member not found", code="MEMBER_NOT_FOUND")
+    return account
 
 
 # ---- shared planning helpers -----------------------------------------------------------
@@ -361,7 +366,10 @@ def record_purchase(cmd: Purchase, ctx: Context) -> tuple[int, dict[str, Any]]:
     # first answer (found before planning), not TRANSACTION_TOO_OLD.
     key = purchase_key(cmd.store_id, cmd.transaction_id)
     return _run(
-        ctx, key, cmd.request_hash, cmd.member_id, lambda a: _plan_purchase(a, cmd, ctx, key)
+        ctx,
+        key,
+        cmd.request_hash,
+        lambda: _plan_purchase(_account(ctx, cmd.member_id), cmd, ctx, key),
     )
 
 
@@ -549,37 +557,14 @@ class Refund:
 def record_refund(cmd: Refund, ctx: Context) -> tuple[int, dict[str, Any]]:
     txn_key = purchase_key(cmd.store_id, cmd.transaction_id)
     key = (txn_key[0], f"REFUND#{cmd.refund_id}")
-    existing = ctx.repo.get_request(*key, consistent=False)
-    if existing is not None:
-        return replay(existing, cmd.request_hash)
-    for attempt in range(COMMIT_ATTEMPTS):
+
+    def plan() -> tuple[Commit, dict[str, Any]]:
         purchase = ctx.repo.get_request(*txn_key, consistent=True)
         if purchase is None:
             raise NotFound("no such transaction at this store", code="TRANSACTION_NOT_FOUND")
-        account = ctx.repo.load(purchase.member_id)
-        if account is None:
-            raise NotFound("member not found", code="MEMBER_NOT_FOUND")
-        try:
-            commit, response = _plan_refund(account, purchase, cmd, ctx, key)
-        except DomainError:
-            existing = ctx.repo.get_request(*key, consistent=True)
-            if existing is not None:
-                return replay(existing, cmd.request_hash)
-            raise
-        try:
-            ctx.repo.commit(commit)
-            return 201, response
-        except RequestExists:
-            existing = ctx.repo.get_request(*key, consistent=True)
-            if existing is None:  # pragma: no cover
-                raise Unavailable("request record vanished; retry") from None
-            return replay(existing, cmd.request_hash)
-        except VersionConflict:
-            existing = ctx.repo.get_request(*key, consistent=True)
-            if existing is not None:
-                return replay(existing, cmd.request_hash)
-            ctx.sleep(min(0.005 * 2**attempt, 0.2) * (0.5 + random.random()))  # noqa: S311
-    raise Unavailable("the purchase is too busy; retry", code="CONTENDED")
+        return _plan_refund(_account(ctx, purchase.member_id), purchase, cmd, ctx, key)
+
+    return _run(ctx, key, cmd.request_hash, plan)
 
 
 def _plan_refund(
@@ -800,7 +785,7 @@ def record_activity(cmd: Activity, ctx: Context) -> tuple[int, dict[str, Any]]:
         )
         return planner.commit([record], activity_counts=counts, member_fields=fields), response
 
-    return _run(ctx, key, cmd.request_hash, cmd.member_id, plan)
+    return _run(ctx, key, cmd.request_hash, lambda: plan(_account(ctx, cmd.member_id)))
 
 
 def _check_referrer(cmd: Activity, ctx: Context) -> None:
@@ -882,7 +867,7 @@ def record_adjustment(cmd: Adjustment, ctx: Context) -> tuple[int, dict[str, Any
         )
         return planner.commit([record]), response
 
-    return _run(ctx, key, cmd.request_hash, cmd.member_id, plan)
+    return _run(ctx, key, cmd.request_hash, lambda: plan(_account(ctx, cmd.member_id)))
 
 
 # ---- reads -------------------------------------------------------------------------------
