@@ -71,8 +71,6 @@ def to_item(member: Member) -> MemberItem:
             member.expiring_next_date.isoformat() if member.expiring_next_date else None
         ),
         lifecycle_stage=member.lifecycle_stage,
-        # present from the start: spend is added to its months with nested updates
-        qualifying_spend={},
         created_at=rfc3339(member.created_at),
         updated_at=rfc3339(member.updated_at),
         version=member.version,

@@ -26,6 +26,23 @@ class DynamoTierRepository:
         """Add a purchase's or refund's qualifying spend to its month, once: the request
         record is marked in the same transaction, so a replayed stream record adds
         nothing. False when it was already counted."""
+        # A member's first spend creates the month map; later ones add into it (a nested
+        # ADD needs the map to exist). Each form is conditional on the case it handles.
+        spend = MemberItem.qualifying_spend
+        add = ([spend[month].add(delta)], spend.exists())
+        create = ([spend.set({month: delta})], spend.does_not_exist())
+        for _ in range(3):
+            for actions, condition in (add, create):
+                outcome = self._count_once(record_pk, record_sk, member_id, actions, condition)
+                if outcome != "other_form":
+                    return outcome == "counted"
+        return False
+
+    def _count_once(
+        self, record_pk: str, record_sk: str, member_id: str, actions: list[Any], condition: Any
+    ) -> str:
+        """'counted', 'already' (the record was counted before), or 'other_form' (the
+        member's month map is not in the state this form expects)."""
         try:
             with TransactWrite(connection=self._connection) as txn:
                 txn.update(
@@ -35,15 +52,17 @@ class DynamoTierRepository:
                 )
                 txn.update(
                     MemberItem(pk=member_pk(member_id), sk=MEMBER_SK),
-                    actions=[MemberItem.qualifying_spend[month].add(delta)],
-                    condition=MemberItem.pk.exists(),
+                    actions=actions,
+                    condition=MemberItem.pk.exists() & condition,
                 )
         except TransactWriteError as exc:
-            reasons = exc.cancellation_reasons or []
-            if reasons and reasons[0] is not None and reasons[0].code == "ConditionalCheckFailed":
-                return False
+            codes = [r.code if r is not None else None for r in exc.cancellation_reasons or []]
+            if codes[:1] == ["ConditionalCheckFailed"]:
+                return "already"
+            if codes[1:2] == ["ConditionalCheckFailed"]:
+                return "other_form"
             raise
-        return True
+        return "counted"
 
     def state(self, member_id: str) -> TierState | None:
         try:
