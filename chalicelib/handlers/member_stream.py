@@ -31,6 +31,7 @@ def record_handler(record: DynamoDBRecord) -> None:
     kind = image.get("kind")
     if kind == "member":
         _member_registered(record, image)
+        grant_activity(str(image["member_id"]), "signup", "signup")
     elif kind == "ledger":
         _points_changed(record, image)
     elif kind == "purchase":
@@ -40,6 +41,36 @@ def record_handler(record: DynamoDBRecord) -> None:
         _count_for_tier(image)
     elif kind == "tier_change":
         _tier_changed(record, image)
+
+
+def grant_activity(
+    member_id: str, activity: str, activity_id: str, reference: str | None = None
+) -> bool:
+    """Points the program grants by itself (sign-up bonus, referral reward, birthday),
+    through the same path as member activities: the activity id makes a redelivered
+    record or a rerun job pay nothing twice. False when a limit or rule said no."""
+    from chalicelib.domain import points
+    from chalicelib.errors import BusinessRuleViolation, InvalidInput, NotFound
+
+    try:
+        points.record_activity(
+            points.Activity(
+                member_id=member_id,
+                activity_id=activity_id,
+                type=activity,
+                request_hash=points.request_hash({"activity": activity, "id": activity_id}),
+                reference=reference,
+            ),
+            points_context(),
+        )
+    except (BusinessRuleViolation, NotFound, InvalidInput) as exc:
+        # over a limit, the rule removed, or the member erased: nothing to pay
+        logger.info(
+            "points not granted",
+            extra={"member_id": member_id, "activity": activity, "code": exc.code},
+        )
+        return False
+    return True
 
 
 def _count_for_tier(image: dict[str, Any]) -> None:
@@ -119,30 +150,12 @@ EVENT_NAMES = {
 
 
 def _purchase_recorded(image: dict[str, Any]) -> None:
-    """A referee's first purchase earns the referrer their reward (once per referee:
-    the activity id names the referee, so a redelivered record changes nothing)."""
+    """A referee's first purchase earns the referrer their reward (once per referee)."""
     data = image.get("data") or {}
     referrer = data.get("referred_by")
-    if not data.get("first_purchase") or not referrer:
-        return
-    from chalicelib.domain import points
-    from chalicelib.errors import BusinessRuleViolation, NotFound
-
-    referee = str(image["member_id"])
-    try:
-        points.record_activity(
-            points.Activity(
-                member_id=str(referrer),
-                activity_id=f"referral-reward-{referee}",
-                type="referral_reward",
-                request_hash=points.request_hash({"referee": referee}),
-                reference=referee,
-            ),
-            points_context(),
-        )
-    except (BusinessRuleViolation, NotFound) as exc:
-        # Over the monthly limit, or the referrer was erased: nothing to pay, not a failure.
-        logger.info("referral reward not granted", extra={"referee": referee, "code": exc.code})
+    if data.get("first_purchase") and referrer:
+        referee = str(image["member_id"])
+        grant_activity(str(referrer), "referral_reward", f"referral-reward-{referee}", referee)
 
 
 def _member_registered(record: DynamoDBRecord, image: dict[str, Any]) -> None:

@@ -23,8 +23,13 @@ def run_birthday_greetings(event: dict[str, Any]) -> dict[str, Any]:
     svc = services()
     batch: list[OutboundMessage] = []
     queued = 0
+    from chalicelib.handlers.member_stream import grant_activity
+
+    granted = 0
     for key in birthday_keys(today):
         for member in svc.members.with_birthday(key):
+            # birthday points, once a year (the activity id names the year)
+            granted += grant_activity(member.member_id, "birthday", f"birthday-{today.year}")
             batch.append(
                 OutboundMessage(
                     message_id=f"birthday#{member.member_id}#{today.year}",
@@ -43,7 +48,12 @@ def run_birthday_greetings(event: dict[str, Any]) -> dict[str, Any]:
         queued += len(batch)
     metrics.add_metric(name="BirthdayGreetingsQueued", unit="Count", value=queued)
     logger.info("birthday greetings queued", extra={"date": today.isoformat(), "queued": queued})
-    return {"job": "birthday_greetings", "date": today.isoformat(), "queued": queued}
+    return {
+        "job": "birthday_greetings",
+        "date": today.isoformat(),
+        "queued": queued,
+        "points_granted": granted,
+    }
 
 
 def event_time(event: dict[str, Any]) -> datetime:

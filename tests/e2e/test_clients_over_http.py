@@ -201,6 +201,7 @@ def test_given_a_birthday_today_when_the_job_is_ticked_then_one_greeting_is_queu
     result = json.loads(tick.stdout.strip().splitlines()[-1])
     assert result["job"] == "birthday_greetings"
     assert result["queued"] >= 1
+    assert result["points_granted"] >= 1  # birthday points, once a year
     message_id = f"birthday#{member_id}#{today.year}"
     if in_quiet_hours(datetime.now(UTC)):
         pytest.skip("quiet hours in Asia/Shanghai: the greeting is deferred until 08:00")

@@ -84,6 +84,9 @@ def test_given_points_that_expired_yesterday_when_the_job_ticks_then_exactly_the
         data=json.dumps({"phone": unique_phone(), "channel": "app"}),
         timeout=10,
     ).json()["member_id"]
+    from tests.e2e.test_points_over_http import SIGNUP_BONUS, wait_for_balance
+
+    assert wait_for_balance(api, member_id, SIGNUP_BONUS)  # it stays: it expires in a year
     today = datetime.now(PROGRAM_TZ).date()
     yesterday = today - timedelta(days=1)
     # a lot earned in the month 12 months before yesterday's month expires at its end;
@@ -108,7 +111,7 @@ def test_given_points_that_expired_yesterday_when_the_job_ticks_then_exactly_the
             ).json()["balance"]
         )
 
-    assert wait_for(lambda: balance() == 100), stack.log()[-3000:]
+    assert wait_for(lambda: balance() == SIGNUP_BONUS + 100), stack.log()[-3000:]
     staff = bearer(token_for(None, role="ops"))
     assert wait_for(
         lambda: (
@@ -129,7 +132,7 @@ def test_given_points_that_expired_yesterday_when_the_job_ticks_then_exactly_the
     # the same tick again changes nothing
     assert tick(stack, "points_expiry", fired.astimezone(UTC))["tasks"] == 0
     time.sleep(1)
-    assert balance() == 100
+    assert balance() == SIGNUP_BONUS + 100
 
 
 def test_given_points_expiring_within_30_days_then_one_reminder_is_sent(stack, stack_env):

@@ -28,7 +28,25 @@ def register(api: str, **fields) -> str:
         timeout=10,
     )
     assert response.status_code == 201, response.text
-    return str(response.json()["member_id"])
+    member_id = str(response.json()["member_id"])
+    # the sign-up bonus arrives through the members stream, seconds later
+    assert wait_for_balance(api, member_id, SIGNUP_BONUS)
+    return member_id
+
+
+SIGNUP_BONUS = 100
+
+
+def wait_for_balance(api: str, member_id: str, expected: int, seconds: float = 20.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        points = requests.get(
+            f"{api}/v1/members/{member_id}/points", headers=bearer(token_for(member_id)), timeout=10
+        ).json()
+        if points["balance"] == expected:
+            return True
+        time.sleep(0.2)
+    return False
 
 
 class Pos:
@@ -85,8 +103,8 @@ def test_given_a_member_when_a_pos_posts_a_purchase_and_a_refund_then_points_fol
         headers=bearer(token_for(member_id)),
         timeout=10,
     ).json()
-    assert points["balance"] == 73
-    assert sum(lot["points"] for lot in points["expiring"]) == 73
+    assert points["balance"] == SIGNUP_BONUS + 73
+    assert sum(lot["points"] for lot in points["expiring"]) == SIGNUP_BONUS + 73
 
 
 def test_given_a_referral_when_the_referee_buys_for_the_first_time_then_the_referrer_is_paid(
@@ -129,10 +147,9 @@ def test_given_a_referral_when_the_referee_buys_for_the_first_time_then_the_refe
             ).json()["balance"]
         )
 
-    deadline = time.monotonic() + 20
-    while referrer_balance() == 0 and time.monotonic() < deadline:
-        time.sleep(0.3)
-    assert referrer_balance() == 200  # the default referral reward
+    # the default referral reward, on top of the sign-up bonus
+    assert wait_for_balance(stack.base_url, referrer, SIGNUP_BONUS + 200)
+    assert referrer_balance() == SIGNUP_BONUS + 200
 
 
 def test_given_a_purchase_crossing_the_gold_threshold_then_the_member_is_gold_within_seconds(
