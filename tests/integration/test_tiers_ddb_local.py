@@ -206,3 +206,26 @@ def test_review_key_uses_the_member_shard():
     assert start_of_day(date(2026, 1, 31)) == datetime(2026, 1, 30, 16, tzinfo=UTC)
     assert add_years(date(2028, 2, 29)) == date(2029, 2, 28)
     assert (date(2026, 1, 1) - timedelta(days=1)).year == 2025
+
+
+def test_given_the_shanghai_day_boundary_then_the_review_runs_on_the_program_day(ddb_local):
+    from chalicelib.handlers.tiers import run_tier_review
+
+    member_id = new_member()
+    since = date(2030, 1, 1) + timedelta(days=uuid.uuid4().int % 2000)
+    key = set_tier(member_id, "gold", since, {})
+    due = add_years(since)
+    services().jobs.advance("tier_review", due - timedelta(days=2))
+    before_midnight = datetime.combine(
+        due - timedelta(days=1), datetime.min.time(), UTC
+    ) + timedelta(hours=15, minutes=59)  # 23:59 the day before, in Shanghai
+    run_tier_review({"time": before_midnight.strftime("%Y-%m-%dT%H:%M:%SZ")})
+    assert services().tiers.state(member_id).review_due == key  # not yet
+
+    after_midnight = before_midnight + timedelta(minutes=11)  # 00:10 on the anniversary
+    result = run_tier_review({"time": after_midnight.strftime("%Y-%m-%dT%H:%M:%SZ")})
+    assert result["dates"] == [due.isoformat()]
+    state = services().tiers.state(member_id)
+    assert state.tier_code == "silver"  # no spend: down one level
+    again = run_tier_review({"time": after_midnight.strftime("%Y-%m-%dT%H:%M:%SZ")})
+    assert again["dates"] == []
