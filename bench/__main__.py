@@ -21,6 +21,8 @@ from bench import report
 SECTIONS: list[tuple[str, str]] = [
     ("coldstart", "bench.coldstart"),
     ("purchases", "bench.purchases"),
+    ("expiry", "bench.expiry"),
+    ("tiers", "bench.tiers"),
 ]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import date, datetime
 from typing import Any
 
@@ -13,6 +14,7 @@ from chalicelib.dal.members import MEMBER_SK, member_pk
 from chalicelib.dal.tables import MemberItem, RequestItem, TierHistoryItem
 from chalicelib.domain.clock import rfc3339
 from chalicelib.domain.tiering import TierChange, TierState
+from chalicelib.errors import Unavailable
 from chalicelib.ids import ulid
 
 
@@ -93,40 +95,37 @@ class DynamoTierRepository:
                 change.grace_until.isoformat() if change.grace_until else None,
             ),
         ]
-        try:
-            with TransactWrite(connection=self._connection) as txn:
-                txn.update(
-                    MemberItem(pk=member_pk(change.member_id), sk=MEMBER_SK),
-                    actions=actions,
-                    condition=condition,
-                )
-                txn.save(
-                    TierHistoryItem(
-                        pk=member_pk(change.member_id),
-                        sk=f"TIER#{ulid()}",
-                        member_id=change.member_id,
-                        from_tier=change.from_code,
-                        to_tier=change.to_code,
-                        reason=change.reason,
-                        qualifying_spend=change.spend,
-                        created_at=rfc3339(now),
-                        expires_at=rfc3339(change.expires_at) if change.expires_at else None,
+        history = TierHistoryItem(
+            pk=member_pk(change.member_id),
+            sk=f"TIER#{ulid()}",
+            member_id=change.member_id,
+            from_tier=change.from_code,
+            to_tier=change.to_code,
+            reason=change.reason,
+            qualifying_spend=change.spend,
+            created_at=rfc3339(now),
+            expires_at=rfc3339(change.expires_at) if change.expires_at else None,
+        )
+        for attempt in range(5):
+            try:
+                with TransactWrite(connection=self._connection) as txn:
+                    txn.update(
+                        MemberItem(pk=member_pk(change.member_id), sk=MEMBER_SK),
+                        actions=actions,
+                        condition=condition,
                     )
-                )
-        except TransactWriteError as exc:
-            reasons = exc.cancellation_reasons or []
-            if (
-                reasons
-                and reasons[0] is not None
-                and reasons[0].code
-                in (
-                    "ConditionalCheckFailed",
-                    "TransactionConflict",
-                )
-            ):
-                return False
-            raise
-        return True
+                    txn.save(history)
+                return True
+            except TransactWriteError as exc:
+                codes = [r.code if r is not None else None for r in exc.cancellation_reasons or []]
+                if codes[:1] == ["ConditionalCheckFailed"]:
+                    return False  # moved meanwhile: by a replay, a rerun or an upgrade
+                if "TransactionConflict" not in codes:
+                    raise
+                # Another write to the member was in flight (a purchase): the decision
+                # still holds if the condition does, so try again rather than skip.
+                time.sleep(0.01 * 2**attempt)
+        raise Unavailable("member too busy for a tier change; retried later", code="CONTENDED")
 
     def history(self, member_id: str, limit: int = 20) -> list[dict[str, Any]]:
         items = TierHistoryItem.query(

@@ -26,7 +26,7 @@ def run_tier_review(event: dict[str, Any]) -> dict[str, Any]:
     outcomes: Counter[str] = Counter()
     days = dates_to_run(svc.jobs.last_date(JOB), today)
     for day in days:
-        svc.jobs.start_run(JOB, day, EXPIRY_SHARDS)
+        svc.jobs.start_run(JOB, day, 1)  # one task: the shards are read in this run
         reviewed = 0
         for shard in range(EXPIRY_SHARDS):
             key = f"{day.isoformat()}#{shard}"
@@ -49,8 +49,7 @@ def run_tier_review(event: dict[str, Any]) -> dict[str, Any]:
                         reviewed += 1
                 if start is None:
                     break
-            svc.jobs.progress(JOB, day, members=0, lots=0, points=0, shard_done=shard)
-        svc.jobs.progress(JOB, day, members=reviewed, lots=0, points=0, shard_done=None)
+        svc.jobs.progress(JOB, day, members=reviewed, lots=0, points=0, shard_done=0)
         svc.jobs.finish(JOB, day)
         svc.jobs.advance(JOB, day)
     for outcome, count in outcomes.items():
