@@ -46,12 +46,13 @@ def services() -> Services:
     from chalicelib.dal.members import DynamoMemberRepository
     from chalicelib.dal.outbound import EventPublisher, MessageQueue, TaskQueue
     from chalicelib.dal.program import DynamoGuardRepository, DynamoProgramRepository
-    from chalicelib.dal.tables import bind
+    from chalicelib.dal.tables import ALL_MODELS, bind, share_session
     from chalicelib.dal.tiers import DynamoTierRepository
 
     settings = get_settings()
     bind(settings)
     connection = Connection(region=settings.region)
+    share_session(ALL_MODELS, connection)
     return Services(
         settings=settings,
         members=DynamoMemberRepository(connection),

@@ -23,6 +23,7 @@ from pynamodb.attributes import (
     UnicodeAttribute,
     UnicodeSetAttribute,
 )
+from pynamodb.connection import Connection
 from pynamodb.indexes import GlobalSecondaryIndex, IncludeProjection, KeysOnlyProjection
 from pynamodb.models import Model
 
@@ -283,3 +284,22 @@ def bind(settings: Settings) -> None:
             model.Meta.table_name = table
             model.Meta.region = settings.region
             model._connection = None
+
+
+def share_session(models: tuple[type[Model], ...], connection: Connection) -> None:
+    """Give every item class's connection the botocore session of `connection`.
+
+    pynamodb builds one Connection per model class, each with a botocore session of its
+    own, and a new session re-reads botocore's endpoint and service data: about 0.1 s of
+    a cold container per model class that a request touches. One session serves them all
+    (Lambda runs one request at a time per container; the session is per thread)."""
+    session = connection.session
+    for model in models:
+        model._get_connection().connection._local.session = session
+
+
+ALL_MODELS: tuple[type[Model], ...] = (
+    *MEMBERS_TABLE_MODELS,
+    *PROGRAM_TABLE_MODELS,
+    *RUNTIME_TABLE_MODELS,
+)

@@ -73,3 +73,12 @@ def test_given_chalice_package_when_merged_then_cfn_lint_passes(stage, tmp_path)
         env={"AWS_DEFAULT_REGION": "ap-east-1", "PATH": "/usr/bin:/bin"},
     )
     assert lint.returncode == 0, lint.stdout
+
+
+def test_given_the_services_then_every_item_class_shares_one_botocore_session(moto_tables):
+    from chalicelib.dal.tables import ALL_MODELS
+    from chalicelib.wiring import services
+
+    services()
+    sessions = {id(model._get_connection().connection.session) for model in ALL_MODELS}
+    assert len(sessions) == 1
