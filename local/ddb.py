@@ -31,6 +31,20 @@ def port_open(port: int, host: str = "127.0.0.1") -> bool:
         return sock.connect_ex((host, port)) == 0
 
 
+def _die_with_parent() -> None:
+    """Linux: DynamoDB Local gets SIGTERM when the process that started it dies, even by
+    SIGKILL, so a killed stack or test run leaves no Java process behind."""
+    try:
+        import ctypes
+        import signal
+
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        pr_set_pdeathsig = 1
+        libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
+    except OSError:  # not Linux / no libc: best effort only
+        pass
+
+
 def start(port: int, db_path: Path | None, log_path: Path | None = None) -> subprocess.Popen[bytes]:
     """Start DynamoDB Local on `port`; data in `db_path`, or in memory when None."""
     java = shutil.which("java")
@@ -55,7 +69,9 @@ def start(port: int, db_path: Path | None, log_path: Path | None = None) -> subp
         db_path.mkdir(parents=True, exist_ok=True)
         args += ["-dbPath", str(db_path)]
     out = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115
-    proc = subprocess.Popen(args, cwd=lib, stdout=out, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        args, cwd=lib, stdout=out, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent
+    )
     deadline = time.monotonic() + 60
     while not port_open(port):
         if proc.poll() is not None:
