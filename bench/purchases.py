@@ -19,9 +19,7 @@ import json
 import math
 import os
 import secrets
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -44,6 +42,7 @@ from bench.ddbunits import (
     value_size,
     write_units,
 )
+from local.stack_process import local_stack
 
 ROOT = Path(__file__).resolve().parent.parent
 CHALICE_CONFIG = ROOT / ".chalice" / "config.json"
@@ -726,58 +725,6 @@ def measure_latency(run: InProcess, bare: Bare, q: int) -> dict[str, Any]:
 # ---- over HTTP: the local stack ---------------------------------------------------------------
 
 
-@contextmanager
-def local_stack(tmp: Path) -> Iterator[dict[str, Any]]:
-    """`python -m local.stack --in-memory` on free ports, in its own process group;
-    stopped with SIGINT (then killed, group and all) however the block ends."""
-    from local import ddb
-
-    port, ddb_port, moto_port = ddb.free_port(), ddb.free_port(), ddb.free_port()
-    log_path = tmp / "stack.log"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_ENDPOINT_URL")}
-    log(f"starting the local stack (API {port}, DynamoDB Local {ddb_port})")
-    with open(log_path, "wb") as out:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "local.stack",
-                "--port",
-                str(port),
-                "--ddb-port",
-                str(ddb_port),
-                "--moto-port",
-                str(moto_port),
-                "--data-dir",
-                str(tmp),
-                "--in-memory",
-            ],
-            cwd=ROOT,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=env,
-            start_new_session=True,
-        )
-    try:
-        state_path = tmp / "stack.json"
-        deadline = time.monotonic() + 120
-        while not state_path.exists():
-            if proc.poll() is not None or time.monotonic() > deadline:
-                tail = log_path.read_text(errors="replace")[-4000:]
-                raise RuntimeError(f"the local stack did not start:\n{tail}")
-            time.sleep(0.2)
-        yield json.loads(state_path.read_text())
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=10)
-        log("local stack stopped")
-
-
 def over_http(quick: bool) -> dict[str, Any]:
     import boto3
     import requests
@@ -787,7 +734,7 @@ def over_http(quick: bool) -> dict[str, Any]:
     each = HTTP_EACH[1 if quick else 0]
     with (
         tempfile.TemporaryDirectory(prefix="bench-purchases-stack-") as tmp,
-        local_stack(Path(tmp)) as state,
+        local_stack(Path(tmp), log) as state,
     ):
         env = stack_environment(state["ddb_port"], state["moto_port"], state["queues"])
         with environment(env):

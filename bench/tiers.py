@@ -40,9 +40,7 @@ import os
 import queue
 import random
 import secrets
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -56,7 +54,17 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
+from bench.common import (
+    READ_OPERATIONS,
+    Call,
+    Item,
+    Meter,
+    create_tables,
+    enable_streams,
+    member_id_from,
+    populate,
+)
+from local.stack_process import local_stack
 
 JOB = "tier_review"
 DAY = date(2026, 12, 15)  # the review date the run processes
@@ -79,10 +87,7 @@ CASES: tuple[tuple[str, int, str, str], ...] = (
 OLD_MONTH = ("2025-11", 250_000)  # spend outside DAY's rolling window: must not count
 OTHER_TIERS = ("silver", "gold", "platinum")
 
-BATCH = 25  # BatchWriteItem's limit
-POPULATE_THREADS = 3
 SCAN_SEGMENTS = 4
-READ_OPERATIONS = frozenset({"GetItem", "BatchGetItem", "Query", "Scan", "TransactGetItems"})
 WRITE_OPERATIONS = frozenset(
     {"PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem", "TransactWriteItems"}
 )
@@ -95,26 +100,12 @@ POLL_SECONDS = 0.02
 UPGRADE_TIMEOUT = 20.0
 WARM_UP_TIMEOUT = 60.0  # the warm-up purchase (first use of the pipeline)
 
-Item = dict[str, Any]
-
 
 def log(message: str) -> None:
     print(f"[bench] tiers: {message}", file=sys.stderr, flush=True)
 
 
 # ---- the program ----------------------------------------------------------------------------
-
-
-def member_id_from(rng: random.Random, ms: int) -> str:
-    """The app's id format (`chalicelib.ids.new_member_id`: 'mbr_' + lower-case ULID), from
-    a seeded generator so each size's program is reproducible."""
-    alphabet = "0123456789abcdefghjkmnpqrstvwxyz"
-    value = (ms << 80) | rng.getrandbits(80)
-    chars = []
-    for _ in range(26):
-        chars.append(alphabet[value & 31])
-        value >>= 5
-    return "mbr_" + "".join(reversed(chars))
 
 
 def member_template() -> Item:
@@ -288,51 +279,6 @@ def environment(values: dict[str, str], remove: tuple[str, ...] = ()) -> Iterato
         reset_services()
 
 
-def create_tables(client: Any, env: dict[str, str]) -> dict[str, Any]:
-    """The template's tables (local/infra.py), but the Members table's stream is switched
-    on only after populating (`enable_streams`): DynamoDB Local writes about three times
-    slower with it, and the populate is not what is measured. Returns name -> stream spec."""
-    from local.infra import create_table_kwargs, resources_of_type, table_names
-
-    resources = resources_of_type("AWS::DynamoDB::Table")
-    held_back: dict[str, Any] = {}
-    for rid, name in table_names(env).items():
-        properties = resources[rid]["Properties"]
-        kwargs = create_table_kwargs(name, properties)
-        stream = kwargs.pop("StreamSpecification", None)
-        if stream is not None:
-            held_back[name] = stream
-        client.create_table(**kwargs)
-        client.get_waiter("table_exists").wait(TableName=name)
-        ttl = properties.get("TimeToLiveSpecification")
-        if ttl:
-            client.update_time_to_live(TableName=name, TimeToLiveSpecification=ttl)
-    return held_back
-
-
-def populate(client: Any, table: str, program: Program) -> float:
-    """Write every member item with BatchWriteItem (25 a call, unprocessed items retried);
-    returns the seconds it took."""
-
-    def write(start: int) -> None:
-        requests = [
-            {"PutRequest": {"Item": program.item(n)}}
-            for n in range(start, min(start + BATCH, program.members))
-        ]
-        for attempt in range(30):
-            response = client.batch_write_item(RequestItems={table: requests})
-            requests = response.get("UnprocessedItems", {}).get(table, [])
-            if not requests:
-                return
-            time.sleep(min(0.01 * 2**attempt, 1.0))
-        raise RuntimeError(f"BatchWriteItem left {len(requests)} items unprocessed")
-
-    t0 = time.perf_counter()
-    with ThreadPoolExecutor(POPULATE_THREADS) as pool:
-        list(pool.map(write, range(0, program.members, BATCH)))
-    return time.perf_counter() - t0
-
-
 @contextmanager
 def app_logs_to_stderr() -> Iterator[None]:
     """The app's JSON log lines go to stdout (as in Lambda); here stdout is the table."""
@@ -348,118 +294,6 @@ def app_logs_to_stderr() -> Iterator[None]:
     finally:
         for handler in moved:
             handler.setStream(sys.stdout)
-
-
-# ---- metering ---------------------------------------------------------------------------------
-
-
-@dataclass
-class Call:
-    operation: str
-    label: str
-    table_units: float  # as DynamoDB Local reported them
-    index_units: float
-    ok: bool
-    # TransactWriteItems: (action, table, Key for Update/Delete/ConditionCheck, Item for Put)
-    items: list[tuple[str, str, Item]]
-
-    @property
-    def reported(self) -> float:
-        return self.table_units + self.index_units
-
-
-class Meter:
-    """While installed, every DynamoDB client botocore creates (pynamodb's and boto3's) is
-    hooked; calls are recorded only while `active`. Clients created before `install`
-    (the populate/verify client) are never metered."""
-
-    def __init__(self) -> None:
-        self.calls: list[Call] = []
-        self.active = False
-        self._original: Any = None
-        self._clients: list[Any] = []
-
-    def install(self) -> None:
-        import botocore.session
-
-        original = botocore.session.Session.create_client
-        self._original = original
-        meter = self
-
-        def create_client(session: Any, service_name: str, *args: Any, **kwargs: Any) -> Any:
-            client = original(session, service_name, *args, **kwargs)
-            if service_name == "dynamodb":
-                client.meta.events.register("before-parameter-build.dynamodb.*", meter._before)
-                client.meta.events.register("after-call.dynamodb.*", meter._after)
-                meter._clients.append(client)
-            return client
-
-        setattr(botocore.session.Session, "create_client", create_client)  # noqa: B010
-
-    def uninstall(self) -> None:
-        import botocore.session
-
-        if self._original is not None:
-            setattr(botocore.session.Session, "create_client", self._original)  # noqa: B010
-            self._original = None
-        for client in self._clients:
-            client.meta.events.unregister("before-parameter-build.dynamodb.*", self._before)
-            client.meta.events.unregister("after-call.dynamodb.*", self._after)
-        self._clients.clear()
-
-    def _before(self, params: dict[str, Any], model: Any, context: Any = None, **_: Any) -> None:
-        if not self.active:
-            return
-        shape = model.input_shape
-        if shape is not None and "ReturnConsumedCapacity" in shape.members:
-            params["ReturnConsumedCapacity"] = "INDEXES"
-        if not isinstance(context, dict):
-            return
-        from bench.ddbunits import label_of
-
-        items: list[tuple[str, str, Item]] = []
-        if model.name == "TransactWriteItems":
-            for entry in params.get("TransactItems", []):
-                ((action, body),) = entry.items()
-                items.append((action, body["TableName"], body.get("Item") or body["Key"]))
-        context["bench_tiers"] = (label_of(model.name, params)[0], items)
-
-    def _after(
-        self,
-        parsed: dict[str, Any],
-        model: Any,
-        http_response: Any = None,
-        context: Any = None,
-        **_: Any,
-    ) -> None:
-        if not self.active or not isinstance(context, dict) or "bench_tiers" not in context:
-            return
-        label, items = context["bench_tiers"]
-        raw = parsed.get("ConsumedCapacity") or []
-        table_units = index_units = 0.0
-        for entry in raw if isinstance(raw, list) else [raw]:
-            indexes = entry.get("GlobalSecondaryIndexes", {}) | entry.get(
-                "LocalSecondaryIndexes", {}
-            )
-            table = entry.get("Table", {}).get("CapacityUnits")
-            if table is None and not indexes:
-                table = entry.get("CapacityUnits", 0.0)
-            table_units += float(table or 0.0)
-            index_units += sum(float(v.get("CapacityUnits", 0.0)) for v in indexes.values())
-        ok = http_response is not None and http_response.status_code < 300
-        self.calls.append(Call(model.name, label, table_units, index_units, ok, items))
-
-    @contextmanager
-    def recording(self) -> Iterator[list[Call]]:
-        self.calls.clear()
-        taken: list[Call] = []
-        self.active = True
-        try:
-            yield taken
-        finally:
-            self.active = False
-            taken.extend(self.calls)
-            self.calls.clear()
 
 
 # ---- the run ----------------------------------------------------------------------------------
@@ -696,8 +530,7 @@ def measure_size(admin: Any, meter: Meter, program: Program, env: dict[str, str]
             seed()  # the demo program: the default tiers
             log(f"{program.label}: populating {program.members:,} members ({program.due} due)")
             populate_s = populate(admin, members_table, program)
-            for name, stream in held_back.items():
-                admin.update_table(TableName=name, StreamSpecification=stream)
+            enable_streams(admin, held_back)
             log(
                 f"{program.label}: populated in {populate_s:.1f} s "
                 f"({program.members / populate_s:,.0f} items/s); running the review for {DAY}"
@@ -802,58 +635,6 @@ def review_cost(quick: bool) -> dict[str, dict[str, Any]]:
 
 
 # ---- upgrade lag over HTTP ----------------------------------------------------------------------
-
-
-@contextmanager
-def local_stack(tmp: Path) -> Iterator[dict[str, Any]]:
-    """`python -m local.stack --in-memory` on free ports, in its own process group;
-    stopped with SIGINT (then killed, group and all) however the block ends."""
-    from local import ddb
-
-    port, ddb_port, moto_port = ddb.free_port(), ddb.free_port(), ddb.free_port()
-    log_path = tmp / "stack.log"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_ENDPOINT_URL")}
-    log(f"starting the local stack (API {port}, DynamoDB Local {ddb_port}, log {log_path})")
-    with open(log_path, "wb") as out:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "local.stack",
-                "--port",
-                str(port),
-                "--ddb-port",
-                str(ddb_port),
-                "--moto-port",
-                str(moto_port),
-                "--data-dir",
-                str(tmp),
-                "--in-memory",
-            ],
-            cwd=ROOT,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=env,
-            start_new_session=True,
-        )
-    try:
-        state_path = tmp / "stack.json"
-        deadline = time.monotonic() + 120
-        while not state_path.exists():
-            if proc.poll() is not None or time.monotonic() > deadline:
-                tail = log_path.read_text(errors="replace")[-4000:]
-                raise RuntimeError(f"the local stack did not start:\n{tail}")
-            time.sleep(0.2)
-        yield json.loads(state_path.read_text())
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=10)
-        log("local stack stopped")
 
 
 def bearer(token: str) -> dict[str, str]:
@@ -980,7 +761,7 @@ def upgrade_lag(quick: bool) -> dict[str, Any]:
     count = QUICK_UPGRADE_MEMBERS if quick else UPGRADE_MEMBERS
     with (
         tempfile.TemporaryDirectory(prefix="bench-tiers-stack-") as tmp,
-        local_stack(Path(tmp)) as state,
+        local_stack(Path(tmp), log) as state,
     ):
         env = stack_environment(state["ddb_port"], state["moto_port"], state["queues"])
         with environment(env):
