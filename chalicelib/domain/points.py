@@ -455,6 +455,11 @@ def _plan_purchase(
             "member_discount_pct": tier.benefits.member_discount_pct,
         },
         "coupons_applied": [],
+        # Coupons are not issued or validated yet: say so for each code rather than
+        # pretend, so the till does not take a discount the program never granted.
+        "coupons_rejected": [
+            {"code": code, "reason": "COUPONS_NOT_AVAILABLE"} for code in cmd.coupon_codes
+        ],
         "breakdown": _breakdown(earning),
     }
     record = RequestRecord(

@@ -61,6 +61,9 @@ class TransactionResponse(ResponseModel):
     balance: int
     tier: TierOnReceipt
     coupons_applied: list[str]
+    coupons_rejected: list[dict[str, str]] = Field(
+        default_factory=list, description="codes not applied, each with a reason code"
+    )
     breakdown: dict[str, Any]
 
 

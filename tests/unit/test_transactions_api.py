@@ -645,3 +645,42 @@ def test_given_ops_capped_the_points_per_purchase_when_a_pos_posts_a_purchase_th
     assert response.status_code == 201, response.json_body
     assert response.json_body["points_earned"] == 10
     assert response.json_body["breakdown"]["uncapped_points"] == 98
+
+
+def test_given_coupon_codes_when_coupons_are_not_available_then_each_is_reported_rejected(
+    seeded, app_client, staff_token, store_key
+):
+    from local.pos import encode, signed_headers
+    from tests.conftest import auth, unique_phone
+
+    member_id = app_client.http.post(
+        "/v1/members",
+        headers=auth(staff_token),
+        body=json.dumps({"phone": unique_phone(), "channel": "pos"}),
+    ).json_body["member_id"]
+    body = encode(
+        {
+            "transaction_id": "coupon-1",
+            "store_id": "store-001",
+            "member_id": member_id,
+            "occurred_at": datetime.now(UTC).isoformat(),
+            "items": [{"sku": "a", "quantity": 1, "unit_price": 1000}],
+            "total": 1000,
+            "coupon_codes": ["WELCOME10"],
+        }
+    )
+    headers = signed_headers(
+        store_id="store-001",
+        key_id=store_key["key_id"],
+        secret=store_key["secret"],
+        method="POST",
+        path="/v1/transactions",
+        body=body,
+    )
+    response = app_client.http.post("/v1/transactions", headers=headers, body=body)
+    assert response.status_code == 201
+    assert response.json_body["coupons_applied"] == []
+    assert response.json_body["coupons_rejected"] == [
+        {"code": "WELCOME10", "reason": "COUPONS_NOT_AVAILABLE"}
+    ]
+    assert response.json_body["cash_due"] == 1000
