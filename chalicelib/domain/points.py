@@ -642,18 +642,13 @@ def _plan_refund(
 
     plan = Planner(account, ctx, cmd.store_id)
     plan.release_due()
-    reversed_now = 0
     if points_now > 0:
         still_pending = 0
         if data.get("pending"):
             plan.wallet, still_pending = ledger.reduce_pending(plan.wallet, purchase.pk, points_now)
         if points_now - still_pending > 0:
             expires_on = date.fromisoformat(str(data["expires_on"]))
-            entry = plan.claw_back(
-                points_now - still_pending, expires_on, "refund", cmd.transaction_id
-            )
-            reversed_now = -entry.points + entry.detail.get("unrecovered", 0)
-        reversed_now += still_pending
+            plan.claw_back(points_now - still_pending, expires_on, "refund", cmd.transaction_id)
     if returned_now > 0:
         plan.credit(
             returned_now,

@@ -4,7 +4,6 @@ sparse review index, are kept, given grace, or moved down."""
 from __future__ import annotations
 
 from collections import Counter
-from datetime import timedelta
 from typing import Any
 
 from chalicelib.domain.clock import program_date, utc_now
@@ -59,5 +58,5 @@ def run_tier_review(event: dict[str, Any]) -> dict[str, Any]:
         "job": "tier_review",
         "dates": [d.isoformat() for d in days],
         "outcomes": dict(outcomes),
-        "through": (today - timedelta(days=0)).isoformat(),
+        "through": today.isoformat(),
     }
