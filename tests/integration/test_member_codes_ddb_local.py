@@ -273,3 +273,26 @@ def test_given_a_code_when_a_pos_looks_it_up_then_the_masked_member_over_the_app
     code = services().codes.get(issued.json_body["code"])
     assert code is not None
     assert code.used_by is None
+
+
+def test_given_a_purchase_with_a_code_then_one_strong_read_and_the_code_in_the_same_transaction(
+    ddb_local,
+):
+    from bench.ddbunits import CapacityMeter
+
+    member_id = funded_member()
+    code = new_code(member_id)
+    meter = CapacityMeter().install()
+    try:
+        reset_services()
+        services().codes.get("0" * 18)
+        with meter.recording() as calls:
+            domain.record_purchase(at_till(member_id, code, 1_000), context())
+    finally:
+        meter.uninstall()
+        reset_services()
+    code_reads = [c for c in calls if c.label == "GetItem runtime/MCODE/MCODE strong"]
+    assert [c.reported_units for c in code_reads] == [1.0]
+    [commit] = [c for c in calls if c.operation == "TransactWriteItems"]
+    assert "Update runtime/MCODE/MCODE" in commit.label
+    assert "Update members/MEMBER/MEMBER" in commit.label
