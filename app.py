@@ -13,7 +13,7 @@ from typing import Any
 from aws_lambda_powertools.logging import correlation_paths
 from chalice.app import Chalice, ConvertToMiddleware, DynamoDBEvent, Response, SQSEvent
 
-from chalicelib.api import members, points, program, tier_rules, transactions
+from chalicelib.api import members, points, program, stores, tier_rules, transactions
 from chalicelib.api.http import error_body
 from chalicelib.observability import logger, metrics, tracing_middleware
 
@@ -61,6 +61,7 @@ app.register_blueprint(members.bp)
 app.register_blueprint(points.bp)
 app.register_blueprint(transactions.bp)
 app.register_blueprint(tier_rules.bp)
+app.register_blueprint(stores.bp)
 
 
 # ---- event handlers: thin shims; the work lives in chalicelib/handlers -----------------

@@ -1,7 +1,10 @@
 """Demo program for the local stack: default tiers, a dealer with two stores, rewards.
-Idempotent: running it again rewrites the same items."""
+Idempotent: running it again leaves the same items (a demo store an admin has closed or
+renamed since stays as the admin left it)."""
 
 from __future__ import annotations
+
+import contextlib
 
 from chalicelib.domain.stores import Store
 from chalicelib.domain.tiers import DEFAULT_TIERS
@@ -21,12 +24,20 @@ DEMO_REWARDS = (
 
 def seed() -> None:
     from chalicelib.dal.tables import ProgramItem
+    from chalicelib.domain import stores
+    from chalicelib.domain.clock import utc_now
+    from chalicelib.errors import Conflict
 
     svc = services()
     svc.program.save_tiers(DEFAULT_TIERS)
-    svc.program.save_dealer(*DEMO_DEALER)
+    # The same domain functions as the admin routes, so the demo stores are listed and
+    # replaying them is harmless; a conflict is an item changed since (or seeded by an
+    # older version of this file): it stays.
+    with contextlib.suppress(Conflict):
+        stores.create_dealer(*DEMO_DEALER, svc.program, utc_now())
     for store in DEMO_STORES:
-        svc.program.save_store(store)
+        with contextlib.suppress(Conflict):
+            stores.create_store(store.store_id, store.dealer_id, store.name, svc.program, utc_now())
     for reward in DEMO_REWARDS:
         ProgramItem(
             pk=f"REWARD#{reward['reward_id']}", sk="REWARD", kind="reward", data=dict(reward)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import secrets
 import sys
 import time
 import uuid
@@ -63,16 +62,16 @@ def _use_running_stack() -> dict[str, Any]:
 
 
 def create_store_key(store_id: str) -> dict[str, str]:
-    from chalicelib.domain.stores import StoreKey
+    """What `POST /v1/admin/stores/{store_id}/keys` does, without an admin token."""
+    from chalicelib.domain.clock import utc_now
+    from chalicelib.domain.stores import issue_key
+    from chalicelib.errors import NotFound
     from chalicelib.wiring import services
 
-    svc = services()
-    if svc.program.store(store_id) is None:
-        raise SystemExit(f"unknown store {store_id}")
-    key = StoreKey(
-        key_id=f"key_{secrets.token_hex(8)}", store_id=store_id, secret=secrets.token_hex(32)
-    )
-    svc.program.save_store_key(key)
+    try:
+        key = issue_key(store_id, services().program, utc_now())
+    except NotFound:
+        raise SystemExit(f"unknown store {store_id}") from None
     return {"store_id": key.store_id, "key_id": key.key_id, "secret": key.secret}
 
 

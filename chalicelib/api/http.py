@@ -81,8 +81,11 @@ class Access:
 
 
 PUBLIC = Access(public=True)
+# Roles (README, Authentication): store_staff act for their own store only; ops run the
+# program; admin may do all ops may, and alone hold limits, keys, stores and apply rules.
 ALL_STAFF = frozenset({"ops", "admin", "store_staff"})
 OPS = frozenset({"ops", "admin"})
+ADMIN = frozenset({"admin"})
 
 
 @dataclass(frozen=True)
@@ -196,6 +199,8 @@ def _prepare(op: Operation, request: Request, params: dict[str, str]) -> Call:
     principal = None if op.access.public else _authenticate(request, params, raw, op)
     if principal is not None:
         authorize(principal, op.access, params)
+        if store_scoped(principal):
+            _require_active_store(principal)
     body = parse_body(op.body, raw, op.not_writable) if op.body is not None else None
     query = parse_query(op.query, request) if op.query is not None else None
     return Call(principal=principal, params=params, body=body, query=query, request=request)
@@ -244,12 +249,53 @@ def authorize(principal: Principal, access: Access, params: Mapping[str, str]) -
             return
         raise errors.Forbidden("members may only reach their own data")
     if principal.kind == "staff":
-        if principal.roles & access.staff:
-            return
-        raise errors.Forbidden("your staff role may not do this", code="ROLE_REQUIRED")
+        if not principal.roles & access.staff:
+            raise errors.Forbidden("your staff role may not do this", code="ROLE_REQUIRED")
+        if store_scoped(principal) and principal.store_id is None:
+            # Everything store staff may do is for their store: without one, nothing.
+            raise errors.Forbidden("no store is assigned to you", code="STORE_NOT_ASSIGNED")
+        return
     if principal.kind == "store" and access.store:
         return
     raise errors.Forbidden("not allowed")
+
+
+def store_scoped(principal: Principal) -> bool:
+    """A POS, or staff whose only role is store_staff: they act for one store only."""
+    return principal.kind == "store" or (principal.kind == "staff" and not principal.roles & OPS)
+
+
+def acting_store(principal: Principal, requested: str | None) -> str:
+    """The store a request acts for: see `store_named`; here one is required."""
+    store_id = store_named(principal, requested)
+    if store_id is None:
+        raise errors.InvalidInput(
+            "store_id is required",
+            code="VALIDATION_ERROR",
+            details={"fields": [{"field": "store_id", "issue": "required"}]},
+        )
+    return store_id
+
+
+def store_named(principal: Principal, requested: str | None) -> str | None:
+    """A POS or store staff act for their own store (naming another is 403
+    STORE_MISMATCH, naming none means theirs); ops and admin name any store, or none."""
+    if store_scoped(principal):
+        if requested is not None and requested != principal.store_id:
+            raise errors.Forbidden("you do not act for that store", code="STORE_MISMATCH")
+        return principal.store_id
+    return requested
+
+
+def _require_active_store(principal: Principal) -> None:
+    """A closed (or unknown) store's POS and staff can do nothing. The store is read
+    through a 10 s cache, so closing a store takes effect within seconds everywhere."""
+    from chalicelib.wiring import services
+
+    assert principal.store_id is not None
+    store = services().program.store(principal.store_id)
+    if store is None or not store.active:
+        raise errors.Forbidden("this store is not active", code="STORE_INACTIVE")
 
 
 def concrete_path(template: str, params: Mapping[str, str]) -> str:

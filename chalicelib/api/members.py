@@ -5,15 +5,16 @@ from __future__ import annotations
 
 from chalice.app import Blueprint
 
-from chalicelib.api.http import ALL_STAFF, Access, Call, operation
+from chalicelib.api.http import ALL_STAFF, OPS, Access, Call, operation, store_named
 from chalicelib.auth import Principal
 from chalicelib.domain import member_codes
 from chalicelib.domain import members as domain
 from chalicelib.domain.clock import rfc3339, utc_now
 from chalicelib.domain.members import Member
 from chalicelib.domain.phone import mask_name, mask_phone
+from chalicelib.domain.stores import open_store
 from chalicelib.domain.tiers import tier_by_code
-from chalicelib.errors import BusinessRuleViolation, Forbidden, InvalidInput
+from chalicelib.errors import InvalidInput
 from chalicelib.models.members import (
     NOT_WRITABLE_FIELDS,
     ExpiringNext,
@@ -30,7 +31,9 @@ from chalicelib.wiring import services
 
 bp = Blueprint(__name__)
 TAGS = ("members",)
+# Store staff see a member as a POS does (masked): profile yes, points history no.
 SELF_OR_STAFF = Access(member_self=True, staff=ALL_STAFF)
+SELF_OR_OPS = Access(member_self=True, staff=OPS)
 
 
 @operation(
@@ -50,22 +53,17 @@ def register_member(call: Call) -> MemberResponse:
     principal = call.principal
     assert principal is not None
     svc = services()
-    store_id = request.store_id
+    # A POS and store staff register members for their own store only.
+    store_id = store_named(principal, request.store_id)
     external_ids = (
         request.external_ids.model_dump(exclude_none=True) if request.external_ids else {}
     )
-    if principal.kind == "store":
-        if store_id is not None and store_id != principal.store_id:
-            raise Forbidden("a POS registers members for its own store", code="STORE_MISMATCH")
-        store_id = principal.store_id
-    elif principal.kind == "member":
+    if principal.kind == "member":
         # Self sign-up: the sign-in identity becomes one of the member's ids, so the
         # identity provider can map its user to this member from now on.
         external_ids["cognito_sub"] = principal.subject
-    if store_id is not None and svc.program.store(store_id) is None:
-        raise BusinessRuleViolation(
-            "unknown store", code="UNKNOWN_STORE", details={"store_id": store_id}
-        )
+    if store_id is not None:
+        open_store(svc.program.store(store_id), store_id)
     member = domain.register(
         domain.Registration(
             phone=request.phone,
@@ -166,7 +164,8 @@ def update_member(call: Call) -> MemberResponse:
         changes,
         services().members,
         utc_now(),
-        by_staff=call.principal.is_staff,
+        # Only ops and admin may change a set birthday: it is worth points.
+        by_staff=bool(call.principal.roles & OPS),
     )
     return member_view(member, call.principal)
 

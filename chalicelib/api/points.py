@@ -6,12 +6,12 @@ from datetime import date
 
 from chalice.app import Blueprint
 
-from chalicelib.api.http import OPS, Access, Call, operation
-from chalicelib.api.members import SELF_OR_STAFF
+from chalicelib.api.http import ADMIN, OPS, Access, Call, operation
+from chalicelib.api.members import SELF_OR_OPS
 from chalicelib.domain import points as domain
 from chalicelib.domain.clock import rfc3339
-from chalicelib.domain.program import config_from_dict, config_to_dict
-from chalicelib.errors import InvalidInput, NotFound
+from chalicelib.domain.program import changed_limits, config_from_dict, config_to_dict
+from chalicelib.errors import Conflict, Forbidden, InvalidInput, NotFound
 from chalicelib.models.points import (
     ActivityRequest,
     ActivityResponse,
@@ -37,7 +37,7 @@ TAGS = ("points",)
     bp,
     "/v1/members/{member_id}/points",
     "GET",
-    access=SELF_OR_STAFF,
+    access=SELF_OR_OPS,
     response=PointsResponse,
     tags=TAGS,
     summary="Balance, pending points, the expiry schedule by date, lifetime earned",
@@ -52,7 +52,7 @@ def get_points(call: Call) -> PointsResponse:
     bp,
     "/v1/members/{member_id}/ledger",
     "GET",
-    access=SELF_OR_STAFF,
+    access=SELF_OR_OPS,
     query=LedgerQuery,
     response=LedgerPage,
     tags=TAGS,
@@ -163,14 +163,35 @@ def get_program(call: Call) -> ProgramConfigResponse:
     body=ProgramConfigModel,
     response=ProgramConfigResponse,
     tags=("admin",),
-    summary="Replace the program rules (send the version you read; 409 if it changed)",
+    summary=(
+        "Replace the program rules (send the version you read; 409 if it changed); "
+        "limits (max_adjustment, max_points_per_purchase, payment_cap_pct, "
+        "points_per_yuan_payment) are admin only: 403 LIMITS_REQUIRE_ADMIN"
+    ),
     error_statuses=(400, 401, 403, 409),
 )
 def put_program(call: Call) -> ProgramConfigResponse:
     request: ProgramConfigModel = call.body
+    assert call.principal is not None
     document = request.model_dump(mode="json")
     config = config_from_dict(document)
-    saved = services().program.save_config(config, expected_version=request.version)
+    svc = services()
+    if not call.principal.roles & ADMIN:
+        # Compared with the stored version the request replaces: the save below is
+        # conditional on that same version, so nothing can slip in between.
+        current = svc.program.config(fresh=True)
+        if current.version != request.version:
+            raise Conflict(
+                "the configuration changed meanwhile; reload it", code="VERSION_CONFLICT"
+            )
+        changed = changed_limits(current, config)
+        if changed:
+            raise Forbidden(
+                "only an admin may change the program's limits",
+                code="LIMITS_REQUIRE_ADMIN",
+                details={"fields": changed},
+            )
+    saved = svc.program.save_config(config, expected_version=request.version)
     return ProgramConfigResponse(config=config_to_dict(saved))
 
 
@@ -209,7 +230,7 @@ def get_job_run(call: Call) -> JobRunView:
     bp,
     "/v1/members/{member_id}/tier",
     "GET",
-    access=SELF_OR_STAFF,
+    access=SELF_OR_OPS,
     response=MemberTierView,
     tags=("tiers",),
     summary="Current tier, progress to the next (amount missing), retention requirement, history",

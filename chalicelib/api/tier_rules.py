@@ -6,7 +6,7 @@ from typing import Any
 
 from chalice.app import Blueprint, Response
 
-from chalicelib.api.http import JSON_HEADERS, OPS, Access, Call, operation
+from chalicelib.api.http import ADMIN, JSON_HEADERS, OPS, Access, Call, operation
 from chalicelib.domain.tier_rules import validate
 from chalicelib.domain.tiers import Tier, TierBenefits
 from chalicelib.errors import BusinessRuleViolation, NotFound
@@ -105,7 +105,7 @@ def dry_run(call: Call) -> Response:
     bp,
     "/v1/admin/tier-rules/{version}/apply",
     "POST",
-    access=STAFF,
+    access=Access(staff=ADMIN),  # moves every member: admin only
     response=TierRulesView,
     status=202,
     tags=TAGS,

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from chalice.app import Blueprint
 
-from chalicelib.api.http import OPS, Access, Call, operation
+from chalicelib.api.http import ALL_STAFF, OPS, Access, Call, acting_store, operation
 from chalicelib.api.points import replayable
-from chalicelib.auth import Principal
 from chalicelib.domain import points as domain
 from chalicelib.domain.earning import Item
 from chalicelib.domain.phone import normalise_phone
-from chalicelib.errors import BusinessRuleViolation, Forbidden, InvalidInput, NotFound
+from chalicelib.domain.stores import open_store
+from chalicelib.errors import NotFound
 from chalicelib.models.points import (
     RefundRequest,
     RefundResponse,
@@ -23,23 +23,10 @@ from chalicelib.wiring import points_context, services
 
 bp = Blueprint(__name__)
 TAGS = ("transactions",)
+# Purchases come from a POS (or ops keying one in); store staff read and refund their
+# store's purchases but record none, so only a POS ever spends points at a till.
 POS_OR_OPS = Access(store=True, staff=OPS)
-
-
-def acting_store(principal: Principal, requested: str | None) -> str:
-    """A POS acts for its own store only; staff name the store."""
-    if principal.kind == "store":
-        if requested is not None and requested != principal.store_id:
-            raise Forbidden("this key does not act for that store", code="STORE_MISMATCH")
-        assert principal.store_id is not None
-        return principal.store_id
-    if requested is None:
-        raise InvalidInput(
-            "store_id is required",
-            code="VALIDATION_ERROR",
-            details={"fields": [{"field": "store_id", "issue": "required"}]},
-        )
-    return requested
+POS_OR_STAFF = Access(store=True, staff=ALL_STAFF)
 
 
 @operation(
@@ -61,11 +48,7 @@ def post_transaction(call: Call) -> object:
     request: TransactionRequest = call.body
     assert call.principal is not None
     store_id = acting_store(call.principal, request.store_id)
-    svc = services()
-    if svc.program.store(store_id) is None:
-        raise BusinessRuleViolation(
-            "unknown store", code="UNKNOWN_STORE", details={"store_id": store_id}
-        )
+    open_store(services().program.store(store_id), store_id)
     # With only a member code, the purchase finds the member through the code (after its
     # replay check: a retry after the code was consumed still gets its first answer).
     member_id = resolve_member(request) if _names(request) else None
@@ -118,7 +101,7 @@ def resolve_member(request: TransactionRequest) -> str:
     bp,
     "/v1/transactions/{transaction_id}",
     "GET",
-    access=POS_OR_OPS,
+    access=POS_OR_STAFF,
     query=StoreQuery,
     response=TransactionView,
     tags=TAGS,
@@ -150,7 +133,7 @@ def get_transaction(call: Call) -> TransactionView:
     bp,
     "/v1/transactions/{transaction_id}/refunds",
     "POST",
-    access=POS_OR_OPS,
+    access=POS_OR_STAFF,
     body=RefundRequest,
     response=RefundResponse,
     status=201,

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import time
 from dataclasses import asdict, replace
 from typing import Any
 
-from pynamodb.exceptions import DoesNotExist, PutError, UpdateError
+from pynamodb.connection import Connection
+from pynamodb.exceptions import DoesNotExist, PutError, TransactWriteError, UpdateError
+from pynamodb.transactions import TransactWrite
 
 from chalicelib.dal.tables import GuardItem, ProgramItem, StoreKeyItem
 from chalicelib.domain.clock import rfc3339, utc_now
@@ -16,15 +20,24 @@ from chalicelib.domain.program import (
     config_from_dict,
     config_to_dict,
 )
-from chalicelib.domain.stores import Store, StoreKey
+from chalicelib.domain.stores import Dealer, FirstAnswer, Store, StoreKey
 from chalicelib.domain.tiers import DEFAULT_TIERS, Tier, TierBenefits
-from chalicelib.errors import Conflict
+from chalicelib.errors import Conflict, InvalidInput, Unavailable
 
 TIERS_PK, TIERS_SK = "PROGRAM", "TIERS"
 CONFIG_PK, CONFIG_SK = "PROGRAM", "CONFIG"
 # Configuration changes rarely and is read by every request: a container keeps what it
 # read for a short while instead of paying a read each time.
 CACHE_SECONDS = 30.0
+# Short: a closed store or a revoked key must stop working within seconds in every
+# container (the container that made the change sees it at once).
+STORE_CACHE_SECONDS = 10.0
+KEY_CACHE_SECONDS = 10.0
+
+
+def _clock() -> float:
+    """Seconds on a monotonic clock (tests move it instead of waiting)."""
+    return time.monotonic()
 
 
 class _TtlCache:
@@ -33,12 +46,12 @@ class _TtlCache:
 
     def get(self, key: str) -> Any:
         hit = self._entries.get(key)
-        if hit is None or hit[0] < time.monotonic():
+        if hit is None or hit[0] < _clock():
             return None
         return hit[1]
 
     def put(self, key: str, value: Any, seconds: float = CACHE_SECONDS) -> None:
-        self._entries[key] = (time.monotonic() + seconds, value)
+        self._entries[key] = (_clock() + seconds, value)
 
     def clear(self) -> None:
         self._entries.clear()
@@ -63,12 +76,13 @@ class DynamoProgramRepository:
         self._cache.put("tiers", tiers)
         return tiers
 
-    def config(self) -> ProgramConfig:
-        cached = self._cache.get("config")
+    def config(self, *, fresh: bool = False) -> ProgramConfig:
+        """`fresh`: a consistent read past the cache (to compare before replacing)."""
+        cached = None if fresh else self._cache.get("config")
         if cached is not None:
             return cached  # type: ignore[no-any-return]
         try:
-            item = ProgramItem.get(CONFIG_PK, CONFIG_SK)
+            item = ProgramItem.get(CONFIG_PK, CONFIG_SK, consistent_read=fresh)
             config = config_from_dict(item.data.as_dict() if item.data is not None else {})
         except DoesNotExist:
             config = DEFAULT_PROGRAM
@@ -186,42 +200,139 @@ class DynamoProgramRepository:
         data = item.data.as_dict() if item.data is not None else {}
         return len(data.get(f"{mode}_done") or {})
 
-    def store(self, store_id: str) -> Store | None:
+    # ---- dealers, stores and POS keys (domain/stores.py) --------------------------------
+    #   DEALER#<id> / DEALER        the dealer            DEALERS / <id>   listing entry
+    #   STORE#<id>  / STORE         the store             STORES  / <id>   listing entry
+    #   STOREKEY#<key> / KEY        the key and secret    STORE#<id> / KEY#<key>  listing
+    # Listing entries hold nothing but the id and never change, so nothing keeps them in
+    # step; each is written in the same transaction as what it lists.
+
+    def dealer(self, dealer_id: str) -> Dealer | None:
+        try:
+            item = ProgramItem.get(f"DEALER#{dealer_id}", "DEALER", consistent_read=True)
+        except DoesNotExist:
+            return None
+        return _dealer(dealer_id, _data(item))
+
+    def store(self, store_id: str, *, fresh: bool = False) -> Store | None:
         key = f"store:{store_id}"
-        cached = self._cache.get(key)
+        cached = None if fresh else self._cache.get(key)
         if cached is not None:
             return cached  # type: ignore[no-any-return]
         try:
-            item = ProgramItem.get(f"STORE#{store_id}", "STORE")
+            item = ProgramItem.get(f"STORE#{store_id}", "STORE", consistent_read=fresh)
         except DoesNotExist:
             return None
-        data = item.data.as_dict() if item.data is not None else {}
-        store = Store(
-            store_id=store_id,
-            dealer_id=str(data.get("dealer_id", "")),
-            name=str(data.get("name", store_id)),
-            active=bool(data.get("active", True)),
-        )
-        self._cache.put(key, store)
+        store = _store(store_id, _data(item))
+        self._cache.put(key, store, seconds=STORE_CACHE_SECONDS)
         return store
 
-    def save_store(self, store: Store) -> None:
-        ProgramItem(
+    def add_dealer(
+        self, dealer: Dealer, request_hash: str, response: dict[str, Any]
+    ) -> FirstAnswer | None:
+        data = {
+            "name": dealer.name,
+            "created_at": dealer.created_at,
+            "request_hash": request_hash,
+            "response": response,
+        }
+        entity = ProgramItem(
+            pk=f"DEALER#{dealer.dealer_id}",
+            sk="DEALER",
+            kind="dealer",
+            data=data,
+            updated_at=dealer.created_at,
+        )
+        return self._add_listed(
+            entity, ProgramItem(pk="DEALERS", sk=dealer.dealer_id, kind="listing")
+        )
+
+    def add_store(
+        self, store: Store, request_hash: str, response: dict[str, Any]
+    ) -> FirstAnswer | None:
+        data = {
+            "dealer_id": store.dealer_id,
+            "name": store.name,
+            "active": store.active,
+            "created_at": store.created_at,
+            "updated_at": store.updated_at,
+            "request_hash": request_hash,
+            "response": response,
+        }
+        entity = ProgramItem(
             pk=f"STORE#{store.store_id}",
             sk="STORE",
             kind="store",
-            data={"dealer_id": store.dealer_id, "name": store.name, "active": store.active},
-            updated_at=rfc3339(utc_now()),
-        ).save()
+            data=data,
+            updated_at=store.updated_at,
+        )
+        found = self._add_listed(
+            entity, ProgramItem(pk="STORES", sk=store.store_id, kind="listing")
+        )
+        if found is None:
+            self._cache.put(f"store:{store.store_id}", store, seconds=STORE_CACHE_SECONDS)
+        return found
 
-    def save_dealer(self, dealer_id: str, name: str) -> None:
-        ProgramItem(
-            pk=f"DEALER#{dealer_id}",
-            sk="DEALER",
-            kind="dealer",
-            data={"name": name},
-            updated_at=rfc3339(utc_now()),
-        ).save()
+    def _add_listed(self, entity: ProgramItem, listing: ProgramItem) -> FirstAnswer | None:
+        """Write an entity and its listing entry, both only if new. None when written;
+        otherwise what the first create stored (its request hash and answer)."""
+        try:
+            with TransactWrite(connection=_connection()) as txn:
+                txn.save(entity, condition=ProgramItem.pk.does_not_exist())
+                txn.save(listing, condition=ProgramItem.pk.does_not_exist())
+        except TransactWriteError as exc:
+            try:
+                existing = ProgramItem.get(entity.pk, entity.sk, consistent_read=True)
+            except DoesNotExist:
+                if any(r is not None and r.code == "TransactionConflict" for r in _reasons(exc)):
+                    # The same id being created by a request still in flight.
+                    raise Unavailable("contended; retry", code="CONTENDED") from exc
+                raise exc from None
+            data = _data(existing)
+            hashed = data.get("request_hash")
+            return FirstAnswer(str(hashed) if hashed else None, dict(data.get("response") or {}))
+        return None
+
+    def update_store(self, store_id: str, changes: dict[str, Any], now: str) -> Store | None:
+        item = ProgramItem(pk=f"STORE#{store_id}", sk="STORE")
+        actions = [ProgramItem.data[name].set(value) for name, value in changes.items()]
+        actions += [ProgramItem.data["updated_at"].set(now), ProgramItem.updated_at.set(now)]
+        try:
+            item.update(actions=actions, condition=ProgramItem.pk.exists())
+        except UpdateError as exc:
+            if exc.cause_response_code == "ConditionalCheckFailedException":
+                return None
+            raise
+        store = _store(store_id, _data(item))
+        # This container sees the change at once; others within STORE_CACHE_SECONDS.
+        self._cache.put(f"store:{store_id}", store, seconds=STORE_CACHE_SECONDS)
+        return store
+
+    def stores(self, limit: int, cursor: str | None) -> tuple[list[Store], str | None]:
+        ids, next_cursor = _listing("STORES", "", limit, cursor)
+        items = {
+            item.pk.removeprefix("STORE#"): item
+            for item in ProgramItem.batch_get([(f"STORE#{i}", "STORE") for i in ids])
+        }
+        return [_store(i, _data(items[i])) for i in ids if i in items], next_cursor
+
+    def dealers(self, limit: int, cursor: str | None) -> tuple[list[Dealer], str | None]:
+        ids, next_cursor = _listing("DEALERS", "", limit, cursor)
+        items = {
+            item.pk.removeprefix("DEALER#"): item
+            for item in ProgramItem.batch_get([(f"DEALER#{i}", "DEALER") for i in ids])
+        }
+        return [_dealer(i, _data(items[i])) for i in ids if i in items], next_cursor
+
+    def store_keys(
+        self, store_id: str, limit: int, cursor: str | None
+    ) -> tuple[list[StoreKey], str | None]:
+        ids, next_cursor = _listing(f"STORE#{store_id}", "KEY#", limit, cursor)
+        items = {
+            item.key_id: item
+            for item in StoreKeyItem.batch_get([(f"STOREKEY#{i}", "KEY") for i in ids])
+        }
+        return [_store_key(items[i]) for i in ids if i in items], next_cursor
 
     def store_key(self, key_id: str) -> StoreKey | None:
         key = f"key:{key_id}"
@@ -232,23 +343,123 @@ class DynamoProgramRepository:
             item = StoreKeyItem.get(f"STOREKEY#{key_id}", "KEY")
         except DoesNotExist:
             return None
-        store_key = StoreKey(
-            key_id=item.key_id, store_id=item.store_id, secret=item.secret, active=item.active
-        )
+        store_key = _store_key(item)
         # Short: a revoked key must stop working quickly.
-        self._cache.put(key, store_key, seconds=10.0)
+        self._cache.put(key, store_key, seconds=KEY_CACHE_SECONDS)
         return store_key
 
-    def save_store_key(self, store_key: StoreKey) -> None:
-        StoreKeyItem(
-            pk=f"STOREKEY#{store_key.key_id}",
+    def add_store_key(self, key: StoreKey) -> bool:
+        """The key and its listing entry under the store; False if the key id is taken."""
+        assert key.created_at is not None
+        item = StoreKeyItem(
+            pk=f"STOREKEY#{key.key_id}",
             sk="KEY",
-            key_id=store_key.key_id,
-            store_id=store_key.store_id,
-            secret=store_key.secret,
-            active=store_key.active,
-            created_at=rfc3339(utc_now()),
-        ).save(condition=StoreKeyItem.pk.does_not_exist())
+            key_id=key.key_id,
+            store_id=key.store_id,
+            secret=key.secret,
+            active=key.active,
+            created_at=key.created_at,
+        )
+        listing = ProgramItem(pk=f"STORE#{key.store_id}", sk=f"KEY#{key.key_id}", kind="listing")
+        try:
+            with TransactWrite(connection=_connection()) as txn:
+                txn.save(item, condition=StoreKeyItem.pk.does_not_exist())
+                txn.save(listing, condition=ProgramItem.pk.does_not_exist())
+        except TransactWriteError as exc:
+            if any(r is not None and r.code == "ConditionalCheckFailed" for r in _reasons(exc)):
+                return False
+            raise
+        return True
+
+    def revoke_store_key(self, store_id: str, key_id: str, now: str) -> StoreKey | None:
+        """Only a key of this store; the first revocation time stays."""
+        item = StoreKeyItem(pk=f"STOREKEY#{key_id}", sk="KEY")
+        try:
+            item.update(
+                actions=[
+                    StoreKeyItem.active.set(False),
+                    StoreKeyItem.revoked_at.set(StoreKeyItem.revoked_at | now),
+                ],
+                condition=StoreKeyItem.store_id == store_id,
+            )
+        except UpdateError as exc:
+            if exc.cause_response_code == "ConditionalCheckFailedException":
+                return None
+            raise
+        revoked = _store_key(item)
+        self._cache.put(f"key:{key_id}", revoked, seconds=KEY_CACHE_SECONDS)
+        return revoked
+
+
+def _reasons(exc: TransactWriteError) -> list[Any]:
+    return list(exc.cancellation_reasons or [])
+
+
+def _connection() -> Connection:
+    """The Program table's own connection (and session), for transactions."""
+    return ProgramItem._get_connection().connection
+
+
+def _data(item: ProgramItem) -> dict[str, Any]:
+    data: dict[str, Any] = item.data.as_dict() if item.data is not None else {}
+    return data
+
+
+def _dealer(dealer_id: str, data: dict[str, Any]) -> Dealer:
+    created = data.get("created_at")
+    return Dealer(dealer_id, str(data.get("name", dealer_id)), str(created) if created else None)
+
+
+def _store(store_id: str, data: dict[str, Any]) -> Store:
+    created, updated = data.get("created_at"), data.get("updated_at")
+    return Store(
+        store_id=store_id,
+        dealer_id=str(data.get("dealer_id", "")),
+        name=str(data.get("name", store_id)),
+        active=bool(data.get("active", True)),
+        created_at=str(created) if created else None,
+        updated_at=str(updated) if updated else None,
+    )
+
+
+def _store_key(item: StoreKeyItem) -> StoreKey:
+    return StoreKey(
+        key_id=item.key_id,
+        store_id=item.store_id,
+        secret=item.secret,
+        active=item.active,
+        created_at=item.created_at,
+        revoked_at=item.revoked_at,
+    )
+
+
+def _listing(pk: str, prefix: str, limit: int, cursor: str | None) -> tuple[list[str], str | None]:
+    """Ids from a listing partition, in id order, paged with an opaque cursor."""
+    start = _decode_cursor(cursor, pk, prefix) if cursor else None
+    query = ProgramItem.query(
+        pk,
+        ProgramItem.sk.startswith(prefix) if prefix else None,
+        limit=limit,
+        last_evaluated_key=start,
+        consistent_read=True,
+    )
+    ids = [item.sk.removeprefix(prefix) for item in query]
+    last = query.last_evaluated_key
+    return ids, _encode_cursor(last) if last else None
+
+
+def _encode_cursor(key: dict[str, Any]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(key, separators=(",", ":")).encode()).decode()
+
+
+def _decode_cursor(cursor: str, pk: str, prefix: str) -> dict[str, Any]:
+    try:
+        key = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+        if key["pk"]["S"] != pk or not str(key["sk"]["S"]).startswith(prefix):
+            raise ValueError("cursor of another listing")
+        return {"pk": {"S": pk}, "sk": {"S": str(key["sk"]["S"])}}
+    except (ValueError, KeyError, TypeError) as exc:
+        raise InvalidInput("invalid cursor", code="INVALID_CURSOR") from exc
 
 
 class DynamoGuardRepository:

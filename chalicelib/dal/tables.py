@@ -227,6 +227,7 @@ class StoreKeyItem(Model):
     secret = UnicodeAttribute()
     active = BooleanAttribute(default=True)
     created_at = UnicodeAttribute()
+    revoked_at = UnicodeAttribute(null=True)
 
 
 class GuardItem(Model):

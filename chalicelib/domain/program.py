@@ -80,6 +80,19 @@ class ProgramConfig:
 
 DEFAULT_PROGRAM = ProgramConfig()
 
+# Limits: what a point is worth as payment and how many points one action may move. Only
+# an admin changes them; ops edit the rest of the program (README, Authentication).
+LIMIT_FIELDS = (
+    "max_adjustment",
+    "max_points_per_purchase",
+    "payment_cap_pct",
+    "points_per_yuan_payment",
+)
+
+
+def changed_limits(current: ProgramConfig, proposed: ProgramConfig) -> list[str]:
+    return [name for name in LIMIT_FIELDS if getattr(current, name) != getattr(proposed, name)]
+
 
 def config_to_dict(config: ProgramConfig) -> dict[str, Any]:
     return {

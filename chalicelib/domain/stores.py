@@ -1,8 +1,28 @@
-"""Stores belong to dealers (经销商); a POS acts for exactly one store through its key."""
+"""Stores belong to dealers (经销商); a POS acts for exactly one store through its key.
+
+Admins create dealers and stores, open and close stores, and issue and revoke POS keys
+(api.md, Stores and dealers). Creates are idempotent on the client's id: the same id with
+the same body answers what the first request answered; another body is a conflict.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import json
+import secrets
 from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+from chalicelib.domain.clock import rfc3339
+from chalicelib.errors import BusinessRuleViolation, Conflict, NotFound
+
+
+@dataclass(frozen=True)
+class Dealer:
+    dealer_id: str
+    name: str
+    created_at: str | None = None
 
 
 @dataclass(frozen=True)
@@ -11,6 +31,8 @@ class Store:
     dealer_id: str
     name: str
     active: bool = True
+    created_at: str | None = None
+    updated_at: str | None = None
 
 
 @dataclass(frozen=True)
@@ -19,3 +41,152 @@ class StoreKey:
     store_id: str
     secret: str
     active: bool = True
+    created_at: str | None = None
+    revoked_at: str | None = None
+
+
+@dataclass(frozen=True)
+class FirstAnswer:
+    """What a create found already written under its id."""
+
+    request_hash: str | None
+    response: dict[str, Any]
+
+
+class StoreRepository(Protocol):
+    def dealer(self, dealer_id: str) -> Dealer | None: ...
+
+    def store(self, store_id: str, *, fresh: bool = False) -> Store | None: ...
+
+    def add_dealer(
+        self, dealer: Dealer, request_hash: str, response: dict[str, Any]
+    ) -> FirstAnswer | None: ...
+
+    def add_store(
+        self, store: Store, request_hash: str, response: dict[str, Any]
+    ) -> FirstAnswer | None: ...
+
+    def update_store(self, store_id: str, changes: dict[str, Any], now: str) -> Store | None: ...
+
+    def add_store_key(self, key: StoreKey) -> bool: ...
+
+    def revoke_store_key(self, store_id: str, key_id: str, now: str) -> StoreKey | None: ...
+
+
+def request_hash(document: dict[str, Any]) -> str:
+    canonical = json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def dealer_view(dealer: Dealer) -> dict[str, Any]:
+    return {"dealer_id": dealer.dealer_id, "name": dealer.name, "created_at": dealer.created_at}
+
+
+def store_view(store: Store) -> dict[str, Any]:
+    return {
+        "store_id": store.store_id,
+        "dealer_id": store.dealer_id,
+        "name": store.name,
+        "active": store.active,
+        "created_at": store.created_at,
+        "updated_at": store.updated_at,
+    }
+
+
+def key_view(key: StoreKey) -> dict[str, Any]:
+    """Never the secret: it is shown once, when the key is issued."""
+    return {
+        "key_id": key.key_id,
+        "store_id": key.store_id,
+        "active": key.active,
+        "created_at": key.created_at,
+        "revoked_at": key.revoked_at,
+    }
+
+
+def _first_answer(
+    found: FirstAnswer | None, hashed: str, response: dict[str, Any]
+) -> dict[str, Any]:
+    if found is None:
+        return response
+    if found.request_hash != hashed:
+        raise Conflict(
+            "this id was already created with a different body", code="IDEMPOTENCY_CONFLICT"
+        )
+    return found.response
+
+
+def create_dealer(
+    dealer_id: str, name: str, repo: StoreRepository, now: datetime
+) -> dict[str, Any]:
+    hashed = request_hash({"dealer_id": dealer_id, "name": name})
+    dealer = Dealer(dealer_id, name, created_at=rfc3339(now))
+    response = dealer_view(dealer)
+    return _first_answer(repo.add_dealer(dealer, hashed, response), hashed, response)
+
+
+def create_store(
+    store_id: str, dealer_id: str, name: str, repo: StoreRepository, now: datetime
+) -> dict[str, Any]:
+    hashed = request_hash({"store_id": store_id, "dealer_id": dealer_id, "name": name})
+    # Dealers are never deleted, so a dealer seen here still exists when the store is written.
+    if repo.dealer(dealer_id) is None:
+        raise BusinessRuleViolation(
+            "unknown dealer", code="UNKNOWN_DEALER", details={"dealer_id": dealer_id}
+        )
+    at = rfc3339(now)
+    store = Store(store_id, dealer_id, name, active=True, created_at=at, updated_at=at)
+    response = store_view(store)
+    return _first_answer(repo.add_store(store, hashed, response), hashed, response)
+
+
+def update_store(
+    store_id: str, changes: dict[str, Any], repo: StoreRepository, now: datetime
+) -> Store:
+    """Only `active` and `name`; each is set on its own, so two admins changing different
+    fields at once both win."""
+    allowed = {k: v for k, v in changes.items() if k in ("active", "name") and v is not None}
+    store = repo.update_store(store_id, allowed, rfc3339(now))
+    if store is None:
+        raise NotFound("no such store", code="STORE_NOT_FOUND")
+    return store
+
+
+def issue_key(store_id: str, repo: StoreRepository, now: datetime) -> StoreKey:
+    """A new key for a store (open or not: a closed store's keys work once it reopens).
+    Not replayable by design: the secret is shown once, so a lost answer means issuing
+    another key and revoking the one nobody holds."""
+    if repo.store(store_id, fresh=True) is None:
+        raise NotFound("no such store", code="STORE_NOT_FOUND")
+    for _ in range(3):  # 64 random bits: a collision is all but impossible, never silent
+        key = StoreKey(
+            key_id=f"key_{secrets.token_hex(8)}",
+            store_id=store_id,
+            secret=secrets.token_hex(32),
+            created_at=rfc3339(now),
+        )
+        if repo.add_store_key(key):
+            return key
+    raise Conflict("could not allocate a key id; retry", code="KEY_ID_TAKEN")
+
+
+def revoke_key(store_id: str, key_id: str, repo: StoreRepository, now: datetime) -> StoreKey:
+    """Idempotent: revoking a revoked key answers the same (first `revoked_at`)."""
+    key = repo.revoke_store_key(store_id, key_id, rfc3339(now))
+    if key is None:
+        raise NotFound("no such key for this store", code="KEY_NOT_FOUND")
+    return key
+
+
+def open_store(store: Store | None, store_id: str) -> Store:
+    """The store a staff request names must exist and be open (a POS of a closed store is
+    refused before it gets here: 403 STORE_INACTIVE)."""
+    if store is None:
+        raise BusinessRuleViolation(
+            "unknown store", code="UNKNOWN_STORE", details={"store_id": store_id}
+        )
+    if not store.active:
+        raise BusinessRuleViolation(
+            "this store is not active", code="STORE_INACTIVE", details={"store_id": store_id}
+        )
+    return store

@@ -37,4 +37,5 @@ def test_given_the_readme_when_its_examples_run_in_a_shell_then_every_command_su
     assert len(outputs) == len(blocks)
     assert '"MEMBER_EXISTS"' in done.stdout
     assert '"status":"ok"' in done.stdout
+    assert '"STORE_INACTIVE"' in done.stdout  # the closed store's POS, refused
     assert '"queued"' in outputs[-1]

@@ -12,6 +12,7 @@ import pytest
 
 from chalicelib.domain.member_codes import MemberCode
 from local.pos import encode, signed_headers
+from local.tools import member_or_staff_token
 from tests.conftest import auth, token_for, unique_phone
 from tests.unit.test_transactions_api import (
     Pos,
@@ -270,7 +271,7 @@ def test_given_store_staff_when_reading_a_member_then_the_masked_view(
 ):
     member = register(app_client, staff_token)
     assert adjust(app_client, staff_token, member["member_id"], 3000).status_code == 201
-    store_staff = auth(token_for(None, "store_staff"))
+    store_staff = auth(member_or_staff_token("store_staff", None, store="store-001"))
     read = app_client.http.get(f"/v1/members/{member['member_id']}", headers=store_staff)
     assert read.status_code == 200, read.json_body
     assert_masked(read.json_body, member)

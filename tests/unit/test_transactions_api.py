@@ -651,13 +651,13 @@ def test_given_an_invalid_program_when_putting_it_then_400_and_it_is_unchanged(
     assert after["config"] == config
 
 
-def test_given_ops_capped_the_points_per_purchase_when_a_pos_posts_a_purchase_then_the_new_rule_applies(
+def test_given_an_admin_capped_the_points_per_purchase_when_a_pos_posts_a_purchase_then_the_new_rule_applies(
     pos, app_client, staff_token
 ):
     config = app_client.http.get("/v1/admin/program", headers=auth(staff_token)).json_body["config"]
     saved = app_client.http.put(
         "/v1/admin/program",
-        headers=auth(staff_token),
+        headers=auth(token_for(None, role="admin")),
         body=json.dumps({**config, "max_points_per_purchase": 10}),
     )
     assert saved.status_code == 200, saved.json_body
