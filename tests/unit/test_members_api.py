@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import json
+import re
+
+import jwt
 
 from local.pos import encode, signed_headers
+from local.tools import signed_token
 from tests.conftest import auth, token_for, unique_phone
 
 
@@ -106,3 +110,129 @@ def test_given_a_store_key_when_registering_for_another_store_then_403(
     response = app_client.http.post("/v1/members", headers=headers, body=body)
     assert response.status_code == 403
     assert response.json_body["error"]["code"] == "STORE_MISMATCH"
+
+
+# ---- identity: the sign-in decides the member, never a claim ---------------------------
+
+
+def sign_up(client, phone: str | None = None) -> tuple[str, str]:
+    """An app user signs up with their verified phone: (member_id, their token)."""
+    phone = phone or unique_phone()
+    token = token_for(None, phone=phone)
+    response = register(client, token, phone=phone)
+    assert response.status_code == 201, response.json_body
+    return response.json_body["member_id"], token
+
+
+def sub_of(token: str) -> str:
+    return str(jwt.decode(token, options={"verify_signature": False})["sub"])
+
+
+def member_routes() -> list[tuple[str, str]]:
+    """Every route a member token may call for its own member_id: (method, path)."""
+    import app  # noqa: F401  (registers every operation)
+    from chalicelib.api.http import OPERATIONS
+
+    return [(op.method, op.path) for op in OPERATIONS if op.access.member_self]
+
+
+def concrete(path: str, member_id: str) -> str:
+    return re.sub(r"{\w+}", "x", path.replace("{member_id}", member_id))
+
+
+def assert_error(response, status: int, code: str) -> dict:
+    assert response.status_code == status, response.json_body
+    error = response.json_body["error"]
+    assert error["code"] == code, error
+    return error
+
+
+def test_given_a_sign_up_token_when_it_registers_then_the_same_token_acts_as_the_member(
+    seeded, app_client
+):
+    phone = unique_phone()
+    token = token_for(None, phone=phone)
+    before = app_client.http.get("/v1/members/mbr_notyet", headers=auth(token))
+    assert_error(before, 403, "NOT_A_MEMBER")  # not remembered: the sign-up links it next
+    member_id = register(app_client, token, phone=phone).json_body["member_id"]
+    mine = app_client.http.get(f"/v1/members/{member_id}", headers=auth(token))
+    assert mine.status_code == 200, mine.json_body
+    assert mine.json_body["external_ids"] == {"cognito_sub": sub_of(token)}
+    # the local tool mints a token for the same sign-in, not a second one
+    assert sub_of(token_for(member_id)) == sub_of(token)
+
+
+def test_given_a_token_naming_b_whose_sub_is_linked_to_a_then_no_member_route_reaches_b(
+    seeded, app_client, staff_token
+):
+    a, a_token = sign_up(app_client)
+    b = register(app_client, staff_token, name="B").json_body["member_id"]
+    grant = app_client.http.post(
+        f"/v1/admin/members/{b}/adjustments",
+        headers=auth(staff_token),
+        body=json.dumps({"adjustment_id": "bonus-1", "points": 100, "reason": "welcome"}),
+    )
+    assert grant.status_code == 201, grant.json_body
+    # What a user could mint before: custom:member_id set with UpdateUserAttributes.
+    forged = signed_token({"sub": sub_of(a_token), "custom:member_id": b})
+    routes = member_routes()
+    assert ("PATCH", "/v1/members/{member_id}") in routes
+    assert ("POST", "/v1/members/{member_id}/activities") in routes
+    for method, path in routes:
+        body = b"{}" if method in ("POST", "PATCH", "PUT") else b""
+        response = app_client.http.request(
+            method, concrete(path, b), headers=auth(forged), body=body
+        )
+        assert_error(response, 403, "IDENTITY_MISMATCH")
+    patch = app_client.http.patch(
+        f"/v1/members/{b}", headers=auth(forged), body=json.dumps({"name": "A was here"})
+    )
+    assert_error(patch, 403, "IDENTITY_MISMATCH")
+    checkin = app_client.http.post(
+        f"/v1/members/{b}/activities",
+        headers=auth(forged),
+        body=json.dumps({"activity_id": "checkin-forged", "type": "checkin"}),
+    )
+    assert_error(checkin, 403, "IDENTITY_MISMATCH")
+    # a forged token is refused outright, even on A's own data
+    assert_error(
+        app_client.http.get(f"/v1/members/{a}", headers=auth(forged)), 403, "IDENTITY_MISMATCH"
+    )
+    after = app_client.http.get(f"/v1/members/{b}", headers=auth(staff_token)).json_body
+    assert after["profile"]["name"] == "B"
+    assert after["points"]["balance"] == 100
+    ledger = app_client.http.get(f"/v1/members/{b}/ledger", headers=auth(staff_token)).json_body
+    assert [entry["points"] for entry in ledger["entries"]] == [100]
+    # A's own sign-in still reaches A, and only A
+    assert app_client.http.get(f"/v1/members/{a}", headers=auth(a_token)).status_code == 200
+    assert_error(app_client.http.get(f"/v1/members/{b}", headers=auth(a_token)), 403, "FORBIDDEN")
+
+
+def test_given_a_token_naming_a_member_whose_sub_is_linked_to_no_one_then_403_everywhere(
+    seeded, app_client, staff_token
+):
+    b = register(app_client, staff_token).json_body["member_id"]
+    phone = unique_phone()
+    forged = signed_token(
+        {
+            "sub": "user-unlinked",
+            "custom:member_id": b,
+            "phone_number": phone,
+            "phone_number_verified": True,
+        }
+    )
+    assert_error(
+        app_client.http.get(f"/v1/members/{b}", headers=auth(forged)), 403, "IDENTITY_MISMATCH"
+    )
+    assert_error(register(app_client, forged, phone=phone), 403, "IDENTITY_MISMATCH")
+
+
+def test_given_a_member_registered_by_staff_when_the_tool_mints_its_token_then_it_links_a_sign_in(
+    seeded, app_client, staff_token
+):
+    member_id = register(app_client, staff_token).json_body["member_id"]
+    token = token_for(member_id)
+    assert sub_of(token_for(member_id)) == sub_of(token)  # linked once
+    mine = app_client.http.get(f"/v1/members/{member_id}", headers=auth(token))
+    assert mine.status_code == 200, mine.json_body
+    assert mine.json_body["external_ids"] == {"cognito_sub": sub_of(token)}
