@@ -11,7 +11,7 @@ from typing import Any, Protocol
 from chalicelib.domain.clock import program_date
 from chalicelib.domain.phone import normalise_phone
 from chalicelib.domain.tiers import BASE_TIER
-from chalicelib.errors import BusinessRuleViolation, Conflict, InvalidInput, NotFound
+from chalicelib.errors import BusinessRuleViolation, Conflict, Forbidden, InvalidInput, NotFound
 from chalicelib.ids import new_member_id
 
 # External ids that identify a person across channels. Each is a unique claim: two
@@ -126,6 +126,25 @@ def register(
         raise BusinessRuleViolation("birthday is in the future", code="INVALID_BIRTHDAY")
     repo.create(member, identities_of(member, hasher))
     return member
+
+
+def check_self_sign_up(
+    phone: str, external_ids: dict[str, str], verified_phone: str | None
+) -> None:
+    """What an app user may claim when registering themselves: only the phone their
+    identity provider verified, and no card or WeChat id (a POS or staff link those,
+    having seen the card; a member could otherwise take another's card and its
+    purchases). The sign-in itself is added by the caller."""
+    if external_ids:
+        raise Forbidden(
+            "a member cannot claim a card or WeChat id; a store or staff links them",
+            code="EXTERNAL_ID_NOT_VERIFIED",
+            details={"fields": [f"external_ids.{kind}" for kind in sorted(external_ids)]},
+        )
+    if verified_phone is None or normalise_phone(phone) != verified_phone:
+        raise Forbidden(
+            "phone must be the sign-in's verified phone number", code="PHONE_NOT_VERIFIED"
+        )
 
 
 def link_sign_in(

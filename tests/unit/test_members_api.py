@@ -6,6 +6,7 @@ import json
 import re
 
 import jwt
+import pytest
 
 from local.pos import encode, signed_headers
 from local.tools import signed_token
@@ -236,3 +237,115 @@ def test_given_a_member_registered_by_staff_when_the_tool_mints_its_token_then_i
     mine = app_client.http.get(f"/v1/members/{member_id}", headers=auth(token))
     assert mine.status_code == 200, mine.json_body
     assert mine.json_body["external_ids"] == {"cognito_sub": sub_of(token)}
+
+
+# ---- sign-up claims: only what the identity provider verified --------------------------
+
+
+@pytest.mark.parametrize(
+    ("label", "claims_of"),
+    [
+        ("no phone claim", lambda phone: {}),
+        ("unverified", lambda phone: {"phone_number": phone, "phone_number_verified": False}),
+        (
+            "unverified string",
+            lambda phone: {"phone_number": phone, "phone_number_verified": "false"},
+        ),
+        (
+            "another phone",
+            lambda phone: {"phone_number": unique_phone(), "phone_number_verified": True},
+        ),
+    ],
+)
+def test_given_a_sign_up_without_that_verified_phone_then_403_phone_not_verified_and_it_stays_free(
+    seeded, app_client, staff_token, label, claims_of
+):
+    phone = unique_phone()
+    token = signed_token({"sub": f"user-{label.replace(' ', '-')}", **claims_of(phone)})
+    response = register(app_client, token, phone=phone)
+    assert_error(response, 403, "PHONE_NOT_VERIFIED")
+    assert register(app_client, staff_token, phone=phone).status_code == 201, label
+
+
+def test_given_a_sign_up_with_its_verified_phone_in_another_spelling_then_201(seeded, app_client):
+    local_number = unique_phone()[3:]
+    token = token_for(None, phone=f"+86{local_number}")
+    spaced = f"{local_number[:3]} {local_number[3:7]} {local_number[7:]}"
+    response = register(app_client, token, phone=spaced)
+    assert response.status_code == 201, response.json_body
+    assert response.json_body["phone"] == f"+86{local_number}"
+
+
+@pytest.mark.parametrize("kind", ["pos_card", "wechat_unionid", "wechat_openid"])
+def test_given_a_sign_up_claiming_a_card_or_wechat_id_then_403_and_the_id_stays_free(
+    seeded, app_client, staff_token, store_key, kind
+):
+    phone = unique_phone()
+    value = f"ID{phone[-8:]}"
+    response = register(
+        app_client, token_for(None, phone=phone), phone=phone, external_ids={kind: value}
+    )
+    error = assert_error(response, 403, "EXTERNAL_ID_NOT_VERIFIED")
+    assert error["details"] == {"fields": [f"external_ids.{kind}"]}
+    # nothing was written: the phone and the id are still free, for a POS to link
+    body = encode({"phone": phone, "channel": "pos", "external_ids": {kind: value}})
+    headers = signed_headers(
+        store_id="store-001",
+        key_id=store_key["key_id"],
+        secret=store_key["secret"],
+        method="POST",
+        path="/v1/members",
+        body=body,
+    )
+    linked = app_client.http.post("/v1/members", headers=headers, body=body)
+    assert linked.status_code == 201, linked.json_body
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "code"),
+    [
+        ({"external_ids": {"pos_card": "CARD-X"}}, 400, "FIELD_NOT_WRITABLE"),
+        ({"external_ids": {"cognito_sub": "another-sign-in"}}, 400, "FIELD_NOT_WRITABLE"),
+        ({"cognito_sub": "another-sign-in"}, 400, "VALIDATION_ERROR"),
+        ({"pos_card": "CARD-X"}, 400, "VALIDATION_ERROR"),
+        ({"phone": "+8613900009999"}, 400, "FIELD_NOT_WRITABLE"),
+    ],
+)
+def test_given_a_member_patching_ids_then_400_and_nothing_changes(
+    seeded, app_client, body, status, code
+):
+    member_id, token = sign_up(app_client)
+    before = app_client.http.get(f"/v1/members/{member_id}", headers=auth(token)).json_body
+    response = app_client.http.patch(
+        f"/v1/members/{member_id}", headers=auth(token), body=json.dumps(body)
+    )
+    assert_error(response, status, code)
+    after = app_client.http.get(f"/v1/members/{member_id}", headers=auth(token)).json_body
+    assert after == before
+
+
+def test_given_a_taken_phone_when_a_member_token_signs_up_then_409_without_the_member_id(
+    seeded, app_client, staff_token, store_key
+):
+    phone = unique_phone()
+    existing = register(app_client, staff_token, phone=phone).json_body["member_id"]
+    response = register(app_client, token_for(None, phone=phone), phone=phone)
+    error = assert_error(response, 409, "MEMBER_EXISTS")
+    assert error["details"] == {"field": "phone"}
+    assert existing not in json.dumps(response.json_body)
+    # staff and a POS still learn which member it is
+    again = assert_error(register(app_client, staff_token, phone=phone), 409, "MEMBER_EXISTS")
+    assert again["details"] == {"member_id": existing, "field": "phone"}
+    body = encode({"phone": phone, "channel": "pos"})
+    headers = signed_headers(
+        store_id="store-001",
+        key_id=store_key["key_id"],
+        secret=store_key["secret"],
+        method="POST",
+        path="/v1/members",
+        body=body,
+    )
+    pos = assert_error(
+        app_client.http.post("/v1/members", headers=headers, body=body), 409, "MEMBER_EXISTS"
+    )
+    assert pos["details"]["member_id"] == existing
