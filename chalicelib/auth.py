@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -90,19 +91,21 @@ class CachedSignInLinks:
         self._max = max_entries
         self._clock = clock
         self._links: dict[str, tuple[str, float]] = {}
+        self._lock = threading.Lock()  # `chalice local` serves requests on threads
 
     def member_id_for(self, subject: str) -> str | None:
         now = self._clock()
         cached = self._links.get(subject)
         if cached is not None and cached[1] > now:
             return cached[0]
-        member_id = self._lookup(subject)
-        if member_id is None:
-            self._links.pop(subject, None)
-            return None
-        if len(self._links) >= self._max:
-            self._links.pop(next(iter(self._links)), None)  # the oldest entry
-        self._links[subject] = (member_id, now + self._ttl)
+        member_id = self._lookup(subject)  # outside the lock: one slow read blocks no one
+        with self._lock:
+            if member_id is None:
+                self._links.pop(subject, None)
+                return None
+            if subject not in self._links and len(self._links) >= self._max:
+                del self._links[next(iter(self._links))]  # the oldest entry
+            self._links[subject] = (member_id, now + self._ttl)
         return member_id
 
 
