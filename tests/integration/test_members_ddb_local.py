@@ -127,7 +127,7 @@ def test_given_a_nonce_when_claimed_twice_then_only_the_first_claim_wins(ddb_loc
 # ---- sign-in links: the member a token acts for -----------------------------------------
 
 
-def test_given_a_token_naming_b_whose_sub_is_linked_to_a_then_it_cannot_read_patch_or_earn_as_b(
+def test_given_a_token_naming_b_whose_sub_is_linked_to_a_then_it_cannot_read_patch_earn_or_spend_as_b(
     ddb_local, app_client, staff_token
 ):
     phone = unique_phone()
@@ -152,6 +152,8 @@ def test_given_a_token_naming_b_whose_sub_is_linked_to_a_then_it_cannot_read_pat
             f"/v1/members/{b}/activities",
             json.dumps({"activity_id": "checkin-as-b", "type": "checkin"}).encode(),
         ),
+        # a member code is what lets a till spend the member's points
+        ("POST", f"/v1/members/{b}/member-code", b""),
     ]
     for method, path, body in attempts:
         response = app_client.http.request(method, path, headers=auth(forged), body=body)

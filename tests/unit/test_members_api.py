@@ -179,6 +179,8 @@ def test_given_a_token_naming_b_whose_sub_is_linked_to_a_then_no_member_route_re
     routes = member_routes()
     assert ("PATCH", "/v1/members/{member_id}") in routes
     assert ("POST", "/v1/members/{member_id}/activities") in routes
+    # the member code is how a member's points are spent at a till
+    assert ("POST", "/v1/members/{member_id}/member-code") in routes
     for method, path in routes:
         body = b"{}" if method in ("POST", "PATCH", "PUT") else b""
         response = app_client.http.request(
