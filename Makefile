@@ -21,7 +21,8 @@ help:
 	@echo "make test       set up (first time) and run every test"
 	@echo "make check      ruff + mypy;  make package  chalice package + cfn-lint"
 	@echo "make bench      benchmarks -> bench/results/latest.json"
-	@echo "make token ROLE=member SUBJECT=<member_id> | ROLE=ops ;  make store-key STORE=store-001"
+	@echo "make token ROLE=member SUBJECT=<member_id> | ROLE=member PHONE=+86... | ROLE=ops"
+	@echo "make store-key STORE=store-001"
 	@echo "make tick JOB=birthday_greetings [AT=2026-03-01T16:05:00Z]"
 
 setup: $(BIN)/.installed node_modules/.installed java
@@ -77,7 +78,7 @@ bench: setup
 	$(BIN)/python -m bench
 
 token: $(BIN)/.installed
-	@$(BIN)/python -m local.tools token --role $(or $(ROLE),member) --subject "$(SUBJECT)" --store "$(STORE)"
+	@$(BIN)/python -m local.tools token --role $(or $(ROLE),member) --subject "$(SUBJECT)" --store "$(STORE)" --phone "$(PHONE)"
 
 store-key: setup
 	@$(BIN)/python -m local.tools store-key --store $(or $(STORE),store-001) --format $(or $(FORMAT),json)

@@ -653,27 +653,31 @@ class Till:
     """Registers members and posts their purchases over HTTP, as a POS and the app do."""
 
     def __init__(self, session: Any, base: str, key: dict[str, str]) -> None:
-        from local.tools import member_or_staff_token
-
         self.session, self.base, self.key = session, base, key
-        self.staff = bearer(member_or_staff_token("ops", None))
+        self.tokens: dict[str, str] = {}  # member id -> the token of its app sign-in
 
     def register(self) -> str:
+        """An app sign-up with the phone the identity provider verified; that sign-in's
+        token then acts as the member."""
+        from local.tools import member_or_staff_token
+
         phone = "+86138" + "".join(secrets.choice("0123456789") for _ in range(8))
+        token = member_or_staff_token("member", None, phone=phone)
         response = self.session.post(
             f"{self.base}/v1/members",
             data=json.dumps({"phone": phone, "channel": "app"}),
-            headers=self.staff,
+            headers=bearer(token),
             timeout=30,
         )
         if response.status_code != 201:
             raise RuntimeError(f"registration answered {response.status_code}: {response.text}")
-        return str(response.json()["member_id"])
+        member_id = str(response.json()["member_id"])
+        self.tokens[member_id] = token
+        return member_id
 
     def upgrade(self, member_id: str, timeout: float) -> Upgrade:
         """One purchase over the gold threshold; polls the member's tier until gold."""
         from local.pos import encode, signed_headers
-        from local.tools import member_or_staff_token
 
         path = "/v1/transactions"
         body = encode(
@@ -701,7 +705,7 @@ class Till:
             path=path,
             body=body,
         )
-        member_headers = bearer(member_or_staff_token("member", member_id))
+        member_headers = bearer(self.tokens[member_id])
         response = self.session.post(f"{self.base}{path}", data=body, headers=headers, timeout=30)
         accepted = time.perf_counter()
         accepted_wall = time.time()

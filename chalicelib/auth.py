@@ -3,7 +3,8 @@
 Bearer tokens are verified by the API Gateway authorizer in app.py (with the same
 `TokenVerifier` as here) on routes only members or staff may call. Routes a POS may call
 too are verified in the app, because a POS signature covers the body and an authorizer
-never sees the body.
+never sees the body. Which member a token acts for is decided here too, from the
+sign-in's link in the Members table, not from any claim a user could write.
 """
 
 from __future__ import annotations
@@ -11,13 +12,16 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
+import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from chalicelib.domain.phone import normalise_phone
 from chalicelib.domain.stores import StoreKey
-from chalicelib.errors import Forbidden, Unauthenticated
+from chalicelib.errors import Forbidden, InvalidInput, Unauthenticated
 
 STAFF_ROLES = frozenset({"ops", "admin", "store_staff"})
 NONCE_TTL_SECONDS = 15 * 60  # outlives the ±5 min window, so a replay is always caught
@@ -30,6 +34,8 @@ class Principal:
     member_id: str | None = None
     roles: frozenset[str] = field(default_factory=frozenset)
     store_id: str | None = None
+    # A member token's phone, E.164, only when the identity provider verified it.
+    verified_phone: str | None = None
 
     @property
     def is_staff(self) -> bool:
@@ -43,6 +49,7 @@ class Principal:
             "member_id": self.member_id or "",
             "roles": ",".join(sorted(self.roles)),
             "store_id": self.store_id or "",
+            "verified_phone": self.verified_phone or "",
         }
 
     @classmethod
@@ -54,12 +61,62 @@ class Principal:
             member_id=str(context.get("member_id") or "") or None,
             roles=frozenset(r for r in roles.split(",") if r),
             store_id=str(context.get("store_id") or "") or None,
+            verified_phone=str(context.get("verified_phone") or "") or None,
         )
 
 
-def principal_from_claims(claims: Mapping[str, Any]) -> Principal:
-    """Cognito-shaped claims: staff roles from `cognito:groups`; the member from
-    `custom:member_id` (absent until the member exists: such a token may only register)."""
+class SignInLinks(Protocol):
+    def member_id_for(self, subject: str) -> str | None:
+        """The member whose `cognito_sub` identity is `subject`, or None (not signed up)."""
+
+
+class CachedSignInLinks:
+    """Sign-in `sub` -> member, from the `cognito_sub` identity item (one GetItem).
+
+    Links change only on sign-up, erasure and merge, so a found link is kept for
+    `ttl_seconds` per container. A missing link is never kept: the request that finds
+    none is usually the sign-up that is about to create it.
+    """
+
+    def __init__(
+        self,
+        lookup: Callable[[str], str | None],
+        *,
+        ttl_seconds: float = 30.0,
+        max_entries: int = 10_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._lookup = lookup
+        self._ttl = ttl_seconds
+        self._max = max_entries
+        self._clock = clock
+        self._links: dict[str, tuple[str, float]] = {}
+        self._lock = threading.Lock()  # `chalice local` serves requests on threads
+
+    def member_id_for(self, subject: str) -> str | None:
+        now = self._clock()
+        cached = self._links.get(subject)
+        if cached is not None and cached[1] > now:
+            return cached[0]
+        member_id = self._lookup(subject)  # outside the lock: one slow read blocks no one
+        with self._lock:
+            if member_id is None:
+                self._links.pop(subject, None)
+                return None
+            if subject not in self._links and len(self._links) >= self._max:
+                del self._links[next(iter(self._links))]  # the oldest entry
+            self._links[subject] = (member_id, now + self._ttl)
+        return member_id
+
+
+def principal_from_claims(claims: Mapping[str, Any], links: SignInLinks) -> Principal:
+    """The one rule for every issuer (stage-signed HS256, Cognito RS256).
+
+    Staff roles come from `cognito:groups` (admin-managed). A member is whoever the
+    token's `sub` is linked to by the `cognito_sub` identity item, never a claim the user
+    could have written: a `custom:member_id` claim, if present, must name that same
+    member or the token is refused. A `sub` linked to no member may only sign up.
+    """
     subject = str(claims.get("sub", ""))
     if not subject:
         raise Unauthenticated("token has no subject", code="INVALID_TOKEN")
@@ -70,8 +127,26 @@ def principal_from_claims(claims: Mapping[str, Any]) -> Principal:
     if roles:
         store = claims.get("custom:store_id")
         return Principal("staff", subject, roles=roles, store_id=str(store) if store else None)
-    member_id = claims.get("custom:member_id")
-    return Principal("member", subject, member_id=str(member_id) if member_id else None)
+    member_id = links.member_id_for(subject)
+    claimed = claims.get("custom:member_id")
+    if claimed and str(claimed) != member_id:
+        raise Forbidden(
+            "the token names a member its sign-in is not linked to", code="IDENTITY_MISMATCH"
+        )
+    return Principal("member", subject, member_id=member_id, verified_phone=_verified_phone(claims))
+
+
+def _verified_phone(claims: Mapping[str, Any]) -> str | None:
+    """Cognito id tokens carry `phone_number` and `phone_number_verified` (a boolean;
+    some issuers send the string "true"). Access tokens carry neither."""
+    phone = claims.get("phone_number")
+    verified = claims.get("phone_number_verified")
+    if not isinstance(phone, str) or not (verified is True or verified == "true"):
+        return None
+    try:
+        return normalise_phone(phone)
+    except InvalidInput:
+        return None
 
 
 class TokenVerifier:
@@ -83,12 +158,14 @@ class TokenVerifier:
         secret: str | None,
         issuer: str,
         audience: str,
+        links: SignInLinks,
         user_pool_id: str | None = None,
         app_client_id: str | None = None,
         region: str | None = None,
         jwks_client: Any = None,
     ) -> None:
         self._secret = secret
+        self._links = links
         self._issuer = issuer
         self._audience = audience
         self._pool = user_pool_id
@@ -114,7 +191,7 @@ class TokenVerifier:
                 claims = self._verify_cognito(token, jwt)
         except jwt.PyJWTError as exc:
             raise Unauthenticated("invalid or expired token", code="INVALID_TOKEN") from exc
-        return principal_from_claims(claims)
+        return principal_from_claims(claims, self._links)
 
     def _verify_cognito(self, token: str, jwt: Any) -> dict[str, Any]:
         if self._jwks_client is None:

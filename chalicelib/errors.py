@@ -54,12 +54,15 @@ class Conflict(DomainError):
 class MemberExists(Conflict):
     code = "MEMBER_EXISTS"
 
-    def __init__(self, member_id: str, field: str) -> None:
-        super().__init__(
-            f"a member with this {field} already exists",
-            details={"member_id": member_id, "field": field},
-        )
+    def __init__(self, member_id: str | None, field: str) -> None:
+        details = {"member_id": member_id, "field": field} if member_id else {"field": field}
+        super().__init__(f"a member with this {field} already exists", details=details)
         self.member_id = member_id
+        self.field = field
+
+    def unnamed(self) -> MemberExists:
+        """The same conflict without saying who the member is (for a member's own token)."""
+        return MemberExists(None, self.field)
 
 
 class BusinessRuleViolation(DomainError):

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
-from chalicelib.auth import TokenVerifier
+from chalicelib.auth import CachedSignInLinks, TokenVerifier
 from chalicelib.config import Settings, get_settings, reset_settings
 from chalicelib.domain.members import IdentityHasher
 
@@ -56,15 +56,20 @@ def services() -> Services:
     bind(settings)
     connection = Connection(region=settings.region)
     share_session(ALL_MODELS, connection)
+    members = DynamoMemberRepository(connection)
+    hasher = IdentityHasher(settings.pii_hash_key)
     return Services(
         settings=settings,
-        members=DynamoMemberRepository(connection),
+        members=members,
         ledger=DynamoLedgerRepository(connection),
         program=DynamoProgramRepository(),
         guards=DynamoGuardRepository(),
-        hasher=IdentityHasher(settings.pii_hash_key),
+        hasher=hasher,
         verifier=TokenVerifier(
             secret=settings.jwt_secret,
+            links=CachedSignInLinks(
+                lambda subject: members.find_member_id(hasher.identity("cognito_sub", subject))
+            ),
             issuer=settings.jwt_issuer,
             audience=settings.jwt_audience,
             user_pool_id=settings.cognito_user_pool_id,

@@ -251,6 +251,12 @@ def function_overrides() -> dict[str, Any]:
     return out
 
 
+# What an app user may write about themselves in the pool, and what tokens may carry.
+# Never a `custom:` attribute: those are set by admins only.
+CLIENT_WRITE_ATTRIBUTES = ("phone_number",)
+CLIENT_READ_ATTRIBUTES = ("phone_number", "phone_number_verified", "custom:store_id")
+
+
 def template() -> dict[str, Any]:
     resources: dict[str, Any] = {
         "MembersTable": table(
@@ -287,13 +293,21 @@ def template() -> dict[str, Any]:
                 "GenerateSecretString": {"PasswordLength": 48, "ExcludePunctuation": True},
             },
         },
+        # Which member a token acts for is decided by the app from the sign-in's `sub`
+        # (the `cognito_sub` identity item), so the pool holds no member id at all.
+        # `custom:store_id` scopes store staff: only admins set it
+        # (AdminUpdateUserAttributes), because no app client may write a custom attribute.
         "UserPool": {
             "Type": "AWS::Cognito::UserPool",
             "Properties": {
                 "UsernameAttributes": ["phone_number"],
                 "AutoVerifiedAttributes": ["phone_number"],
+                # A new phone number takes effect only once verified: until then tokens
+                # keep the old, verified one (sign-up registers only a verified phone).
+                "UserAttributeUpdateSettings": {
+                    "AttributesRequireVerificationBeforeUpdate": ["phone_number"]
+                },
                 "Schema": [
-                    {"Name": "member_id", "AttributeDataType": "String", "Mutable": True},
                     {"Name": "store_id", "AttributeDataType": "String", "Mutable": True},
                 ],
             },
@@ -304,6 +318,10 @@ def template() -> dict[str, Any]:
                 "UserPoolId": {"Ref": "UserPool"},
                 "GenerateSecret": False,
                 "ExplicitAuthFlows": ["ALLOW_USER_SRP_AUTH", "ALLOW_REFRESH_TOKEN_AUTH"],
+                # Without these lists a client may read and write every attribute,
+                # custom ones included (UpdateUserAttributes with the user's own token).
+                "WriteAttributes": list(CLIENT_WRITE_ATTRIBUTES),
+                "ReadAttributes": list(CLIENT_READ_ATTRIBUTES),
             },
         },
         "DataAccessPolicy": data_access_policy(),

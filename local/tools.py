@@ -1,6 +1,7 @@
 """Credentials and on-demand jobs for the local stack.
 
 python -m local.tools token --role member --subject <member_id>
+python -m local.tools token --role member --phone +8613800001111   (an app user signing up)
 python -m local.tools token --role ops
 python -m local.tools store-key --store store-001
 python -m local.tools tick birthday_greetings [--at 2026-03-01T16:05:00Z]
@@ -17,8 +18,32 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+from chalicelib.errors import DomainError
 from local.infra import stage_environment
 from local.stack import stack_environment, state_file
+
+# Local sign-ins linked by `token` to members that have none (registered at a POS or by
+# staff): one per member, the same on every call, so two calls link the same `sub`.
+LOCAL_SIGN_INS = uuid.UUID("6f1d2f6e-3c4b-4b7e-9a51-0c1f4e2d7a10")
+
+
+def signed_token(
+    claims: dict[str, Any], ttl_seconds: int = 12 * 3600, env: dict[str, str] | None = None
+) -> str:
+    """`claims` as a Cognito-shaped id token signed with the local stage's secret."""
+    import jwt
+
+    config = env or stage_environment("local")
+    now = int(time.time())
+    payload: dict[str, Any] = {
+        "iss": config["JWT_ISSUER"],
+        "aud": config["JWT_AUDIENCE"],
+        "iat": now,
+        "exp": now + ttl_seconds,
+        "token_use": "id",
+        **claims,
+    }
+    return jwt.encode(payload, config["JWT_SECRET"], algorithm="HS256")
 
 
 def member_or_staff_token(
@@ -27,29 +52,40 @@ def member_or_staff_token(
     store: str | None = None,
     ttl_seconds: int = 12 * 3600,
     env: dict[str, str] | None = None,
+    phone: str | None = None,
 ) -> str:
-    """A token shaped like Cognito's, signed with the local stage's secret."""
-    import jwt
-
-    config = env or stage_environment("local")
-    now = int(time.time())
-    claims: dict[str, Any] = {
-        "iss": config["JWT_ISSUER"],
-        "aud": config["JWT_AUDIENCE"],
-        "iat": now,
-        "exp": now + ttl_seconds,
-        "token_use": "id",
-    }
+    """A staff token; or a member token: `subject` is a member id, and the token's `sub`
+    is that member's sign-in (linked first if it has none: this needs the settings of
+    the tables holding the member). Without `subject`, a new app user who has not signed
+    up; `phone` adds the verified `phone_number` claim a sign-up needs."""
+    claims: dict[str, Any]
     if role == "member":
-        claims["sub"] = subject or f"user-{uuid.uuid4()}"
-        if subject:
-            claims["custom:member_id"] = subject
+        claims = {"sub": sign_in_of(subject) if subject else f"user-{uuid.uuid4()}"}
+        if phone:
+            claims["phone_number"] = phone
+            claims["phone_number_verified"] = True
     else:
-        claims["sub"] = subject or f"staff-{role}"
-        claims["cognito:groups"] = [role]
+        claims = {"sub": subject or f"staff-{role}", "cognito:groups": [role]}
         if store:
             claims["custom:store_id"] = store
-    return jwt.encode(claims, config["JWT_SECRET"], algorithm="HS256")
+    return signed_token(claims, ttl_seconds, env)
+
+
+def sign_in_of(member_id: str) -> str:
+    """The member's sign-in `sub` (from its app sign-up), or a local one linked to it now:
+    the app decides the member from that link, as it does for Cognito tokens."""
+    from chalicelib.domain import members as domain
+    from chalicelib.domain.clock import utc_now
+    from chalicelib.wiring import services
+
+    svc = services()
+    member = domain.get_member(member_id, svc.members)
+    linked = member.external_ids.get(domain.SIGN_IN)
+    if linked:
+        return linked
+    subject = str(uuid.uuid5(LOCAL_SIGN_INS, member_id))
+    member = domain.link_sign_in(member_id, subject, svc.members, svc.hasher, utc_now())
+    return member.external_ids[domain.SIGN_IN]
 
 
 def _use_running_stack() -> dict[str, Any]:
@@ -104,6 +140,7 @@ def main() -> None:
     )
     token.add_argument("--subject")
     token.add_argument("--store")
+    token.add_argument("--phone", help="a member token's verified phone_number (sign-up)")
     key = sub.add_parser("store-key")
     key.add_argument("--store", required=True)
     key.add_argument("--format", choices=["json", "env"], default="json")
@@ -112,7 +149,15 @@ def main() -> None:
     job.add_argument("--at", help="the schedule's firing time (RFC 3339), default now")
     args = parser.parse_args()
     if args.command == "token":
-        print(member_or_staff_token(args.role, args.subject or None, args.store or None))
+        if args.role == "member" and args.subject:
+            _use_running_stack()  # the member's sign-in link lives in its table
+        try:
+            minted = member_or_staff_token(
+                args.role, args.subject or None, args.store or None, phone=args.phone or None
+            )
+        except DomainError as exc:
+            raise SystemExit(f"{exc.code}: {exc.message}") from exc
+        print(minted)
     elif args.command == "store-key":
         _use_running_stack()
         created = create_store_key(args.store)

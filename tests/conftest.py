@@ -5,7 +5,7 @@
 - `ddb_local`    : one DynamoDB Local for the session (integration tests), tables from
                    the template, settings pointing at it.
 - `app_client`   : chalice.test.Client over the app with the current settings.
-- `member_token`, `staff_token`, `store_key` : credentials as clients get them.
+- `staff_token`, `store_key`, `token_for(...)` : credentials as clients get them.
 """
 
 from __future__ import annotations
@@ -123,10 +123,13 @@ def staff_token() -> str:
     return member_or_staff_token("ops", None)
 
 
-def token_for(member_id: str | None, role: str = "member") -> str:
+def token_for(member_id: str | None, role: str = "member", phone: str | None = None) -> str:
+    """A member's token (its sign-in is linked in the current tables first if it has
+    none), an app user's before sign-up (`member_id` None; `phone` is then the verified
+    phone it may register), or a staff token for `role`."""
     from local.tools import member_or_staff_token
 
-    return member_or_staff_token(role, member_id)
+    return member_or_staff_token(role, member_id, phone=phone)
 
 
 @pytest.fixture

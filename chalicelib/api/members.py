@@ -14,7 +14,7 @@ from chalicelib.domain.members import Member
 from chalicelib.domain.phone import mask_name, mask_phone
 from chalicelib.domain.stores import open_store
 from chalicelib.domain.tiers import tier_by_code
-from chalicelib.errors import InvalidInput
+from chalicelib.errors import InvalidInput, MemberExists
 from chalicelib.models.members import (
     NOT_WRITABLE_FIELDS,
     ExpiringNext,
@@ -45,7 +45,11 @@ SELF_OR_OPS = Access(member_self=True, staff=OPS)
     response=MemberResponse,
     status=201,
     tags=TAGS,
-    summary="Register a member from any channel; 409 MEMBER_EXISTS names the existing one",
+    summary=(
+        "Register a member from any channel; 409 MEMBER_EXISTS names the existing one "
+        "(not to a member token). An app sign-up registers only its verified phone "
+        "(403 PHONE_NOT_VERIFIED) and no card or WeChat id (403 EXTERNAL_ID_NOT_VERIFIED)"
+    ),
     error_statuses=(400, 401, 403, 409, 422),
 )
 def register_member(call: Call) -> MemberResponse:
@@ -59,28 +63,32 @@ def register_member(call: Call) -> MemberResponse:
         request.external_ids.model_dump(exclude_none=True) if request.external_ids else {}
     )
     if principal.kind == "member":
-        # Self sign-up: the sign-in identity becomes one of the member's ids, so the
-        # identity provider can map its user to this member from now on.
-        external_ids["cognito_sub"] = principal.subject
+        # Self sign-up: only what the identity provider vouches for; the sign-in itself
+        # becomes one of the member's ids, and from then on decides the member.
+        domain.check_self_sign_up(request.phone, external_ids, principal.verified_phone)
+        external_ids[domain.SIGN_IN] = principal.subject
     if store_id is not None:
         open_store(svc.program.store(store_id), store_id)
-    member = domain.register(
-        domain.Registration(
-            phone=request.phone,
-            channel=request.channel.value,
-            name=request.name,
-            gender=request.gender.value if request.gender else None,
-            birthday=request.birthday,
-            email=request.email,
-            tags=tuple(dict.fromkeys(request.tags)),
-            marketing_consent=request.marketing_consent,
-            store_id=store_id,
-            external_ids=external_ids,
-        ),
-        svc.members,
-        svc.hasher,
-        utc_now(),
+    registration = domain.Registration(
+        phone=request.phone,
+        channel=request.channel.value,
+        name=request.name,
+        gender=request.gender.value if request.gender else None,
+        birthday=request.birthday,
+        email=request.email,
+        tags=tuple(dict.fromkeys(request.tags)),
+        marketing_consent=request.marketing_consent,
+        store_id=store_id,
+        external_ids=external_ids,
     )
+    try:
+        member = domain.register(registration, svc.members, svc.hasher, utc_now())
+    except MemberExists as exc:
+        if principal.kind == "member":
+            # A member id is a key to someone's account: an app user learns only that
+            # the phone is taken, never whose it is.
+            raise exc.unnamed() from None
+        raise
     return member_view(member, principal)
 
 

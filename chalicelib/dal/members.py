@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime
 from typing import Any
 
@@ -156,6 +156,50 @@ class DynamoMemberRepository:
                 if owner is not None:
                     return MemberExists(owner, identity.kind)
         return None
+
+    def add_external_id(
+        self, member: Member, kind: str, value: str, identity: Identity, now: datetime
+    ) -> Member:
+        external_ids = {**member.external_ids, kind: value}
+        stamp = rfc3339(now)
+        claim = IdentityItem(
+            pk=identity_pk(identity),
+            sk=IDENTITY_SK,
+            identity_kind=kind,
+            member_id=member.member_id,
+            created_at=stamp,
+        )
+        item = MemberItem(pk=member_pk(member.member_id), sk=MEMBER_SK)
+        try:
+            with TransactWrite(connection=self._connection) as txn:
+                txn.save(claim, condition=IdentityItem.pk.does_not_exist())
+                txn.update(
+                    item,
+                    actions=[
+                        MemberItem.external_ids.set(external_ids),
+                        MemberItem.updated_at.set(stamp),
+                        MemberItem.version.add(1),
+                    ],
+                    condition=MemberItem.version == member.version,
+                )
+        except TransactWriteError as exc:
+            reasons = exc.cancellation_reasons or []
+            if reasons and reasons[0] is not None and reasons[0].code == "ConditionalCheckFailed":
+                owner = self.find_member_id(identity)
+                if owner == member.member_id:  # the same link, made at the same time
+                    return self.get(member.member_id) or member
+                if owner is not None:
+                    raise MemberExists(owner, kind) from exc
+            failed = {reason.code for reason in reasons if reason is not None}
+            if _is_conflict(exc) or "ConditionalCheckFailed" in failed:
+                raise Unavailable("member changed while linking; retry") from exc
+            raise
+        return replace(
+            member,
+            external_ids=external_ids,
+            updated_at=datetime.fromisoformat(stamp),
+            version=member.version + 1,
+        )
 
     def get(self, member_id: str) -> Member | None:
         try:

@@ -11,12 +11,13 @@ from typing import Any, Protocol
 from chalicelib.domain.clock import program_date
 from chalicelib.domain.phone import normalise_phone
 from chalicelib.domain.tiers import BASE_TIER
-from chalicelib.errors import BusinessRuleViolation, InvalidInput, NotFound
+from chalicelib.errors import BusinessRuleViolation, Conflict, Forbidden, InvalidInput, NotFound
 from chalicelib.ids import new_member_id
 
 # External ids that identify a person across channels. Each is a unique claim: two
 # members can never hold the same one. `cognito_sub` links an app sign-in to the member.
-EXTERNAL_ID_KINDS = ("wechat_unionid", "wechat_openid", "pos_card", "cognito_sub")
+SIGN_IN = "cognito_sub"
+EXTERNAL_ID_KINDS = ("wechat_unionid", "wechat_openid", "pos_card", SIGN_IN)
 PROFILE_FIELDS = ("name", "gender", "birthday", "email", "marketing_consent", "tags")
 
 
@@ -88,6 +89,13 @@ class MemberRepository(Protocol):
     def update_profile(self, member_id: str, changes: dict[str, Any], now: datetime) -> Member:
         """Apply profile changes to an existing member; NotFound when there is none."""
 
+    def add_external_id(
+        self, member: Member, kind: str, value: str, identity: Identity, now: datetime
+    ) -> Member:
+        """Claim one more identity for `member` (as read) and record it in its external
+        ids, atomically; MemberExists if another member holds it, Unavailable if the
+        member changed since it was read."""
+
 
 def identities_of(member: Member, hasher: IdentityHasher) -> list[Identity]:
     claims = [hasher.identity("phone", member.phone)]
@@ -118,6 +126,39 @@ def register(
         raise BusinessRuleViolation("birthday is in the future", code="INVALID_BIRTHDAY")
     repo.create(member, identities_of(member, hasher))
     return member
+
+
+def check_self_sign_up(
+    phone: str, external_ids: dict[str, str], verified_phone: str | None
+) -> None:
+    """What an app user may claim when registering themselves: only the phone their
+    identity provider verified, and no card or WeChat id (a POS or staff link those,
+    having seen the card; a member could otherwise take another's card and its
+    purchases). The sign-in itself is added by the caller."""
+    if external_ids:
+        raise Forbidden(
+            "a member cannot claim a card or WeChat id; a store or staff links them",
+            code="EXTERNAL_ID_NOT_VERIFIED",
+            details={"fields": [f"external_ids.{kind}" for kind in sorted(external_ids)]},
+        )
+    if verified_phone is None or normalise_phone(phone) != verified_phone:
+        raise Forbidden(
+            "phone must be the sign-in's verified phone number", code="PHONE_NOT_VERIFIED"
+        )
+
+
+def link_sign_in(
+    member_id: str, subject: str, repo: MemberRepository, hasher: IdentityHasher, now: datetime
+) -> Member:
+    """Link an identity-provider sign-in (`sub`) to an existing member, which then acts
+    as that member. A member has at most one sign-in; linking the same one is a no-op."""
+    member = get_member(member_id, repo)
+    current = member.external_ids.get(SIGN_IN)
+    if current == subject:
+        return member
+    if current is not None:
+        raise Conflict("the member already has a sign-in", code="SIGN_IN_LINKED")
+    return repo.add_external_id(member, SIGN_IN, subject, hasher.identity(SIGN_IN, subject), now)
 
 
 def find_by_phone(raw_phone: str, repo: MemberRepository, hasher: IdentityHasher) -> Member:

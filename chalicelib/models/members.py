@@ -131,7 +131,9 @@ class MemberResponse(ResponseModel):
 
 
 class MemberExistsDetails(ResponseModel):
-    member_id: str
+    member_id: str | None = Field(
+        default=None, description="the existing member; absent when a member token asks"
+    )
     field: str
 
 

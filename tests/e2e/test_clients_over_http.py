@@ -14,6 +14,7 @@ import requests
 from chalicelib.domain.clock import PROGRAM_TZ
 from chalicelib.domain.messaging import in_quiet_hours
 from local.pos import encode, signed_headers
+from local.tools import signed_token
 from tests.conftest import token_for, unique_phone
 from tests.e2e.conftest import ROOT
 
@@ -53,21 +54,24 @@ def test_given_a_mobile_user_when_signing_up_then_they_read_and_edit_only_their_
     stack, stack_env
 ):
     api = stack.base_url
-    sign_up = token_for(None)  # signed in with the identity provider, not yet a member
+    phone = unique_phone()
+    # signed in with the identity provider (phone verified there), not yet a member
+    sign_up = token_for(None, phone=phone)
     created = requests.post(
         f"{api}/v1/members",
         headers=bearer(sign_up),
-        data=json.dumps({"phone": unique_phone(), "channel": "app", "name": "小明"}),
+        data=json.dumps({"phone": phone, "channel": "app", "name": "小明"}),
         timeout=10,
     )
     assert created.status_code == 201, created.text
     member_id = created.json()["member_id"]
     assert "cognito_sub" in created.json()["external_ids"]
 
-    token = token_for(member_id)
-    mine = requests.get(f"{api}/v1/members/{member_id}", headers=bearer(token), timeout=10)
-    assert mine.status_code == 200
-    assert mine.json()["profile"]["name"] == "小明"
+    # the same sign-in now acts as the member, and so does the tool's token for it
+    for token in (sign_up, token_for(member_id)):
+        mine = requests.get(f"{api}/v1/members/{member_id}", headers=bearer(token), timeout=10)
+        assert mine.status_code == 200, mine.text
+        assert mine.json()["profile"]["name"] == "小明"
 
     patched = requests.patch(
         f"{api}/v1/members/{member_id}",
@@ -87,6 +91,19 @@ def test_given_a_mobile_user_when_signing_up_then_they_read_and_edit_only_their_
     denied = requests.get(f"{api}/v1/members/{other}", headers=bearer(token), timeout=10)
     assert denied.status_code == 403
     assert denied.json()["error"]["code"] == "FORBIDDEN"
+    # a token whose custom:member_id names the other member, with this member's sign-in
+    sub = created.json()["external_ids"]["cognito_sub"]
+    forged = signed_token({"sub": sub, "custom:member_id": other})
+    for method, path in (("GET", ""), ("PATCH", ""), ("GET", "/points")):
+        response = requests.request(
+            method,
+            f"{api}/v1/members/{other}{path}",
+            headers=bearer(forged),
+            data=json.dumps({"name": "taken"}) if method == "PATCH" else None,
+            timeout=10,
+        )
+        assert response.status_code == 403, response.text
+        assert response.json()["error"]["code"] == "IDENTITY_MISMATCH"
 
 
 def test_given_a_pos_when_it_registers_and_looks_up_a_member_then_signatures_are_enforced(

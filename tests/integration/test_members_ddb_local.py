@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from datetime import UTC, date, datetime
 
+import jwt
 import pytest
 
 from chalicelib.domain import members as domain
-from chalicelib.errors import MemberExists, NotFound
+from chalicelib.errors import MemberExists, NotFound, Unavailable
 from chalicelib.wiring import services
-from tests.conftest import unique_phone
+from local.tools import signed_token
+from tests.conftest import auth, token_for, unique_phone
 
 pytestmark = pytest.mark.integration
 
@@ -119,3 +122,115 @@ def test_given_a_nonce_when_claimed_twice_then_only_the_first_claim_wins(ddb_loc
     key = f"NONCE#store-001#{unique_phone()}"
     assert guards.claim(key, "nonce", 900) is True
     assert guards.claim(key, "nonce", 900) is False
+
+
+# ---- sign-in links: the member a token acts for -----------------------------------------
+
+
+def test_given_a_token_naming_b_whose_sub_is_linked_to_a_then_it_cannot_read_patch_earn_or_spend_as_b(
+    ddb_local, app_client, staff_token
+):
+    phone = unique_phone()
+    sign_in = token_for(None, phone=phone)
+    a = app_client.http.post(
+        "/v1/members", headers=auth(sign_in), body=json.dumps({"phone": phone, "channel": "app"})
+    ).json_body["member_id"]
+    b = app_client.http.post(
+        "/v1/members",
+        headers=auth(staff_token),
+        body=json.dumps({"phone": unique_phone(), "channel": "app", "name": "B"}),
+    ).json_body["member_id"]
+    sub_a = jwt.decode(sign_in, options={"verify_signature": False})["sub"]
+    forged = signed_token({"sub": sub_a, "custom:member_id": b})
+    attempts = [
+        ("GET", f"/v1/members/{b}", b""),
+        ("GET", f"/v1/members/{b}/points", b""),
+        ("GET", f"/v1/members/{b}/ledger", b""),
+        ("PATCH", f"/v1/members/{b}", json.dumps({"name": "taken"}).encode()),
+        (
+            "POST",
+            f"/v1/members/{b}/activities",
+            json.dumps({"activity_id": "checkin-as-b", "type": "checkin"}).encode(),
+        ),
+        # a member code is what lets a till spend the member's points
+        ("POST", f"/v1/members/{b}/member-code", b""),
+    ]
+    for method, path, body in attempts:
+        response = app_client.http.request(method, path, headers=auth(forged), body=body)
+        assert response.status_code == 403, (method, path, response.json_body)
+        assert response.json_body["error"]["code"] == "IDENTITY_MISMATCH"
+    after = services().members.get(b)
+    assert after is not None
+    assert after.name == "B"
+    assert after.points_balance == 0
+    assert after.version == 1
+    # the sign-in without the forged claim is A, exactly
+    mine = app_client.http.get(f"/v1/members/{a}", headers=auth(sign_in))
+    assert mine.status_code == 200, mine.json_body
+
+
+def test_given_a_sign_in_linked_to_one_member_when_linking_it_to_another_then_member_exists(
+    ddb_local,
+):
+    svc = services()
+    now = datetime.now(UTC)
+    first = domain.register(registration(unique_phone()), svc.members, svc.hasher, now)
+    second = domain.register(registration(unique_phone()), svc.members, svc.hasher, now)
+    subject = f"sub-{first.member_id}"
+    linked = domain.link_sign_in(first.member_id, subject, svc.members, svc.hasher, now)
+    assert linked.external_ids == {"cognito_sub": subject}
+    assert svc.members.get(first.member_id) == linked
+    assert svc.members.find_member_id(svc.hasher.identity("cognito_sub", subject)) == (
+        first.member_id
+    )
+    with pytest.raises(MemberExists) as raised:
+        domain.link_sign_in(second.member_id, subject, svc.members, svc.hasher, now)
+    assert raised.value.member_id == first.member_id
+    untouched = svc.members.get(second.member_id)  # all or nothing
+    assert untouched is not None
+    assert (untouched.external_ids, untouched.version) == ({}, second.version)
+
+
+def test_given_a_member_changed_since_it_was_read_when_linking_then_unavailable_and_no_claim(
+    ddb_local,
+):
+    svc = services()
+    now = datetime.now(UTC)
+    member = domain.register(registration(unique_phone()), svc.members, svc.hasher, now)
+    domain.update_profile(member.member_id, {"name": "new"}, svc.members, now, by_staff=True)
+    identity = svc.hasher.identity("cognito_sub", f"sub-{member.member_id}")
+    with pytest.raises(Unavailable):
+        svc.members.add_external_id(member, "cognito_sub", f"sub-{member.member_id}", identity, now)
+    assert svc.members.find_member_id(identity) is None
+    assert svc.members.get(member.member_id).external_ids == {}
+
+
+def test_given_ten_threads_linking_one_sign_in_at_once_then_all_see_the_one_link(ddb_local):
+    svc = services()
+    now = datetime.now(UTC)
+    member = domain.register(registration(unique_phone()), svc.members, svc.hasher, now)
+    subject = f"sub-{member.member_id}"
+    barrier = threading.Barrier(10)
+    results: list[str] = []
+    failures: list[BaseException] = []
+
+    def attempt() -> None:
+        barrier.wait()
+        try:
+            linked = domain.link_sign_in(member.member_id, subject, svc.members, svc.hasher, now)
+            results.append(linked.external_ids["cognito_sub"])
+        except BaseException as exc:  # anything else is a bug to report
+            failures.append(exc)
+
+    threads = [threading.Thread(target=attempt) for _ in range(10)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    # a loser of the race re-reads and sees the winner's link, or is told to retry
+    assert all(isinstance(exc, Unavailable) for exc in failures), failures
+    assert results
+    assert set(results) == {subject}
+    stored = svc.members.get(member.member_id)
+    assert stored.external_ids == {"cognito_sub": subject}
+    assert stored.version == 2

@@ -13,6 +13,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from chalicelib.auth import (
     NONCE_TTL_SECONDS,
+    CachedSignInLinks,
     Principal,
     TokenVerifier,
     bearer_token,
@@ -48,6 +49,18 @@ class FakeNonceGuard:
             return False
         self.claims[key] = (kind, ttl_seconds)
         return True
+
+
+class FakeLinks:
+    """SignInLinks over a dict (sign-in `sub` -> member id); records every look-up."""
+
+    def __init__(self, links: dict[str, str] | None = None) -> None:
+        self.links = dict(links or {})
+        self.asked: list[str] = []
+
+    def member_id_for(self, subject: str) -> str | None:
+        self.asked.append(subject)
+        return self.links.get(subject)
 
 
 def rfc3339(moment: datetime) -> str:
@@ -273,8 +286,13 @@ ISSUER = "loyalty-local"
 AUDIENCE = "loyalty-api"
 
 
-def hs_verifier() -> TokenVerifier:
-    return TokenVerifier(secret=SECRET, issuer=ISSUER, audience=AUDIENCE)
+def hs_verifier(links: FakeLinks | None = None) -> TokenVerifier:
+    return TokenVerifier(
+        secret=SECRET,
+        issuer=ISSUER,
+        audience=AUDIENCE,
+        links=links if links is not None else FakeLinks({"user-1": "mbr_1"}),
+    )
 
 
 def claims(**overrides: Any) -> dict[str, Any]:
@@ -370,11 +388,14 @@ def jwks(rsa_key) -> FakeJwksClient:
     return FakeJwksClient(rsa_key.public_key())
 
 
-def cognito_verifier(jwks_client: Any, app_client_id: str | None = CLIENT) -> TokenVerifier:
+def cognito_verifier(
+    jwks_client: Any, app_client_id: str | None = CLIENT, links: FakeLinks | None = None
+) -> TokenVerifier:
     return TokenVerifier(
         secret=None,
         issuer="ignored-for-cognito",
         audience="ignored-for-cognito",
+        links=links if links is not None else FakeLinks({"5f1c-cognito-sub": "mbr_9"}),
         user_pool_id=POOL,
         app_client_id=app_client_id,
         region=REGION,
@@ -471,6 +492,7 @@ def test_given_a_pool_and_region_when_building_the_verifier_then_the_issuer_is_c
         secret=None,
         issuer=COGNITO_ISSUER + "-configured",
         audience=AUDIENCE,
+        links=FakeLinks(),
         user_pool_id=POOL,
         app_client_id=CLIENT,
         region=REGION,
@@ -485,17 +507,24 @@ def test_given_a_pool_and_region_when_building_the_verifier_then_the_issuer_is_c
 
 
 def test_given_cognito_groups_when_building_a_principal_then_only_staff_roles_are_kept():
+    links = FakeLinks({"s1": "mbr_1"})
     principal = principal_from_claims(
-        {"sub": "s1", "cognito:groups": ["ops", "marketing", "admin"], "custom:store_id": "store-9"}
+        {
+            "sub": "s1",
+            "cognito:groups": ["ops", "marketing", "admin"],
+            "custom:store_id": "store-9",
+        },
+        links,
     )
     assert principal == Principal(
         "staff", "s1", roles=frozenset({"ops", "admin"}), store_id="store-9"
     )
     assert principal.is_staff
+    assert links.asked == []  # staff tokens never cost a look-up
 
 
 def test_given_a_single_group_as_a_string_when_building_a_principal_then_it_is_a_role():
-    principal = principal_from_claims({"sub": "s1", "cognito:groups": "store_staff"})
+    principal = principal_from_claims({"sub": "s1", "cognito:groups": "store_staff"}, FakeLinks())
     assert principal.kind == "staff"
     assert principal.roles == frozenset({"store_staff"})
     assert principal.store_id is None
@@ -503,22 +532,183 @@ def test_given_a_single_group_as_a_string_when_building_a_principal_then_it_is_a
 
 def test_given_only_unknown_groups_when_building_a_principal_then_it_is_a_member_not_staff():
     principal = principal_from_claims(
-        {"sub": "s1", "cognito:groups": ["marketing"], "custom:member_id": "mbr_1"}
+        {"sub": "s1", "cognito:groups": ["marketing"]}, FakeLinks({"s1": "mbr_1"})
     )
     assert principal == Principal("member", "s1", member_id="mbr_1")
     assert not principal.is_staff
 
 
-def test_given_no_member_id_when_building_a_principal_then_a_registrant_without_member():
-    principal = principal_from_claims({"sub": "user-x"})
+def test_given_an_unlinked_sub_when_building_a_principal_then_a_registrant_without_member():
+    principal = principal_from_claims({"sub": "user-x"}, FakeLinks())
     assert principal == Principal("member", "user-x", member_id=None)
 
 
 @pytest.mark.parametrize("claim_set", [{}, {"sub": ""}, {"custom:member_id": "mbr_1"}])
 def test_given_no_subject_when_building_a_principal_then_invalid_token(claim_set):
     with pytest.raises(Unauthenticated) as excinfo:
-        principal_from_claims(claim_set)
+        principal_from_claims(claim_set, FakeLinks())
     assert error_code(excinfo) == "INVALID_TOKEN"
+
+
+# ---- which member a token acts for: the sign-in link, never a claim --------------------
+
+
+def test_given_a_sub_linked_to_a_member_when_building_a_principal_then_that_member():
+    links = FakeLinks({"sub-a": "mbr_a"})
+    principal = principal_from_claims({"sub": "sub-a"}, links)
+    assert principal == Principal("member", "sub-a", member_id="mbr_a")
+    assert links.asked == ["sub-a"]
+
+
+@pytest.mark.parametrize(
+    ("label", "links"),
+    [("sub linked to A", {"sub-a": "mbr_a"}), ("sub linked to no one", {})],
+)
+def test_given_custom_member_id_naming_b_when_the_sub_is_not_bs_then_identity_mismatch(
+    label, links
+):
+    claim_set = {"sub": "sub-a", "custom:member_id": "mbr_b"}
+    with pytest.raises(Forbidden) as excinfo:
+        principal_from_claims(claim_set, FakeLinks(links))
+    assert error_code(excinfo) == "IDENTITY_MISMATCH", label
+
+
+def test_given_custom_member_id_naming_the_linked_member_then_it_is_accepted():
+    claim_set = {"sub": "sub-a", "custom:member_id": "mbr_a"}
+    principal = principal_from_claims(claim_set, FakeLinks({"sub-a": "mbr_a"}))
+    assert principal.member_id == "mbr_a"
+
+
+def test_given_a_stage_signed_token_naming_b_with_a_sub_linked_to_a_then_identity_mismatch():
+    verifier = hs_verifier(FakeLinks({"user-a": "mbr_a", "user-b": "mbr_b"}))
+    with pytest.raises(Forbidden) as excinfo:
+        verifier.verify(hs_token(sub="user-a", **{"custom:member_id": "mbr_b"}))
+    assert error_code(excinfo) == "IDENTITY_MISMATCH"
+    assert verifier.verify(hs_token(sub="user-a", **{"custom:member_id": None})).member_id == (
+        "mbr_a"
+    )
+
+
+@pytest.mark.parametrize("use", ["id", "access"])
+def test_given_a_cognito_token_naming_b_with_a_sub_linked_to_a_then_identity_mismatch(
+    rsa_key, jwks, use
+):
+    # What a user could mint before the fix: set custom:member_id with UpdateUserAttributes
+    # and sign in again; the pool signs whatever the attribute holds.
+    links = FakeLinks({"sub-a": "mbr_a", "sub-b": "mbr_b"})
+    forged = rs_token(rsa_key, cognito_claims(use, sub="sub-a", **{"custom:member_id": "mbr_b"}))
+    with pytest.raises(Forbidden) as excinfo:
+        cognito_verifier(jwks, links=links).verify(forged)
+    assert error_code(excinfo) == "IDENTITY_MISMATCH"
+
+
+@pytest.mark.parametrize("use", ["id", "access"])
+def test_given_a_cognito_token_without_member_claim_then_the_linked_member_acts(rsa_key, jwks, use):
+    links = FakeLinks({"sub-a": "mbr_a"})
+    principal = cognito_verifier(jwks, links=links).verify(
+        rs_token(rsa_key, cognito_claims(use, sub="sub-a"))
+    )
+    assert principal == Principal("member", "sub-a", member_id="mbr_a")
+    unlinked = cognito_verifier(jwks, links=links).verify(
+        rs_token(rsa_key, cognito_claims(use, sub="sub-new"))
+    )
+    assert unlinked == Principal("member", "sub-new", member_id=None)
+
+
+def test_given_a_cognito_staff_token_then_no_link_is_looked_up(rsa_key, jwks):
+    links = FakeLinks({"staff-sub": "mbr_a"})
+    token = rs_token(rsa_key, cognito_claims("id", sub="staff-sub", **{"cognito:groups": ["ops"]}))
+    principal = cognito_verifier(jwks, links=links).verify(token)
+    assert principal.kind == "staff"
+    assert principal.member_id is None
+    assert links.asked == []
+
+
+# ---- the verified phone a sign-up may register ------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("phone_claims", "expected"),
+    [
+        ({"phone_number": "+8613900001111", "phone_number_verified": True}, "+8613900001111"),
+        ({"phone_number": "+86 139 0000 1111", "phone_number_verified": "true"}, "+8613900001111"),
+        ({"phone_number": "+8613900001111", "phone_number_verified": False}, None),
+        ({"phone_number": "+8613900001111", "phone_number_verified": "false"}, None),
+        ({"phone_number": "+8613900001111"}, None),
+        ({"phone_number_verified": True}, None),
+        ({"phone_number": "not a phone", "phone_number_verified": True}, None),
+        ({"phone_number": 8613900001111, "phone_number_verified": True}, None),
+    ],
+)
+def test_given_phone_claims_when_building_a_member_principal_then_only_a_verified_phone_counts(
+    phone_claims, expected
+):
+    principal = principal_from_claims({"sub": "user-x", **phone_claims}, FakeLinks())
+    assert principal.verified_phone == expected
+
+
+def test_given_a_cognito_id_token_with_a_verified_phone_then_the_principal_carries_it(
+    rsa_key, jwks
+):
+    token = rs_token(
+        rsa_key,
+        cognito_claims(
+            "id", sub="sub-new", phone_number="+8613900001111", phone_number_verified=True
+        ),
+    )
+    assert cognito_verifier(jwks).verify(token).verified_phone == "+8613900001111"
+
+
+# ---- the per-container cache of sign-in links -------------------------------------------
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def counting_lookup(links: dict[str, str]) -> tuple[list[str], Any]:
+    asked: list[str] = []
+
+    def lookup(subject: str) -> str | None:
+        asked.append(subject)
+        return links.get(subject)
+
+    return asked, lookup
+
+
+def test_given_a_found_link_when_asked_again_within_the_ttl_then_no_second_read():
+    clock = Clock()
+    asked, lookup = counting_lookup({"s": "mbr_1"})
+    cache = CachedSignInLinks(lookup, ttl_seconds=30, clock=clock)
+    assert cache.member_id_for("s") == "mbr_1"
+    clock.now += 29
+    assert cache.member_id_for("s") == "mbr_1"
+    assert asked == ["s"]
+    clock.now += 2  # past the TTL: read again
+    assert cache.member_id_for("s") == "mbr_1"
+    assert asked == ["s", "s"]
+
+
+def test_given_no_link_when_the_sign_up_creates_it_then_the_next_request_sees_it():
+    links: dict[str, str] = {}
+    asked, lookup = counting_lookup(links)
+    cache = CachedSignInLinks(lookup, ttl_seconds=30, clock=Clock())
+    assert cache.member_id_for("s") is None
+    links["s"] = "mbr_1"  # the sign-up
+    assert cache.member_id_for("s") == "mbr_1"
+    assert asked == ["s", "s"]
+
+
+def test_given_more_sign_ins_than_the_cache_holds_then_it_stays_bounded():
+    _, lookup = counting_lookup({f"s{i}": f"mbr_{i}" for i in range(10)})
+    cache = CachedSignInLinks(lookup, max_entries=3, clock=Clock())
+    for i in range(10):
+        assert cache.member_id_for(f"s{i}") == f"mbr_{i}"
+    assert len(cache._links) == 3
 
 
 @pytest.mark.parametrize(
@@ -527,6 +717,7 @@ def test_given_no_subject_when_building_a_principal_then_invalid_token(claim_set
         Principal("staff", "s1", roles=frozenset({"ops", "admin"}), store_id="store-1"),
         Principal("member", "u1", member_id="mbr_1"),
         Principal("member", "u2"),
+        Principal("member", "u3", verified_phone="+8613900001111"),
         Principal("store", "store:store-1", store_id="store-1"),
     ],
 )
@@ -544,6 +735,7 @@ def test_given_a_staff_principal_when_flattening_then_roles_are_sorted_and_comma
         "member_id": "",
         "roles": "admin,ops",
         "store_id": "",
+        "verified_phone": "",
     }
 
 

@@ -145,9 +145,10 @@ def test_given_a_token_signed_with_another_secret_when_reading_then_401_invalid_
 def test_given_a_token_without_member_id_when_signing_up_then_201_linked_to_the_sign_in(
     seeded, app_client
 ):
-    token = token_for(None)
+    phone = unique_phone()
+    token = token_for(None, phone=phone)
     subject = jwt.decode(token, options={"verify_signature": False})["sub"]
-    response = post_member(app_client, auth(token), {"phone": unique_phone(), "channel": "app"})
+    response = post_member(app_client, auth(token), {"phone": phone, "channel": "app"})
     assert response.status_code == 201, response.json_body
     assert response.json_body["external_ids"] == {"cognito_sub": subject}
 
@@ -165,8 +166,9 @@ def test_given_a_sign_up_token_when_reading_a_member_then_403_not_a_member(
 def test_given_a_sign_up_token_when_sending_external_ids_then_cognito_sub_cannot_be_chosen(
     seeded, app_client
 ):
-    body = {"phone": unique_phone(), "channel": "app", "external_ids": {"cognito_sub": "other"}}
-    response = post_member(app_client, auth(token_for(None)), body)
+    phone = unique_phone()
+    body = {"phone": phone, "channel": "app", "external_ids": {"cognito_sub": "other"}}
+    response = post_member(app_client, auth(token_for(None, phone=phone)), body)
     assert_error(response, 400, "VALIDATION_ERROR")
 
 

@@ -40,6 +40,24 @@ def test_given_each_function_then_its_role_gets_the_data_access_policy():
     assert set(gen_template.ALL_FUNCTIONS) == names
 
 
+def test_given_the_user_pool_then_no_app_client_can_write_or_name_a_member_id():
+    resources = gen_template.template()["Resources"]
+    clients = [r for r in resources.values() if r.get("Type") == "AWS::Cognito::UserPoolClient"]
+    assert clients
+    for client in clients:
+        props = client["Properties"]
+        # Absent lists mean every attribute, custom ones included, is client-writable.
+        assert "WriteAttributes" in props
+        assert "ReadAttributes" in props
+        assert [a for a in props["WriteAttributes"] if a.startswith("custom:")] == []
+        assert "phone_number_verified" in props["ReadAttributes"]
+    pool = resources["UserPool"]["Properties"]
+    assert "member_id" not in {attribute["Name"] for attribute in pool["Schema"]}
+    assert pool["UserAttributeUpdateSettings"] == {
+        "AttributesRequireVerificationBeforeUpdate": ["phone_number"]
+    }
+
+
 @pytest.mark.parametrize("stage", ["dev"])
 def test_given_chalice_package_when_merged_then_cfn_lint_passes(stage, tmp_path):
     out = tmp_path / "package"

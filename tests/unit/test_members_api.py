@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import json
+import re
+
+import jwt
+import pytest
 
 from local.pos import encode, signed_headers
+from local.tools import signed_token
 from tests.conftest import auth, token_for, unique_phone
 
 
@@ -106,3 +111,243 @@ def test_given_a_store_key_when_registering_for_another_store_then_403(
     response = app_client.http.post("/v1/members", headers=headers, body=body)
     assert response.status_code == 403
     assert response.json_body["error"]["code"] == "STORE_MISMATCH"
+
+
+# ---- identity: the sign-in decides the member, never a claim ---------------------------
+
+
+def sign_up(client, phone: str | None = None) -> tuple[str, str]:
+    """An app user signs up with their verified phone: (member_id, their token)."""
+    phone = phone or unique_phone()
+    token = token_for(None, phone=phone)
+    response = register(client, token, phone=phone)
+    assert response.status_code == 201, response.json_body
+    return response.json_body["member_id"], token
+
+
+def sub_of(token: str) -> str:
+    return str(jwt.decode(token, options={"verify_signature": False})["sub"])
+
+
+def member_routes() -> list[tuple[str, str]]:
+    """Every route a member token may call for its own member_id: (method, path)."""
+    import app  # noqa: F401  (registers every operation)
+    from chalicelib.api.http import OPERATIONS
+
+    return [(op.method, op.path) for op in OPERATIONS if op.access.member_self]
+
+
+def concrete(path: str, member_id: str) -> str:
+    return re.sub(r"{\w+}", "x", path.replace("{member_id}", member_id))
+
+
+def assert_error(response, status: int, code: str) -> dict:
+    assert response.status_code == status, response.json_body
+    error = response.json_body["error"]
+    assert error["code"] == code, error
+    return error
+
+
+def test_given_a_sign_up_token_when_it_registers_then_the_same_token_acts_as_the_member(
+    seeded, app_client
+):
+    phone = unique_phone()
+    token = token_for(None, phone=phone)
+    before = app_client.http.get("/v1/members/mbr_notyet", headers=auth(token))
+    assert_error(before, 403, "NOT_A_MEMBER")  # not remembered: the sign-up links it next
+    member_id = register(app_client, token, phone=phone).json_body["member_id"]
+    mine = app_client.http.get(f"/v1/members/{member_id}", headers=auth(token))
+    assert mine.status_code == 200, mine.json_body
+    assert mine.json_body["external_ids"] == {"cognito_sub": sub_of(token)}
+    # the local tool mints a token for the same sign-in, not a second one
+    assert sub_of(token_for(member_id)) == sub_of(token)
+
+
+def test_given_a_token_naming_b_whose_sub_is_linked_to_a_then_no_member_route_reaches_b(
+    seeded, app_client, staff_token
+):
+    a, a_token = sign_up(app_client)
+    b = register(app_client, staff_token, name="B").json_body["member_id"]
+    grant = app_client.http.post(
+        f"/v1/admin/members/{b}/adjustments",
+        headers=auth(staff_token),
+        body=json.dumps({"adjustment_id": "bonus-1", "points": 100, "reason": "welcome"}),
+    )
+    assert grant.status_code == 201, grant.json_body
+    # What a user could mint before: custom:member_id set with UpdateUserAttributes.
+    forged = signed_token({"sub": sub_of(a_token), "custom:member_id": b})
+    routes = member_routes()
+    assert ("PATCH", "/v1/members/{member_id}") in routes
+    assert ("POST", "/v1/members/{member_id}/activities") in routes
+    # the member code is how a member's points are spent at a till
+    assert ("POST", "/v1/members/{member_id}/member-code") in routes
+    for method, path in routes:
+        body = b"{}" if method in ("POST", "PATCH", "PUT") else b""
+        response = app_client.http.request(
+            method, concrete(path, b), headers=auth(forged), body=body
+        )
+        assert_error(response, 403, "IDENTITY_MISMATCH")
+    patch = app_client.http.patch(
+        f"/v1/members/{b}", headers=auth(forged), body=json.dumps({"name": "A was here"})
+    )
+    assert_error(patch, 403, "IDENTITY_MISMATCH")
+    checkin = app_client.http.post(
+        f"/v1/members/{b}/activities",
+        headers=auth(forged),
+        body=json.dumps({"activity_id": "checkin-forged", "type": "checkin"}),
+    )
+    assert_error(checkin, 403, "IDENTITY_MISMATCH")
+    # a forged token is refused outright, even on A's own data
+    assert_error(
+        app_client.http.get(f"/v1/members/{a}", headers=auth(forged)), 403, "IDENTITY_MISMATCH"
+    )
+    after = app_client.http.get(f"/v1/members/{b}", headers=auth(staff_token)).json_body
+    assert after["profile"]["name"] == "B"
+    assert after["points"]["balance"] == 100
+    ledger = app_client.http.get(f"/v1/members/{b}/ledger", headers=auth(staff_token)).json_body
+    assert [entry["points"] for entry in ledger["entries"]] == [100]
+    # A's own sign-in still reaches A, and only A
+    assert app_client.http.get(f"/v1/members/{a}", headers=auth(a_token)).status_code == 200
+    assert_error(app_client.http.get(f"/v1/members/{b}", headers=auth(a_token)), 403, "FORBIDDEN")
+
+
+def test_given_a_token_naming_a_member_whose_sub_is_linked_to_no_one_then_403_everywhere(
+    seeded, app_client, staff_token
+):
+    b = register(app_client, staff_token).json_body["member_id"]
+    phone = unique_phone()
+    forged = signed_token(
+        {
+            "sub": "user-unlinked",
+            "custom:member_id": b,
+            "phone_number": phone,
+            "phone_number_verified": True,
+        }
+    )
+    assert_error(
+        app_client.http.get(f"/v1/members/{b}", headers=auth(forged)), 403, "IDENTITY_MISMATCH"
+    )
+    assert_error(register(app_client, forged, phone=phone), 403, "IDENTITY_MISMATCH")
+
+
+def test_given_a_member_registered_by_staff_when_the_tool_mints_its_token_then_it_links_a_sign_in(
+    seeded, app_client, staff_token
+):
+    member_id = register(app_client, staff_token).json_body["member_id"]
+    token = token_for(member_id)
+    assert sub_of(token_for(member_id)) == sub_of(token)  # linked once
+    mine = app_client.http.get(f"/v1/members/{member_id}", headers=auth(token))
+    assert mine.status_code == 200, mine.json_body
+    assert mine.json_body["external_ids"] == {"cognito_sub": sub_of(token)}
+
+
+# ---- sign-up claims: only what the identity provider verified --------------------------
+
+
+@pytest.mark.parametrize(
+    ("label", "claims_of"),
+    [
+        ("no phone claim", lambda phone: {}),
+        ("unverified", lambda phone: {"phone_number": phone, "phone_number_verified": False}),
+        (
+            "unverified string",
+            lambda phone: {"phone_number": phone, "phone_number_verified": "false"},
+        ),
+        (
+            "another phone",
+            lambda phone: {"phone_number": unique_phone(), "phone_number_verified": True},
+        ),
+    ],
+)
+def test_given_a_sign_up_without_that_verified_phone_then_403_phone_not_verified_and_it_stays_free(
+    seeded, app_client, staff_token, label, claims_of
+):
+    phone = unique_phone()
+    token = signed_token({"sub": f"user-{label.replace(' ', '-')}", **claims_of(phone)})
+    response = register(app_client, token, phone=phone)
+    assert_error(response, 403, "PHONE_NOT_VERIFIED")
+    assert register(app_client, staff_token, phone=phone).status_code == 201, label
+
+
+def test_given_a_sign_up_with_its_verified_phone_in_another_spelling_then_201(seeded, app_client):
+    local_number = unique_phone()[3:]
+    token = token_for(None, phone=f"+86{local_number}")
+    spaced = f"{local_number[:3]} {local_number[3:7]} {local_number[7:]}"
+    response = register(app_client, token, phone=spaced)
+    assert response.status_code == 201, response.json_body
+    assert response.json_body["phone"] == f"+86{local_number}"
+
+
+@pytest.mark.parametrize("kind", ["pos_card", "wechat_unionid", "wechat_openid"])
+def test_given_a_sign_up_claiming_a_card_or_wechat_id_then_403_and_the_id_stays_free(
+    seeded, app_client, staff_token, store_key, kind
+):
+    phone = unique_phone()
+    value = f"ID{phone[-8:]}"
+    response = register(
+        app_client, token_for(None, phone=phone), phone=phone, external_ids={kind: value}
+    )
+    error = assert_error(response, 403, "EXTERNAL_ID_NOT_VERIFIED")
+    assert error["details"] == {"fields": [f"external_ids.{kind}"]}
+    # nothing was written: the phone and the id are still free, for a POS to link
+    body = encode({"phone": phone, "channel": "pos", "external_ids": {kind: value}})
+    headers = signed_headers(
+        store_id="store-001",
+        key_id=store_key["key_id"],
+        secret=store_key["secret"],
+        method="POST",
+        path="/v1/members",
+        body=body,
+    )
+    linked = app_client.http.post("/v1/members", headers=headers, body=body)
+    assert linked.status_code == 201, linked.json_body
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "code"),
+    [
+        ({"external_ids": {"pos_card": "CARD-X"}}, 400, "FIELD_NOT_WRITABLE"),
+        ({"external_ids": {"cognito_sub": "another-sign-in"}}, 400, "FIELD_NOT_WRITABLE"),
+        ({"cognito_sub": "another-sign-in"}, 400, "VALIDATION_ERROR"),
+        ({"pos_card": "CARD-X"}, 400, "VALIDATION_ERROR"),
+        ({"phone": "+8613900009999"}, 400, "FIELD_NOT_WRITABLE"),
+    ],
+)
+def test_given_a_member_patching_ids_then_400_and_nothing_changes(
+    seeded, app_client, body, status, code
+):
+    member_id, token = sign_up(app_client)
+    before = app_client.http.get(f"/v1/members/{member_id}", headers=auth(token)).json_body
+    response = app_client.http.patch(
+        f"/v1/members/{member_id}", headers=auth(token), body=json.dumps(body)
+    )
+    assert_error(response, status, code)
+    after = app_client.http.get(f"/v1/members/{member_id}", headers=auth(token)).json_body
+    assert after == before
+
+
+def test_given_a_taken_phone_when_a_member_token_signs_up_then_409_without_the_member_id(
+    seeded, app_client, staff_token, store_key
+):
+    phone = unique_phone()
+    existing = register(app_client, staff_token, phone=phone).json_body["member_id"]
+    response = register(app_client, token_for(None, phone=phone), phone=phone)
+    error = assert_error(response, 409, "MEMBER_EXISTS")
+    assert error["details"] == {"field": "phone"}
+    assert existing not in json.dumps(response.json_body)
+    # staff and a POS still learn which member it is
+    again = assert_error(register(app_client, staff_token, phone=phone), 409, "MEMBER_EXISTS")
+    assert again["details"] == {"member_id": existing, "field": "phone"}
+    body = encode({"phone": phone, "channel": "pos"})
+    headers = signed_headers(
+        store_id="store-001",
+        key_id=store_key["key_id"],
+        secret=store_key["secret"],
+        method="POST",
+        path="/v1/members",
+        body=body,
+    )
+    pos = assert_error(
+        app_client.http.post("/v1/members", headers=headers, body=body), 409, "MEMBER_EXISTS"
+    )
+    assert pos["details"]["member_id"] == existing

@@ -6,7 +6,7 @@ import json
 from dataclasses import asdict
 
 from chalicelib.domain.tiers import DEFAULT_TIERS
-from tests.conftest import auth, token_for
+from tests.conftest import auth, token_for, unique_phone
 
 
 def ladder(**changes):
@@ -58,8 +58,14 @@ def test_given_a_valid_ladder_then_versions_count_up_and_a_dry_run_is_accepted(
     )
 
 
-def test_given_a_member_token_then_tier_rules_are_forbidden(seeded, app_client):
+def test_given_a_member_token_then_tier_rules_are_forbidden(seeded, app_client, staff_token):
+    registered = app_client.http.post(
+        "/v1/members",
+        headers=auth(staff_token),
+        body=json.dumps({"phone": unique_phone(), "channel": "app"}),
+    )
+    member = token_for(registered.json_body["member_id"])
     response = app_client.http.post(
-        "/v1/admin/tier-rules", headers=auth(token_for("mbr_x")), body=json.dumps(ladder())
+        "/v1/admin/tier-rules", headers=auth(member), body=json.dumps(ladder())
     )
     assert response.status_code == 403
