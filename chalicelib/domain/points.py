@@ -759,6 +759,21 @@ class Activity:
     request_hash: str
     referrer_member_id: str | None = None
     reference: str | None = None  # e.g. the reviewed order or shared page
+    # Granted by the program itself (sign-up bonus, birthday, referral reward), not posted
+    # by the member: recorded in its own key space (see `activity_key`).
+    granted: bool = False
+
+
+# Activities only the program grants; a member posting one is refused.
+PROGRAM_GRANTS = frozenset({"signup", "birthday", "referral_reward"})
+
+
+def activity_key(member_id: str, activity_id: str, *, granted: bool) -> tuple[str, str]:
+    """The request record of an activity. Members choose their activity ids, so the
+    program's grants (`signup`, `birthday-<year>`, `referral-reward-<referee>`) live under
+    another prefix: no member request can ever occupy a grant's key (and make the grant
+    an IDEMPOTENCY_CONFLICT, or a replay of the member's own answer)."""
+    return f"MEMBER#{member_id}", f"REQ#{'grant' if granted else 'activity'}#{activity_id}"
 
 
 # Which rule pays (and counts) an activity. A referral pays both sides: the referee when
@@ -772,9 +787,19 @@ def record_activity(cmd: Activity, ctx: Context) -> tuple[int, dict[str, Any]]:
     rule = ctx.program.activities.get(rule_name)
     if rule is None:
         raise InvalidInput("unknown activity type", code="UNKNOWN_ACTIVITY")
+    if (cmd.type in PROGRAM_GRANTS) != cmd.granted:
+        raise InvalidInput("unknown activity type", code="UNKNOWN_ACTIVITY")
     if cmd.type == "referral":
         _check_referrer(cmd, ctx)
-    key = (f"MEMBER#{cmd.member_id}", f"REQ#activity#{cmd.activity_id}")
+    key = activity_key(cmd.member_id, cmd.activity_id, granted=cmd.granted)
+    if cmd.granted:
+        # Grants recorded before they had a key space of their own sit under the member
+        # prefix: a grant found there with the program's own request hash is a replay.
+        # (A member's request there never has that hash: its body has other fields.)
+        legacy_key = activity_key(cmd.member_id, cmd.activity_id, granted=False)
+        legacy = ctx.repo.get_request(*legacy_key, consistent=False)
+        if legacy is not None and legacy.request_hash == cmd.request_hash:
+            return replay(legacy, cmd.request_hash)
 
     def plan(account: Account) -> tuple[Commit, dict[str, Any]]:
         counts = dict(account.activity_counts)
@@ -819,7 +844,7 @@ def record_activity(cmd: Activity, ctx: Context) -> tuple[int, dict[str, Any]]:
         record = RequestRecord(
             pk=key[0],
             sk=key[1],
-            kind="activity",
+            kind="grant" if cmd.granted else "activity",
             member_id=cmd.member_id,
             request_hash=cmd.request_hash,
             status=201,

@@ -960,6 +960,76 @@ def test_given_an_unknown_activity_type_then_unknown_activity(repo, member):
     assert excinfo.value.code == "UNKNOWN_ACTIVITY"
 
 
+def program_grant(member_id: str, activity_id: str, kind: str) -> Activity:
+    return replace(
+        activity(member_id, activity_id, kind),
+        request_hash=request_hash({"activity": kind, "id": activity_id}),
+        granted=True,
+    )
+
+
+@pytest.mark.parametrize(
+    ("posted_type", "grant_type", "activity_id"),
+    [
+        ("checkin", "birthday", "birthday-2025"),
+        ("share", "signup", "signup"),
+        ("review", "referral_reward", "referral-reward-mbr_referee"),
+    ],
+)
+def test_given_a_member_who_used_a_grant_id_when_the_program_grants_it_then_both_pay_and_each_replays(
+    repo, member, posted_type, grant_type, activity_id
+):
+    _, posted = record_activity(activity(member, activity_id, posted_type), context(repo))
+
+    _, granted = record_activity(program_grant(member, activity_id, grant_type), context(repo))
+
+    assert (
+        granted["points_earned"]
+        == {"birthday": 100, "signup": 100, "referral_reward": 200}[grant_type]
+    )
+    assert repo.balance(member) == posted["points_earned"] + granted["points_earned"]
+    assert (f"MEMBER#{member}", f"REQ#activity#{activity_id}") in repo.requests
+    assert (f"MEMBER#{member}", f"REQ#grant#{activity_id}") in repo.requests
+    # each replays its own first answer, and nothing is paid twice
+    again = record_activity(activity(member, activity_id, posted_type), context(repo))
+    assert again == (201, posted)
+    assert record_activity(program_grant(member, activity_id, grant_type), context(repo)) == (
+        201,
+        granted,
+    )
+    assert repo.balance(member) == posted["points_earned"] + granted["points_earned"]
+
+
+@pytest.mark.parametrize("kind", ["signup", "birthday", "referral_reward"])
+def test_given_a_member_when_posting_an_activity_only_the_program_grants_then_unknown_activity(
+    repo, member, kind
+):
+    with pytest.raises(InvalidInput) as excinfo:
+        record_activity(activity(member, "x1", kind), context(repo))
+    assert excinfo.value.code == "UNKNOWN_ACTIVITY"
+    assert repo.commits == []
+
+
+def test_given_a_grant_recorded_under_the_member_prefix_before_the_split_when_granted_again_then_its_first_answer(
+    repo, member
+):
+    grant_cmd = program_grant(member, "referral-reward-mbr_x", "referral_reward")
+    legacy = RequestRecord(
+        pk=f"MEMBER#{member}",
+        sk="REQ#activity#referral-reward-mbr_x",
+        kind="activity",
+        member_id=member,
+        request_hash=grant_cmd.request_hash,
+        status=201,
+        response={"activity_id": "referral-reward-mbr_x", "points_earned": 200, "balance": 200},
+        created_at=NOW,
+    )
+    repo.requests[(legacy.pk, legacy.sk)] = legacy
+
+    assert record_activity(grant_cmd, context(repo)) == (201, legacy.response)
+    assert repo.commits == []
+
+
 # ---- adjustments --------------------------------------------------------------------------
 
 
