@@ -92,6 +92,19 @@ class RequestRecord:
 
 
 @dataclass(frozen=True)
+class RecordUpdate:
+    """A change to an existing request record (a refund's to its purchase): only these
+    `data` fields are set, conditional on the record's version (which goes up by one).
+    The record is never rewritten whole, so what others mark on it meanwhile (the
+    stream's `tier_counted`) is kept."""
+
+    pk: str
+    sk: str
+    expected_version: int
+    data: dict[str, Any]
+
+
+@dataclass(frozen=True)
 class Commit:
     member_id: str
     expected_version: int
@@ -100,8 +113,8 @@ class Commit:
     new_requests: list[RequestRecord]
     activity_counts: dict[str, tuple[str, int]] | None = None
     member_fields: dict[str, Any] = field(default_factory=dict)
-    # A refund changes its purchase's record: (record with new data, version it had).
-    updated_request: tuple[RequestRecord, int] | None = None
+    # A refund changes its purchase's record.
+    updated_request: RecordUpdate | None = None
     # A purchase consumes the member code presented at the till, in the same commit.
     member_code: CodeUse | None = None
 
@@ -702,12 +715,12 @@ def _plan_refund(
             kind="reverse",
             counts_as_earned=False,
         )
-    data.update(
-        refunded_amount=refunded_after,
-        refunded_qty=refunded_qty,
-        points_reversed=reversed_before + points_now,
-        points_returned=returned_before + returned_now,
-    )
+    purchase_changes = {
+        "refunded_amount": refunded_after,
+        "refunded_qty": refunded_qty,
+        "points_reversed": reversed_before + points_now,
+        "points_returned": returned_before + returned_now,
+    }
     response = {
         "refund_id": cmd.refund_id,
         "transaction_id": cmd.transaction_id,
@@ -734,8 +747,8 @@ def _plan_refund(
             "qualifying_delta": -(amount_now * int(data["cash_due"]) // total) if total else 0,
         },
     )
-    updated = replace(purchase, data=data, version=purchase.version + 1)
-    return plan.commit([record], updated_request=(updated, purchase.version)), response
+    updated = RecordUpdate(purchase.pk, purchase.sk, purchase.version, purchase_changes)
+    return plan.commit([record], updated_request=updated), response
 
 
 # ---- activities and adjustments ----------------------------------------------------------

@@ -125,9 +125,9 @@ class InMemoryLedger:
         if account is None or account.version != commit.expected_version:
             raise VersionConflict()
         if commit.updated_request is not None:
-            record, expected = commit.updated_request
-            current = self.requests.get((record.pk, record.sk))
-            if current is None or current.version != expected:
+            update = commit.updated_request
+            current = self.requests.get((update.pk, update.sk))
+            if current is None or current.version != update.expected_version:
                 raise VersionConflict()
         fields = dict(commit.member_fields)
         wallet = commit.wallet
@@ -153,8 +153,11 @@ class InMemoryLedger:
         for record in commit.new_requests:
             self.requests[(record.pk, record.sk)] = record
         if commit.updated_request is not None:
-            record, _ = commit.updated_request
-            self.requests[(record.pk, record.sk)] = record
+            update = commit.updated_request
+            current = self.requests[(update.pk, update.sk)]
+            self.requests[(update.pk, update.sk)] = replace(
+                current, data={**current.data, **update.data}, version=current.version + 1
+            )
         self.entries[commit.member_id].extend(commit.entries)
         if use is not None:
             self.codes[use.code] = replace(self.codes[use.code], used_by=use.used_by)
