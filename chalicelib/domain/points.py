@@ -453,15 +453,18 @@ def _plan_purchase(
     plan.release_due()
     tier = tier_by_code(account.member.tier_code, ctx.tiers)
     paid_with_points_fen = 0
+    paid_lots: dict[str, int] = {}
     if cmd.pay_with_points:
         paid_with_points_fen = _points_payment_value(cmd, program)
-        plan.debit(
+        redeemed = plan.debit(
             cmd.pay_with_points,
             "points paid at the till (积分抵现)",
             "transaction",
             cmd.transaction_id,
             detail={"value_fen": paid_with_points_fen},
         )
+        # a refund returns these points to the lots they came from (their expiry dates)
+        paid_lots = {d.isoformat(): -p for d, p in redeemed.lots.items()}
     cash_due = cmd.total - paid_with_points_fen
     earning = compute(
         cmd.items,
@@ -540,6 +543,7 @@ def _plan_purchase(
             ],
             "points_earned": earning.points,
             "points_spent": cmd.pay_with_points,
+            **({"paid_lots": paid_lots} if paid_lots else {}),  # never an empty map
             "expires_on": expires_on.isoformat(),
             "pending": pending,
             "refunded_amount": 0,
@@ -706,15 +710,7 @@ def _plan_refund(
             expires_on = date.fromisoformat(str(data["expires_on"]))
             plan.claw_back(points_now - still_pending, expires_on, "refund", cmd.transaction_id)
     if returned_now > 0:
-        plan.credit(
-            returned_now,
-            plan.expires_on(ctx.now),
-            "points paid returned by refund",
-            "transaction",
-            cmd.transaction_id,
-            kind="reverse",
-            counts_as_earned=False,
-        )
+        _return_points_paid(plan, data, returned_before, returned_now, cmd)
     purchase_changes = {
         "refunded_amount": refunded_after,
         "refunded_qty": refunded_qty,
@@ -749,6 +745,45 @@ def _plan_refund(
     )
     updated = RecordUpdate(purchase.pk, purchase.sk, purchase.version, purchase_changes)
     return plan.commit([record], updated_request=updated), response
+
+
+def _return_points_paid(
+    plan: Planner, data: dict[str, Any], returned_before: int, points: int, cmd: Refund
+) -> None:
+    """Points that paid a bill go back with the expiry dates of the lots they were taken
+    from: a refund must not give them a fresh date (buying and refunding would keep
+    points alive forever). Those whose date has passed expire again at once, in the same
+    commit, as the daily run already passed that date: the ledger shows both entries, and
+    the balance, the lots and the expiry index stay as the run would have left them."""
+    if "paid_lots" in data:
+        paid = {date.fromisoformat(d): int(p) for d, p in dict(data["paid_lots"]).items()}
+        back = ledger.returned_lots(paid, returned_before, points)
+    else:
+        # Recorded before purchases kept the lots that paid them: the purchase's own
+        # expiry date stands in for theirs (never a fresh one).
+        back = {date.fromisoformat(str(data["expires_on"])): points}
+    today = program_date(plan.ctx.now)
+    for expires_on, returned in sorted(back.items()):
+        plan.credit(
+            returned,
+            expires_on,
+            "points paid returned by refund",
+            "transaction",
+            cmd.transaction_id,
+            kind="reverse",
+            counts_as_earned=False,
+        )
+        if expires_on < today:
+            plan.wallet, movement = ledger.expire(plan.wallet, expires_on)
+            if movement.points:
+                plan.record(
+                    "expire",
+                    movement,
+                    "points expired",
+                    "expiry",
+                    f"expiry-{expires_on.isoformat()}",
+                    {"expired_on": expires_on.isoformat(), "returned_by": cmd.refund_id},
+                )
 
 
 # ---- activities and adjustments ----------------------------------------------------------
