@@ -170,8 +170,18 @@ class DynamoLedgerRepository:
                     txn.save(_request_item(record), condition=RequestItem.pk.does_not_exist())
                     labels.append("new_request")
                 if commit.updated_request is not None:
-                    record, expected = commit.updated_request
-                    txn.save(_request_item(record), condition=RequestItem.version == expected)
+                    # Only the fields this operation changes: the stream marks the same
+                    # record `tier_counted` without a version, and a whole-item write
+                    # would erase that mark (and the spend would be counted again).
+                    update = commit.updated_request
+                    txn.update(
+                        RequestItem(pk=update.pk, sk=update.sk),
+                        actions=[
+                            *(RequestItem.data[name].set(v) for name, v in update.data.items()),
+                            RequestItem.version.add(1),
+                        ],
+                        condition=RequestItem.version == update.expected_version,
+                    )
                     labels.append("updated_request")
                 txn.update(
                     MemberItem(pk=member_pk(commit.member_id), sk=MEMBER_SK),

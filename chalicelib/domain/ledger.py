@@ -157,6 +157,30 @@ def expire(wallet: Wallet, expires_on: date) -> tuple[Wallet, Movement]:
     return replace(wallet, lots=lots), Movement(points=-remaining, by_lot={expires_on: -remaining})
 
 
+def returned_lots(paid: dict[date, int], returned_before: int, points: int) -> dict[date, int]:
+    """The lots `points` paid by a purchase go back to when a refund returns them, after
+    `returned_before` went back already: the latest-expiring first. A purchase partly
+    refunded is as if it had been paid with fewer points, and a smaller payment would
+    have left the latest-expiring points untouched (spending takes the earliest first).
+    Any sequence of partial returns adds up to exactly the lots that paid."""
+    if points <= 0 or returned_before < 0:
+        raise ValueError("a return is positive")
+    if returned_before + points > sum(paid.values()):
+        raise ValueError("more returned than was paid")
+    back: dict[date, int] = {}
+    skip, left = returned_before, points
+    for expires_on in sorted(paid, reverse=True):
+        available = paid[expires_on] - min(skip, paid[expires_on])
+        skip -= paid[expires_on] - available
+        take = min(left, available)
+        if take:
+            back[expires_on] = take
+            left -= take
+        if left == 0:
+            break
+    return back
+
+
 def add_pending(wallet: Wallet, lot: PendingLot) -> Wallet:
     return replace(wallet, pending=(*wallet.pending, lot))
 

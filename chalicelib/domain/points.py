@@ -92,6 +92,19 @@ class RequestRecord:
 
 
 @dataclass(frozen=True)
+class RecordUpdate:
+    """A change to an existing request record (a refund's to its purchase): only these
+    `data` fields are set, conditional on the record's version (which goes up by one).
+    The record is never rewritten whole, so what others mark on it meanwhile (the
+    stream's `tier_counted`) is kept."""
+
+    pk: str
+    sk: str
+    expected_version: int
+    data: dict[str, Any]
+
+
+@dataclass(frozen=True)
 class Commit:
     member_id: str
     expected_version: int
@@ -100,8 +113,8 @@ class Commit:
     new_requests: list[RequestRecord]
     activity_counts: dict[str, tuple[str, int]] | None = None
     member_fields: dict[str, Any] = field(default_factory=dict)
-    # A refund changes its purchase's record: (record with new data, version it had).
-    updated_request: tuple[RequestRecord, int] | None = None
+    # A refund changes its purchase's record.
+    updated_request: RecordUpdate | None = None
     # A purchase consumes the member code presented at the till, in the same commit.
     member_code: CodeUse | None = None
 
@@ -440,15 +453,18 @@ def _plan_purchase(
     plan.release_due()
     tier = tier_by_code(account.member.tier_code, ctx.tiers)
     paid_with_points_fen = 0
+    paid_lots: dict[str, int] = {}
     if cmd.pay_with_points:
         paid_with_points_fen = _points_payment_value(cmd, program)
-        plan.debit(
+        redeemed = plan.debit(
             cmd.pay_with_points,
             "points paid at the till (积分抵现)",
             "transaction",
             cmd.transaction_id,
             detail={"value_fen": paid_with_points_fen},
         )
+        # a refund returns these points to the lots they came from (their expiry dates)
+        paid_lots = {d.isoformat(): -p for d, p in redeemed.lots.items()}
     cash_due = cmd.total - paid_with_points_fen
     earning = compute(
         cmd.items,
@@ -527,6 +543,7 @@ def _plan_purchase(
             ],
             "points_earned": earning.points,
             "points_spent": cmd.pay_with_points,
+            **({"paid_lots": paid_lots} if paid_lots else {}),  # never an empty map
             "expires_on": expires_on.isoformat(),
             "pending": pending,
             "refunded_amount": 0,
@@ -693,21 +710,13 @@ def _plan_refund(
             expires_on = date.fromisoformat(str(data["expires_on"]))
             plan.claw_back(points_now - still_pending, expires_on, "refund", cmd.transaction_id)
     if returned_now > 0:
-        plan.credit(
-            returned_now,
-            plan.expires_on(ctx.now),
-            "points paid returned by refund",
-            "transaction",
-            cmd.transaction_id,
-            kind="reverse",
-            counts_as_earned=False,
-        )
-    data.update(
-        refunded_amount=refunded_after,
-        refunded_qty=refunded_qty,
-        points_reversed=reversed_before + points_now,
-        points_returned=returned_before + returned_now,
-    )
+        _return_points_paid(plan, data, returned_before, returned_now, cmd)
+    purchase_changes = {
+        "refunded_amount": refunded_after,
+        "refunded_qty": refunded_qty,
+        "points_reversed": reversed_before + points_now,
+        "points_returned": returned_before + returned_now,
+    }
     response = {
         "refund_id": cmd.refund_id,
         "transaction_id": cmd.transaction_id,
@@ -734,8 +743,47 @@ def _plan_refund(
             "qualifying_delta": -(amount_now * int(data["cash_due"]) // total) if total else 0,
         },
     )
-    updated = replace(purchase, data=data, version=purchase.version + 1)
-    return plan.commit([record], updated_request=(updated, purchase.version)), response
+    updated = RecordUpdate(purchase.pk, purchase.sk, purchase.version, purchase_changes)
+    return plan.commit([record], updated_request=updated), response
+
+
+def _return_points_paid(
+    plan: Planner, data: dict[str, Any], returned_before: int, points: int, cmd: Refund
+) -> None:
+    """Points that paid a bill go back with the expiry dates of the lots they were taken
+    from: a refund must not give them a fresh date (buying and refunding would keep
+    points alive forever). Those whose date has passed expire again at once, in the same
+    commit, as the daily run already passed that date: the ledger shows both entries, and
+    the balance, the lots and the expiry index stay as the run would have left them."""
+    if "paid_lots" in data:
+        paid = {date.fromisoformat(d): int(p) for d, p in dict(data["paid_lots"]).items()}
+        back = ledger.returned_lots(paid, returned_before, points)
+    else:
+        # Recorded before purchases kept the lots that paid them: the purchase's own
+        # expiry date stands in for theirs (never a fresh one).
+        back = {date.fromisoformat(str(data["expires_on"])): points}
+    today = program_date(plan.ctx.now)
+    for expires_on, returned in sorted(back.items()):
+        plan.credit(
+            returned,
+            expires_on,
+            "points paid returned by refund",
+            "transaction",
+            cmd.transaction_id,
+            kind="reverse",
+            counts_as_earned=False,
+        )
+        if expires_on < today:
+            plan.wallet, movement = ledger.expire(plan.wallet, expires_on)
+            if movement.points:
+                plan.record(
+                    "expire",
+                    movement,
+                    "points expired",
+                    "expiry",
+                    f"expiry-{expires_on.isoformat()}",
+                    {"expired_on": expires_on.isoformat(), "returned_by": cmd.refund_id},
+                )
 
 
 # ---- activities and adjustments ----------------------------------------------------------
@@ -759,6 +807,21 @@ class Activity:
     request_hash: str
     referrer_member_id: str | None = None
     reference: str | None = None  # e.g. the reviewed order or shared page
+    # Granted by the program itself (sign-up bonus, birthday, referral reward), not posted
+    # by the member: recorded in its own key space (see `activity_key`).
+    granted: bool = False
+
+
+# Activities only the program grants; a member posting one is refused.
+PROGRAM_GRANTS = frozenset({"signup", "birthday", "referral_reward"})
+
+
+def activity_key(member_id: str, activity_id: str, *, granted: bool) -> tuple[str, str]:
+    """The request record of an activity. Members choose their activity ids, so the
+    program's grants (`signup`, `birthday-<year>`, `referral-reward-<referee>`) live under
+    another prefix: no member request can ever occupy a grant's key (and make the grant
+    an IDEMPOTENCY_CONFLICT, or a replay of the member's own answer)."""
+    return f"MEMBER#{member_id}", f"REQ#{'grant' if granted else 'activity'}#{activity_id}"
 
 
 # Which rule pays (and counts) an activity. A referral pays both sides: the referee when
@@ -772,9 +835,19 @@ def record_activity(cmd: Activity, ctx: Context) -> tuple[int, dict[str, Any]]:
     rule = ctx.program.activities.get(rule_name)
     if rule is None:
         raise InvalidInput("unknown activity type", code="UNKNOWN_ACTIVITY")
+    if (cmd.type in PROGRAM_GRANTS) != cmd.granted:
+        raise InvalidInput("unknown activity type", code="UNKNOWN_ACTIVITY")
     if cmd.type == "referral":
         _check_referrer(cmd, ctx)
-    key = (f"MEMBER#{cmd.member_id}", f"REQ#activity#{cmd.activity_id}")
+    key = activity_key(cmd.member_id, cmd.activity_id, granted=cmd.granted)
+    if cmd.granted:
+        # Grants recorded before they had a key space of their own sit under the member
+        # prefix: a grant found there with the program's own request hash is a replay.
+        # (A member's request there never has that hash: its body has other fields.)
+        legacy_key = activity_key(cmd.member_id, cmd.activity_id, granted=False)
+        legacy = ctx.repo.get_request(*legacy_key, consistent=False)
+        if legacy is not None and legacy.request_hash == cmd.request_hash:
+            return replay(legacy, cmd.request_hash)
 
     def plan(account: Account) -> tuple[Commit, dict[str, Any]]:
         counts = dict(account.activity_counts)
@@ -819,7 +892,7 @@ def record_activity(cmd: Activity, ctx: Context) -> tuple[int, dict[str, Any]]:
         record = RequestRecord(
             pk=key[0],
             sk=key[1],
-            kind="activity",
+            kind="grant" if cmd.granted else "activity",
             member_id=cmd.member_id,
             request_hash=cmd.request_hash,
             status=201,

@@ -31,7 +31,7 @@ def record_handler(record: DynamoDBRecord) -> None:
     kind = image.get("kind")
     if kind == "member":
         _member_registered(record, image)
-        grant_activity(str(image["member_id"]), "signup", "signup")
+        _grant_from_stream(str(image["member_id"]), "signup", "signup")
     elif kind == "ledger":
         _points_changed(record, image)
     elif kind == "purchase":
@@ -47,8 +47,9 @@ def grant_activity(
     member_id: str, activity: str, activity_id: str, reference: str | None = None
 ) -> bool:
     """Points the program grants by itself (sign-up bonus, referral reward, birthday),
-    through the same path as member activities: the activity id makes a redelivered
-    record or a rerun job pay nothing twice. False when a limit or rule said no."""
+    through the same path as member activities but in the program's own key space: the
+    activity id makes a redelivered record or a rerun job pay nothing twice, and no id a
+    member chose can collide with it. False when a limit or rule said no."""
     from chalicelib.domain import points
     from chalicelib.errors import BusinessRuleViolation, InvalidInput, NotFound
 
@@ -60,6 +61,7 @@ def grant_activity(
                 type=activity,
                 request_hash=points.request_hash({"activity": activity, "id": activity_id}),
                 reference=reference,
+                granted=True,
             ),
             points_context(),
         )
@@ -71,6 +73,30 @@ def grant_activity(
         )
         return False
     return True
+
+
+def _grant_from_stream(
+    member_id: str, activity: str, activity_id: str, reference: str | None = None
+) -> None:
+    """A grant that can never succeed (its id taken by another request) is reported, not
+    raised: a failing record is retried and blocks its shard, so every member behind it
+    would wait for one member's grant. Transient failures (CONTENDED, throttling) still
+    raise, so the record is retried and the grant is not lost."""
+    from chalicelib.errors import Conflict
+
+    try:
+        grant_activity(member_id, activity, activity_id, reference)
+    except Conflict as exc:
+        logger.error(
+            "points grant refused",
+            extra={
+                "member_id": member_id,
+                "activity": activity,
+                "activity_id": activity_id,
+                "code": exc.code,
+            },
+        )
+        metrics.add_metric(name="GrantsRefused", unit="Count", value=1)
 
 
 def _count_for_tier(image: dict[str, Any]) -> None:
@@ -155,7 +181,7 @@ def _purchase_recorded(image: dict[str, Any]) -> None:
     referrer = data.get("referred_by")
     if data.get("first_purchase") and referrer:
         referee = str(image["member_id"])
-        grant_activity(str(referrer), "referral_reward", f"referral-reward-{referee}", referee)
+        _grant_from_stream(str(referrer), "referral_reward", f"referral-reward-{referee}", referee)
 
 
 def _member_registered(record: DynamoDBRecord, image: dict[str, Any]) -> None:

@@ -25,11 +25,17 @@ def run_birthday_greetings(event: dict[str, Any]) -> dict[str, Any]:
     queued = 0
     from chalicelib.handlers.member_stream import grant_activity
 
-    granted = 0
+    granted = failures = 0
     for key in birthday_keys(today):
         for member in svc.members.with_birthday(key):
-            # birthday points, once a year (the activity id names the year)
-            granted += grant_activity(member.member_id, "birthday", f"birthday-{today.year}")
+            # birthday points, once a year (the activity id names the year); one member's
+            # failure is reported, never the end of the run for everyone after them (a
+            # rerun of the day grants what is missing, and nothing twice)
+            try:
+                granted += grant_activity(member.member_id, "birthday", f"birthday-{today.year}")
+            except Exception:
+                failures += 1
+                logger.exception("birthday points failed", extra={"member_id": member.member_id})
             batch.append(
                 OutboundMessage(
                     message_id=f"birthday#{member.member_id}#{today.year}",
@@ -47,12 +53,14 @@ def run_birthday_greetings(event: dict[str, Any]) -> dict[str, Any]:
         svc.messages.send_many(batch)
         queued += len(batch)
     metrics.add_metric(name="BirthdayGreetingsQueued", unit="Count", value=queued)
+    metrics.add_metric(name="BirthdayGrantFailures", unit="Count", value=failures)
     logger.info("birthday greetings queued", extra={"date": today.isoformat(), "queued": queued})
     return {
         "job": "birthday_greetings",
         "date": today.isoformat(),
         "queued": queued,
         "points_granted": granted,
+        "grant_failures": failures,
     }
 
 

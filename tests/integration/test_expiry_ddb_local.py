@@ -197,3 +197,48 @@ def test_dates_to_run_catches_up_and_never_repeats():
     ]
     assert dates_to_run(None, date(2026, 3, 1))[-1] == date(2026, 3, 1)
     assert len(dates_to_run(None, date(2026, 3, 1))) == 7
+
+
+def test_given_points_paid_from_a_lot_that_has_since_expired_when_the_bill_is_refunded_then_they_return_to_their_dates_and_the_expired_ones_expire_at_once(
+    ddb_local,
+):
+    from dataclasses import replace
+
+    member_id = new_member()
+    credit(member_id, 300, datetime(2025, 10, 10, 4, tzinfo=UTC))  # expires 2026-10-31
+    credit(member_id, 500, datetime(2025, 11, 10, 4, tzinfo=UTC))  # expires 2026-11-30
+    bought_at = datetime(2026, 10, 20, 4, tzinfo=UTC)
+    bill = replace(
+        purchase(member_id, f"paid-{uuid.uuid4().hex[:8]}", [2000], pay=400),
+        occurred_at=bought_at,
+    )
+    domain.record_purchase(bill, ctx_at(bought_at))  # 300 of October's lot, 100 of November's
+    record = services().ledger.get_request(*domain.purchase_key("store-001", bill.transaction_id))
+    assert record.data["paid_lots"] == {"2026-10-31": 300, "2026-11-30": 100}
+    expire_member(member_id, date(2026, 10, 31), ctx_at(datetime(2026, 10, 31, 16, 5, tzinfo=UTC)))
+
+    _, body = domain.record_refund(
+        domain.Refund(
+            refund_id="all",
+            store_id="store-001",
+            transaction_id=bill.transaction_id,
+            items=None,
+            amount=2000,
+            request_hash=uuid.uuid4().hex,
+        ),
+        ctx_at(datetime(2026, 11, 5, 4, tzinfo=UTC)),
+    )
+
+    assert body["points_returned"] == 400
+    account = check_invariants(member_id)
+    assert account.wallet.lots == {date(2026, 11, 30): 500}  # not a fresh 2027 date
+    assert body["balance"] == 500
+    assert member_id in due(date(2026, 11, 30))
+    assert member_id not in due(date(2026, 10, 31))
+    entries, _ = services().ledger.list_entries(member_id, 10, None)
+    expired = [e for e in entries if e.type == "expire"]
+    assert [(e.points, e.lots, e.detail.get("returned_by")) for e in expired] == [
+        (-300, {date(2026, 10, 31): -300}, "all")
+    ]
+    total, _count = ledger_sum(member_id)
+    assert total == 500

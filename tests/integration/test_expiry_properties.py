@@ -1,7 +1,9 @@
 """Expiry interleaved with earning, spending and refunds at arbitrary dates, on DynamoDB
-Local: after every step balance == Σ ledger == Σ lots − debt, no lot is negative, spending
-takes the earliest lot first, no lot dated on or before the last expiry run survives it,
-and no lot expires twice."""
+Local: after every step balance == Σ ledger == Σ lots − debt, the ledger's changes per
+expiry date are the lots, no lot is negative, the member's expiry-index key names its
+earliest lot, spending takes the earliest lot first, no lot dated on or before the last
+expiry run survives it, the run expires no date twice, and points paid that a refund
+returns go back only to the lots that paid (those past their date expire at once)."""
 
 from __future__ import annotations
 
@@ -15,10 +17,11 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
+from chalicelib.dal.tables import MemberItem
 from chalicelib.domain import points as domain
 from chalicelib.domain.clock import program_date
 from chalicelib.domain.earning import Item
-from chalicelib.domain.expiry import expire_member
+from chalicelib.domain.expiry import expire_member, expiry_key
 from chalicelib.errors import BusinessRuleViolation
 from chalicelib.wiring import services
 from tests.integration.test_ledger_ddb_local import check_invariants, new_member
@@ -44,6 +47,7 @@ class ExpiryMachine(RuleBasedStateMachine):
         self.now = start.replace(tzinfo=UTC)
         self.expired_through: date | None = None
         self.purchases: list[tuple[str, int]] = []
+        self.paid: dict[str, dict[date, int]] = {}  # transaction -> lots its points came from
 
     def ctx(self) -> domain.Context:
         svc = services()
@@ -87,6 +91,7 @@ class ExpiryMachine(RuleBasedStateMachine):
             redeem = next(
                 e for e in all_entries(self.member_id) if e.type == "redeem" and e.source_id == txn
             )
+            self.paid[txn] = {d: -p for d, p in redeem.lots.items()}
             taken = sorted(redeem.lots)
             # earliest first: every lot taken from, except the last, was emptied, and no
             # earlier lot was left untouched
@@ -112,6 +117,17 @@ class ExpiryMachine(RuleBasedStateMachine):
                 ),
                 self.ctx(),
             )
+        # every point paid that came back went to a lot it was taken from, never beyond
+        # what that lot gave; one whose date has passed expired in the same commit
+        entries = all_entries(self.member_id)
+        returned: Counter[date] = Counter()
+        for entry in entries:
+            if entry.type == "reverse" and entry.source_id == txn and entry.points > 0:
+                returned.update(entry.lots)
+        paid = self.paid.get(txn, {})
+        assert all(returned[day] <= paid.get(day, 0) for day in returned), (returned, paid)
+        today = program_date(self.now)
+        assert all(day >= today for day in services().ledger.load(self.member_id).wallet.lots)
 
     @rule(days=st.integers(min_value=0, max_value=200))
     def time_passes_and_expiry_runs(self, days: int) -> None:
@@ -130,8 +146,22 @@ class ExpiryMachine(RuleBasedStateMachine):
         if self.expired_through is not None:
             assert all(day > self.expired_through for day in account.wallet.lots)
         entries = all_entries(self.member_id)
-        expired_dates = Counter(day for e in entries if e.type == "expire" for day in e.lots)
-        assert all(count == 1 for count in expired_dates.values()), expired_dates
+        by_date: Counter[date] = Counter()
+        for entry in entries:
+            by_date.update(entry.lots)
+        assert {d: p for d, p in by_date.items() if p} == account.wallet.lots
+        item = MemberItem.get(f"MEMBER#{self.member_id}", "MEMBER", consistent_read=True)
+        earliest = min(account.wallet.lots, default=None)
+        assert item.expiry_due == (expiry_key(earliest, self.member_id) if earliest else None)
+        # the daily run expires each date once (points a refund returned to a past date
+        # expire again, in the refund's own commit)
+        run_expired = Counter(
+            day
+            for e in entries
+            if e.type == "expire" and "returned_by" not in e.detail
+            for day in e.lots
+        )
+        assert all(count == 1 for count in run_expired.values()), run_expired
 
 
 def test_given_earning_spending_refunds_and_expiry_at_arbitrary_dates_then_the_ledger_holds(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 import zlib
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -229,3 +230,102 @@ def test_given_the_shanghai_day_boundary_then_the_review_runs_on_the_program_day
     assert state.tier_code == "silver"  # no spend: down one level
     again = run_tier_review({"time": after_midnight.strftime("%Y-%m-%dT%H:%M:%SZ")})
     assert again["dates"] == []
+
+
+# ---- counting and refunds cannot lose each other's writes -------------------------------
+
+
+class CountsBeforeCommit:
+    """The ledger repository, except that `stream` runs just before the first commit:
+    a refund has read its purchase record (plan) but not yet written it."""
+
+    def __init__(self, repo: Any, stream: Any) -> None:
+        self._repo = repo
+        self._stream = stream
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._repo, name)
+
+    def commit(self, commit: domain.Commit) -> None:
+        stream, self._stream = self._stream, None
+        if stream is not None:
+            stream()
+        self._repo.commit(commit)
+
+
+def refund_of(
+    txn: domain.Purchase,
+    refund_id: str,
+    amount: int | None = None,
+    items: list[tuple[str, int]] | None = None,
+) -> domain.Refund:
+    return domain.Refund(
+        refund_id=refund_id,
+        store_id=txn.store_id,
+        transaction_id=txn.transaction_id,
+        items=items,
+        amount=amount,
+        request_hash=domain.request_hash({"refund": refund_id, "amount": amount, "i": items}),
+    )
+
+
+def test_given_the_stream_counting_a_purchase_between_a_refunds_read_and_write_when_the_record_is_redelivered_then_the_spend_is_counted_once(
+    ddb_local, no_events
+):
+    member_id = new_member()
+    txn = purchase(member_id, f"race-{uuid.uuid4().hex[:8]}", [290_000, 10_000])  # ¥3,000
+    domain.record_purchase(txn, context())
+    key = domain.purchase_key(txn.store_id, txn.transaction_id)
+    purchase_record = stream_event([key])  # the INSERT record, as the stream delivers it
+
+    def stream_counts() -> None:
+        assert member_stream.handle(purchase_record, None) == {"batchItemFailures": []}
+        assert sum(services().tiers.state(member_id).monthly_spend.values()) == 300_000
+
+    ctx = context()
+    racing = replace(ctx, repo=CountsBeforeCommit(ctx.repo, stream_counts))
+    domain.record_refund(refund_of(txn, "r1", items=[("sku-1", 1)]), racing)
+    assert racing.repo._stream is None  # the interleaving happened
+
+    redelivered = member_stream.handle(purchase_record, None)  # e.g. a retried batch
+    member_stream.handle(stream_event([(key[0], "REFUND#r1")]), None)
+
+    assert redelivered == {"batchItemFailures": []}
+    state = services().tiers.state(member_id)
+    assert sum(state.monthly_spend.values()) == 290_000  # ¥3,000 once, less the refund
+    assert state.tier_code == "silver"  # counted twice, ¥6,000 would have made gold
+    record = services().ledger.get_request(*key)
+    assert record.data["tier_counted"] is True
+    assert record.data["refunded_amount"] == 10_000
+    assert record.data["refunded_qty"] == [0, 1]
+    assert record.data["points_reversed"] == 100
+    assert record.version == 2
+
+
+def test_given_a_refund_committed_between_the_streams_read_of_a_purchase_and_its_count_when_redelivered_then_the_spend_is_counted_once(
+    ddb_local, no_events, monkeypatch
+):
+    member_id = new_member()
+    txn = purchase(member_id, f"race-{uuid.uuid4().hex[:8]}", [300_000])
+    domain.record_purchase(txn, context())
+    key = domain.purchase_key(txn.store_id, txn.transaction_id)
+    purchase_record = stream_event([key])
+    tiers = services().tiers
+    real_count = tiers.count_spend
+    refunds = iter([lambda: domain.record_refund(refund_of(txn, "r1", 10_000), context())])
+
+    def count_spend(*args: Any, **kwargs: Any) -> bool:
+        refund = next(refunds, None)
+        if refund is not None:
+            refund()  # lands after the stream read the record, before it counts
+        return real_count(*args, **kwargs)
+
+    monkeypatch.setattr(tiers, "count_spend", count_spend)
+    assert member_stream.handle(purchase_record, None) == {"batchItemFailures": []}
+    assert next(refunds, None) is None  # the interleaving happened
+    assert member_stream.handle(purchase_record, None) == {"batchItemFailures": []}
+    member_stream.handle(stream_event([(key[0], "REFUND#r1")]), None)
+
+    state = services().tiers.state(member_id)
+    assert sum(state.monthly_spend.values()) == 290_000
+    assert state.tier_code == "silver"

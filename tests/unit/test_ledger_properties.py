@@ -308,6 +308,56 @@ def test_given_pending_lots_of_a_purchase_when_reducing_then_only_that_purchase_
     assert [(p.source_id, p.points) for p in after.pending] == [("TXN#b", 20)]
 
 
+# ---- points paid, returned by refunds ----------------------------------------------------
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.dictionaries(date_st, points_st, min_size=1),
+    st.integers(min_value=0, max_value=3000),
+    st.data(),
+)
+def test_given_lots_that_paid_a_purchase_when_partial_refunds_return_them_then_they_go_back_to_those_lots_latest_first_and_add_up(
+    wallet_lots, pay, data
+):
+    """Spend from a wallet, then return the points paid in any sequence of partial
+    returns: each return is exactly what was asked, never to a date that did not pay,
+    latest-expiring first, and all of them together give back exactly the lots that paid
+    (so the wallet's lots are as before)."""
+    wallet = Wallet(lots=wallet_lots)
+    pay = min(max(pay, 1), wallet.balance)
+    spent, movement = ledger.debit(wallet, pay)
+    paid = {d: -p for d, p in movement.by_lot.items()}
+    returned_before, total_back = 0, dict.fromkeys(paid, 0)
+    while returned_before < pay:
+        points = data.draw(st.integers(min_value=1, max_value=pay - returned_before))
+        back = ledger.returned_lots(paid, returned_before, points)
+        assert sum(back.values()) == points
+        assert set(back) <= set(paid)
+        assert all(p > 0 for p in back.values())
+        # latest first: nothing goes back to a date while a later one still has points out
+        for expires_on in back:
+            for later in paid:
+                if later > expires_on:
+                    assert total_back[later] + back.get(later, 0) == paid[later]
+        for expires_on, p in back.items():
+            total_back[expires_on] += p
+            spent, _ = ledger.credit(spent, p, expires_on, counts_as_earned=False)
+        assert all(total_back[d] <= paid[d] for d in paid)
+        returned_before += points
+    assert total_back == paid
+    assert spent.lots == wallet.lots
+
+
+@pytest.mark.parametrize(
+    ("returned_before", "points"),
+    [(0, 0), (0, -1), (-1, 1), (0, 51), (50, 1), (30, 21)],
+)
+def test_given_a_return_outside_what_was_paid_then_value_error(returned_before, points):
+    with pytest.raises(ValueError, match=r"return is positive|more returned"):
+        ledger.returned_lots({DATES[0]: 20, DATES[1]: 30}, returned_before, points)
+
+
 # ---- expiry dates -----------------------------------------------------------------------
 
 

@@ -125,9 +125,9 @@ class InMemoryLedger:
         if account is None or account.version != commit.expected_version:
             raise VersionConflict()
         if commit.updated_request is not None:
-            record, expected = commit.updated_request
-            current = self.requests.get((record.pk, record.sk))
-            if current is None or current.version != expected:
+            update = commit.updated_request
+            current = self.requests.get((update.pk, update.sk))
+            if current is None or current.version != update.expected_version:
                 raise VersionConflict()
         fields = dict(commit.member_fields)
         wallet = commit.wallet
@@ -153,8 +153,11 @@ class InMemoryLedger:
         for record in commit.new_requests:
             self.requests[(record.pk, record.sk)] = record
         if commit.updated_request is not None:
-            record, _ = commit.updated_request
-            self.requests[(record.pk, record.sk)] = record
+            update = commit.updated_request
+            current = self.requests[(update.pk, update.sk)]
+            self.requests[(update.pk, update.sk)] = replace(
+                current, data={**current.data, **update.data}, version=current.version + 1
+            )
         self.entries[commit.member_id].extend(commit.entries)
         if use is not None:
             self.codes[use.code] = replace(self.codes[use.code], used_by=use.used_by)
@@ -762,6 +765,106 @@ def test_given_a_purchase_paid_with_points_when_refunding_half_then_half_the_poi
     assert body["points_reversed"] == 38  # 77 * 4900 // 9800
 
 
+JUNE, SEPTEMBER = date(2025, 6, 30), date(2025, 9, 30)  # lots that expire after NOW
+PURCHASE_EXPIRES = date(2026, 6, 30)  # what the purchase earns at NOW
+
+
+def member_paying_from_two_lots(repo: InMemoryLedger) -> str:
+    """300 points expiring in June, 3000 in September; then 2000 paid at the till: the
+    June lot and 1700 of September's."""
+    member_id = repo.add_member()
+    for adjustment_id, points, earned in (
+        ("june", 300, datetime(2024, 6, 10, tzinfo=UTC)),
+        ("september", 3000, datetime(2024, 9, 10, tzinfo=UTC)),
+    ):
+        record_adjustment(adjustment(member_id, points, adjustment_id), context(repo, earned))
+    assert repo.wallet(member_id).lots == {JUNE: 300, SEPTEMBER: 3000}
+    record_purchase(purchase(member_id, pay_with_points=2000), context(repo))
+    return member_id
+
+
+def test_given_a_purchase_paid_with_points_then_its_record_remembers_the_lots_that_paid(repo):
+    member_paying_from_two_lots(repo)
+    record = repo.requests[("TXN#store-001#t1", "TXN")]
+    assert record.data["paid_lots"] == {"2025-06-30": 300, "2025-09-30": 1700}
+    unpaid = repo.add_member()
+    record_purchase(purchase(unpaid, "t2"), context(repo))
+    assert "paid_lots" not in repo.requests[("TXN#store-001#t2", "TXN")].data
+
+
+def test_given_a_purchase_paid_from_two_lots_when_fully_refunded_then_the_points_go_back_with_their_own_expiry_dates(
+    repo,
+):
+    member_id = member_paying_from_two_lots(repo)
+
+    _, body = record_refund(refund("r1", amount=9800), context(repo, now=NOW + timedelta(days=1)))
+
+    assert body["points_returned"] == 2000
+    assert repo.wallet(member_id).lots == {JUNE: 300, SEPTEMBER: 3000}  # no fresh date
+    returned = [e for e in repo.entries_of(member_id, "reverse") if e.points > 0]
+    assert [(e.lots, e.detail["expires_on"]) for e in returned] == [
+        ({JUNE: 300}, "2025-06-30"),
+        ({SEPTEMBER: 1700}, "2025-09-30"),
+    ]
+    assert_ledger_matches_wallet(repo, member_id)
+
+
+def test_given_partial_refunds_of_a_points_paid_purchase_then_the_latest_expiring_points_go_back_first_and_all_add_up(
+    repo,
+):
+    member_id = member_paying_from_two_lots(repo)
+
+    _, half = record_refund(refund("r1", amount=4900), context(repo))
+    assert half["points_returned"] == 1000
+    assert repo.wallet(member_id).lots[SEPTEMBER] == 1300 + 1000
+    assert JUNE not in repo.wallet(member_id).lots  # still spent: it went first
+
+    _, rest = record_refund(refund("r2", amount=4900), context(repo))
+    assert rest["points_returned"] == 1000
+    assert repo.wallet(member_id).lots == {JUNE: 300, SEPTEMBER: 3000}
+    assert repo.requests[("TXN#store-001#t1", "TXN")].data["points_returned"] == 2000
+    assert_ledger_matches_wallet(repo, member_id)
+
+
+def test_given_a_lot_that_expired_since_the_purchase_when_refunded_then_its_points_come_back_and_expire_at_once(
+    repo,
+):
+    member_id = member_paying_from_two_lots(repo)
+    after_june = datetime(2025, 7, 5, 4, 0, tzinfo=UTC)
+
+    _, body = record_refund(refund("r1", amount=9800), context(repo, now=after_june))
+
+    assert body["points_returned"] == 2000
+    assert body["balance"] == 3300 - 300  # June's 300 are past their date
+    assert repo.wallet(member_id).lots == {SEPTEMBER: 3000}
+    kinds = [(e.type, e.points, e.lots) for e in repo.entries_of(member_id)][-4:]
+    assert kinds == [
+        ("reverse", -77, {PURCHASE_EXPIRES: -77}),
+        ("reverse", 300, {JUNE: 300}),
+        ("expire", -300, {JUNE: -300}),
+        ("reverse", 1700, {SEPTEMBER: 1700}),
+    ]
+    expired = repo.entries_of(member_id, "expire")[-1]
+    assert expired.detail == {"expired_on": "2025-06-30", "returned_by": "r1"}
+    assert_ledger_matches_wallet(repo, member_id)
+
+
+def test_given_a_purchase_recorded_before_it_kept_its_lots_when_refunded_then_the_points_get_the_purchases_expiry_not_a_fresh_one(
+    repo,
+):
+    member_id = member_paying_from_two_lots(repo)
+    key = ("TXN#store-001#t1", "TXN")
+    old = repo.requests[key]
+    repo.requests[key] = replace(old, data={k: v for k, v in old.data.items() if k != "paid_lots"})
+    a_year_later = NOW + timedelta(days=300)
+
+    record_refund(refund("r1", amount=9800), context(repo, now=a_year_later))
+
+    # the purchase's own date (2026-06-30), not the refund's (2027-04-30)
+    assert repo.wallet(member_id).lots[PURCHASE_EXPIRES] == 2000
+    assert_ledger_matches_wallet(repo, member_id)
+
+
 def test_given_items_refunded_one_by_one_when_the_last_goes_then_every_point_is_reversed(
     repo, member
 ):
@@ -958,6 +1061,76 @@ def test_given_an_unknown_activity_type_then_unknown_activity(repo, member):
     with pytest.raises(InvalidInput) as excinfo:
         record_activity(activity(member, "x1", "dance"), context(repo))
     assert excinfo.value.code == "UNKNOWN_ACTIVITY"
+
+
+def program_grant(member_id: str, activity_id: str, kind: str) -> Activity:
+    return replace(
+        activity(member_id, activity_id, kind),
+        request_hash=request_hash({"activity": kind, "id": activity_id}),
+        granted=True,
+    )
+
+
+@pytest.mark.parametrize(
+    ("posted_type", "grant_type", "activity_id"),
+    [
+        ("checkin", "birthday", "birthday-2025"),
+        ("share", "signup", "signup"),
+        ("review", "referral_reward", "referral-reward-mbr_referee"),
+    ],
+)
+def test_given_a_member_who_used_a_grant_id_when_the_program_grants_it_then_both_pay_and_each_replays(
+    repo, member, posted_type, grant_type, activity_id
+):
+    _, posted = record_activity(activity(member, activity_id, posted_type), context(repo))
+
+    _, granted = record_activity(program_grant(member, activity_id, grant_type), context(repo))
+
+    assert (
+        granted["points_earned"]
+        == {"birthday": 100, "signup": 100, "referral_reward": 200}[grant_type]
+    )
+    assert repo.balance(member) == posted["points_earned"] + granted["points_earned"]
+    assert (f"MEMBER#{member}", f"REQ#activity#{activity_id}") in repo.requests
+    assert (f"MEMBER#{member}", f"REQ#grant#{activity_id}") in repo.requests
+    # each replays its own first answer, and nothing is paid twice
+    again = record_activity(activity(member, activity_id, posted_type), context(repo))
+    assert again == (201, posted)
+    assert record_activity(program_grant(member, activity_id, grant_type), context(repo)) == (
+        201,
+        granted,
+    )
+    assert repo.balance(member) == posted["points_earned"] + granted["points_earned"]
+
+
+@pytest.mark.parametrize("kind", ["signup", "birthday", "referral_reward"])
+def test_given_a_member_when_posting_an_activity_only_the_program_grants_then_unknown_activity(
+    repo, member, kind
+):
+    with pytest.raises(InvalidInput) as excinfo:
+        record_activity(activity(member, "x1", kind), context(repo))
+    assert excinfo.value.code == "UNKNOWN_ACTIVITY"
+    assert repo.commits == []
+
+
+def test_given_a_grant_recorded_under_the_member_prefix_before_the_split_when_granted_again_then_its_first_answer(
+    repo, member
+):
+    grant_cmd = program_grant(member, "referral-reward-mbr_x", "referral_reward")
+    legacy = RequestRecord(
+        pk=f"MEMBER#{member}",
+        sk="REQ#activity#referral-reward-mbr_x",
+        kind="activity",
+        member_id=member,
+        request_hash=grant_cmd.request_hash,
+        status=201,
+        response={"activity_id": "referral-reward-mbr_x", "points_earned": 200, "balance": 200},
+        created_at=NOW,
+    )
+    repo.requests[(legacy.pk, legacy.sk)] = legacy
+
+    assert record_activity(grant_cmd, context(repo)) == (201, legacy.response)
+    assert repo.commits == []
 
 
 # ---- adjustments --------------------------------------------------------------------------

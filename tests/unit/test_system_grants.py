@@ -1,0 +1,197 @@
+"""Points the program grants by itself (sign-up bonus, birthday, referral reward) on moto:
+a member's own activity ids can never occupy a grant's key, and one member's failing
+grant is reported without failing the birthday job or the stream record for anyone."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from typing import Any
+
+import pytest
+
+from chalicelib.domain import members as members_domain
+from chalicelib.domain import points as points_domain
+from chalicelib.domain.clock import program_date
+from chalicelib.domain.earning import Item
+from chalicelib.errors import Conflict, Unavailable
+from chalicelib.handlers import member_stream
+from chalicelib.handlers.schedules import run_birthday_greetings
+from chalicelib.wiring import points_context, services
+from tests.conftest import unique_phone
+from tests.unit.test_handlers import Queues, stream_record
+from tests.unit.test_handlers import queues as queues  # the fixture, found by name
+
+
+@pytest.fixture
+def outbox(seeded, request) -> Queues:
+    """The messages queue and a tap on the event bus (test_handlers' `queues`)."""
+    return request.getfixturevalue("queues")
+
+
+def register(birthday: date | None = None) -> str:
+    svc = services()
+    member = members_domain.register(
+        members_domain.Registration(
+            phone=unique_phone(), channel="app", name="Li", birthday=birthday
+        ),
+        svc.members,
+        svc.hasher,
+        datetime.now(UTC),
+    )
+    return member.member_id
+
+
+def member_posts(member_id: str, activity_id: str, kind: str, **extra: Any) -> dict[str, Any]:
+    """What `POST /v1/members/{id}/activities` does with a member's body."""
+    body = {"activity_id": activity_id, "type": kind, **extra}
+    _, response = points_domain.record_activity(
+        points_domain.Activity(
+            member_id=member_id,
+            activity_id=activity_id,
+            type=kind,
+            request_hash=points_domain.request_hash(body),
+            referrer_member_id=extra.get("referrer_member_id"),
+        ),
+        points_context(),
+    )
+    return response
+
+
+def balance(member_id: str) -> int:
+    account = services().ledger.load(member_id)
+    assert account is not None
+    return account.wallet.balance
+
+
+def raw_item(pk: str, sk: str) -> dict[str, Any]:
+    import boto3
+
+    client = boto3.client("dynamodb", region_name="cn-north-1")
+    table = services().settings.members_table
+    return client.get_item(TableName=table, Key={"pk": {"S": pk}, "sk": {"S": sk}})["Item"]
+
+
+def born_today() -> date:
+    today = program_date(datetime.now(UTC))
+    # 29 February birthdays are greeted on 28 February in common years: avoid the edge
+    return date(1990, today.month, min(today.day, 28))
+
+
+def birthday_event() -> dict[str, Any]:
+    now = datetime.now(UTC)
+    if program_date(now).day > 28:  # pragma: no cover - the edge of born_today()
+        pytest.skip("birthdays after the 28th are out of this test's range")
+    return {"time": now.strftime("%Y-%m-%dT%H:%M:%SZ")}
+
+
+def test_given_members_who_posted_the_birthday_activity_id_when_the_birthday_job_runs_then_everyone_born_today_is_granted(
+    outbox,
+):
+    event = birthday_event()
+    year = program_date(datetime.now(UTC)).year
+    squatter, neighbour = register(born_today()), register(born_today())
+    # the squatter checks in under the id the job uses for this year's birthday points
+    checked_in = member_posts(squatter, f"birthday-{year}", "checkin")
+    assert checked_in["points_earned"] == 5
+
+    result = run_birthday_greetings(event)
+
+    assert result["points_granted"] >= 2
+    assert result.get("grant_failures", 0) == 0
+    assert balance(squatter) == 5 + 100
+    assert balance(neighbour) == 100
+    # and the member's own request still replays its first answer
+    assert member_posts(squatter, f"birthday-{year}", "checkin") == checked_in
+
+
+def test_given_a_member_who_posted_signup_as_an_activity_id_when_the_member_record_streams_then_the_signup_bonus_is_paid(
+    outbox,
+):
+    member_id = register()
+    shared = member_posts(member_id, "signup", "share")
+    record = stream_record("INSERT", raw_item(f"MEMBER#{member_id}", "MEMBER"))
+
+    response = member_stream.handle({"Records": [record]}, None)
+    redelivered = member_stream.handle({"Records": [record]}, None)
+
+    assert response == {"batchItemFailures": []}
+    assert redelivered == {"batchItemFailures": []}
+    assert balance(member_id) == shared["points_earned"] + 100  # the bonus, once
+
+
+def test_given_a_referrer_who_posted_the_referral_reward_id_when_the_referee_buys_then_the_reward_is_paid(
+    outbox,
+):
+    referrer, referee = register(), register()
+    posted = member_posts(referrer, f"referral-reward-{referee}", "review")
+    member_posts(referee, "ref-1", "referral", referrer_member_id=referrer)
+    points_domain.record_purchase(
+        points_domain.Purchase(
+            transaction_id="first-buy",
+            store_id="store-001",
+            member_id=referee,
+            occurred_at=datetime.now(UTC),
+            items=[Item("tea", "drinks", 1, 1000)],
+            total=1000,
+            currency="CNY",
+            pay_with_points=0,
+            request_hash="a" * 64,
+        ),
+        points_context(),
+    )
+    record = stream_record("INSERT", raw_item("TXN#store-001#first-buy", "TXN"))
+
+    response = member_stream.handle({"Records": [record]}, None)
+    redelivered = member_stream.handle({"Records": [record]}, None)
+
+    assert response == {"batchItemFailures": []}
+    assert redelivered == {"batchItemFailures": []}
+    assert balance(referrer) == posted["points_earned"] + 200  # the reward, once
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [
+        Conflict("taken", code="IDEMPOTENCY_CONFLICT"),
+        Unavailable("too busy; retry", code="CONTENDED"),
+        RuntimeError("throttled"),
+    ],
+)
+def test_given_one_member_whose_grant_fails_when_the_birthday_job_runs_then_the_others_are_granted_and_the_failure_reported(
+    outbox, monkeypatch, failure
+):
+    event = birthday_event()
+    first, broken, last = (register(born_today()) for _ in range(3))
+    real = points_domain.record_activity
+
+    def record_activity(cmd, ctx):
+        if cmd.member_id == broken:
+            raise failure
+        return real(cmd, ctx)
+
+    monkeypatch.setattr(points_domain, "record_activity", record_activity)
+
+    result = run_birthday_greetings(event)
+
+    assert result["grant_failures"] == 1
+    assert balance(first) == 100
+    assert balance(last) == 100
+    assert balance(broken) == 0
+    greeted = {body["member_id"] for body in outbox.welcome_messages()}
+    assert {first, broken, last} <= greeted  # the greeting does not depend on the points
+
+
+def test_given_a_grant_refused_for_good_when_the_member_record_streams_then_the_record_succeeds(
+    outbox, monkeypatch
+):
+    member_id = register()
+
+    def record_activity(cmd, ctx):
+        raise Conflict("taken", code="IDEMPOTENCY_CONFLICT")
+
+    monkeypatch.setattr(points_domain, "record_activity", record_activity)
+    record = stream_record("INSERT", raw_item(f"MEMBER#{member_id}", "MEMBER"))
+
+    # retrying could never succeed: reporting it beats blocking the shard
+    assert member_stream.handle({"Records": [record]}, None) == {"batchItemFailures": []}
+    assert [e["detail-type"] for e in outbox.bus_events()] == ["MemberRegistered"]
