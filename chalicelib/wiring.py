@@ -8,8 +8,8 @@ from functools import lru_cache
 from typing import TYPE_CHECKING
 
 from chalicelib.auth import TokenVerifier
-from chalicelib.config import Settings, get_settings, reset_settings
-from chalicelib.domain.members import IdentityHasher
+from chalicelib.config import Settings, SettingsError, get_settings, reset_settings
+from chalicelib.domain.members import Identity, IdentityHasher
 
 if TYPE_CHECKING:
     from chalicelib.dal.jobs import DynamoJobRepository
@@ -37,6 +37,17 @@ class Services:
     tiers: DynamoTierRepository
 
 
+class UnkeyedHasher(IdentityHasher):
+    """A function without PII_HASH_KEY (every one but the API): hashing an identity
+    there is a deployment mistake, never a hash with some other key."""
+
+    def __init__(self) -> None:
+        super().__init__("")
+
+    def identity(self, kind: str, value: str) -> Identity:
+        raise SettingsError("PII_HASH_KEY is not given to this function (infra/iam.py SECRETS)")
+
+
 @lru_cache(maxsize=1)
 def services() -> Services:
     from pynamodb.connection import Connection
@@ -59,7 +70,9 @@ def services() -> Services:
         ledger=DynamoLedgerRepository(connection),
         program=DynamoProgramRepository(),
         guards=DynamoGuardRepository(),
-        hasher=IdentityHasher(settings.pii_hash_key),
+        hasher=(
+            IdentityHasher(settings.pii_hash_key) if settings.pii_hash_key else UnkeyedHasher()
+        ),
         verifier=TokenVerifier(
             secret=settings.jwt_secret,
             issuer=settings.jwt_issuer,
