@@ -57,8 +57,9 @@ class Settings:
     cognito_user_pool_id: str | None
     cognito_app_client_id: str | None
     # Phone numbers and external ids are looked up through a keyed hash (HMAC-SHA256),
-    # so identity keys in the table do not reveal the person.
-    pii_hash_key: str
+    # so identity keys in the table do not reveal the person. Only the API function is
+    # given the key (infra/iam.py SECRETS); elsewhere it is None.
+    pii_hash_key: str | None
     max_body_bytes: int
     pos_clock_skew_seconds: int
     # How long a member code (会员码) stays valid: api.md allows at most 120 s.
@@ -92,7 +93,7 @@ def load_settings() -> Settings:
         jwt_audience=os.environ.get("JWT_AUDIENCE", "loyalty-api"),
         cognito_user_pool_id=pool,
         cognito_app_client_id=_optional("COGNITO_APP_CLIENT_ID"),
-        pii_hash_key=_required("PII_HASH_KEY"),
+        pii_hash_key=_optional("PII_HASH_KEY"),
         max_body_bytes=_int("MAX_BODY_BYTES", 64 * 1024),
         pos_clock_skew_seconds=_int("POS_CLOCK_SKEW_SECONDS", 300),
         member_code_seconds=_member_code_seconds(),

@@ -8,8 +8,8 @@ from functools import lru_cache
 from typing import TYPE_CHECKING
 
 from chalicelib.auth import CachedSignInLinks, TokenVerifier
-from chalicelib.config import Settings, get_settings, reset_settings
-from chalicelib.domain.members import IdentityHasher
+from chalicelib.config import Settings, SettingsError, get_settings, reset_settings
+from chalicelib.domain.members import Identity, IdentityHasher
 
 if TYPE_CHECKING:
     from chalicelib.dal.jobs import DynamoJobRepository
@@ -39,6 +39,17 @@ class Services:
     codes: DynamoMemberCodeRepository
 
 
+class UnkeyedHasher(IdentityHasher):
+    """A function without PII_HASH_KEY (every one but the API): hashing an identity
+    there is a deployment mistake, never a hash with some other key."""
+
+    def __init__(self) -> None:
+        super().__init__("")
+
+    def identity(self, kind: str, value: str) -> Identity:
+        raise SettingsError("PII_HASH_KEY is not given to this function (infra/iam.py SECRETS)")
+
+
 @lru_cache(maxsize=1)
 def services() -> Services:
     from pynamodb.connection import Connection
@@ -57,7 +68,7 @@ def services() -> Services:
     connection = Connection(region=settings.region)
     share_session(ALL_MODELS, connection)
     members = DynamoMemberRepository(connection)
-    hasher = IdentityHasher(settings.pii_hash_key)
+    hasher = IdentityHasher(settings.pii_hash_key) if settings.pii_hash_key else UnkeyedHasher()
     return Services(
         settings=settings,
         members=members,

@@ -11,6 +11,11 @@ import json
 from pathlib import Path
 from typing import Any
 
+try:
+    from infra import iam
+except ModuleNotFoundError:  # run as a script: python infra/gen_template.py
+    import iam  # type: ignore[no-redef]
+
 OUT = Path(__file__).with_name("resources.json")
 
 # Functions Chalice generates from app.py, by logical id, and what each consumes.
@@ -27,6 +32,8 @@ ALL_FUNCTIONS = [
     "TierReview",
 ]
 ROLE_OF = {"APIHandler": "ApiHandlerRole"}
+# Secrets reach only the functions infra/iam.py names (iam.SECRETS), never Globals.
+SECRET_ENV = {"PII_HASH_KEY": {"Fn::Sub": "{{resolve:secretsmanager:${PiiHashKey}}}"}}
 
 
 def table(
@@ -144,68 +151,43 @@ def gateway_response(kind: str, code: str, message: str) -> dict[str, Any]:
     }
 
 
-def data_access_policy() -> dict[str, Any]:
-    tables = ["MembersTable", "ProgramTable", "RuntimeTable"]
-    table_arns: list[Any] = []
-    for t in tables:
-        table_arns.append({"Fn::GetAtt": [t, "Arn"]})
-        table_arns.append({"Fn::Sub": "${" + t + ".Arn}/index/*"})
+# ---- IAM: one role per function, its permissions from infra/iam.py -----------------
+
+
+def _arn(resource: str) -> Any:
+    if resource.endswith("/stream"):
+        return {"Fn::Sub": "${" + resource.removesuffix("/stream") + ".Arn}/stream/*"}
+    if "/index/" in resource:
+        table_id, index = resource.split("/index/")
+        return {"Fn::Sub": "${" + table_id + ".Arn}/index/" + index}
+    return {"Fn::GetAtt": [resource, "Arn"]}
+
+
+def access_policy(function: str) -> dict[str, Any]:
+    """The function's own managed policy: exactly the grants infra/iam.py declares."""
+    statements: list[dict[str, Any]] = []
+    for grant in iam.ACCESS[function]:
+        statement: dict[str, Any] = {
+            "Effect": "Allow",
+            "Action": list(grant.actions),
+            "Resource": _arn(grant.resource),
+        }
+        if grant.keys:
+            statement["Condition"] = {
+                "ForAllValues:StringLike": {"dynamodb:LeadingKeys": list(grant.keys)}
+            }
+        statements.append(statement)
     return {
         "Type": "AWS::IAM::ManagedPolicy",
         "Properties": {
-            "Description": "What the loyalty functions may do with their own data stores",
-            "PolicyDocument": {
-                "Version": "2012-10-17",
-                "Statement": [
-                    {
-                        "Effect": "Allow",
-                        "Action": [
-                            "dynamodb:GetItem",
-                            "dynamodb:PutItem",
-                            "dynamodb:UpdateItem",
-                            "dynamodb:DeleteItem",
-                            "dynamodb:Query",
-                            "dynamodb:BatchGetItem",
-                            "dynamodb:BatchWriteItem",
-                            "dynamodb:ConditionCheckItem",
-                            "dynamodb:DescribeTable",
-                        ],
-                        "Resource": table_arns,
-                    },
-                    {
-                        "Effect": "Allow",
-                        "Action": [
-                            "dynamodb:DescribeStream",
-                            "dynamodb:GetRecords",
-                            "dynamodb:GetShardIterator",
-                            "dynamodb:ListStreams",
-                        ],
-                        "Resource": {"Fn::GetAtt": ["MembersTable", "StreamArn"]},
-                    },
-                    {
-                        "Effect": "Allow",
-                        "Action": [
-                            "sqs:SendMessage",
-                            "sqs:ReceiveMessage",
-                            "sqs:DeleteMessage",
-                            "sqs:ChangeMessageVisibility",
-                            "sqs:GetQueueAttributes",
-                        ],
-                        "Resource": [
-                            {"Fn::GetAtt": ["MessagesQueue", "Arn"]},
-                            {"Fn::GetAtt": ["JobsQueue", "Arn"]},
-                            {"Fn::GetAtt": ["MemberStreamDLQ", "Arn"]},
-                        ],
-                    },
-                    {
-                        "Effect": "Allow",
-                        "Action": "events:PutEvents",
-                        "Resource": {"Fn::GetAtt": ["EventBus", "Arn"]},
-                    },
-                ],
-            },
+            "Description": f"What {function} may do with the loyalty data (infra/iam.py)",
+            "PolicyDocument": {"Version": "2012-10-17", "Statement": statements},
         },
     }
+
+
+def access_policy_id(function: str) -> str:
+    return f"{function}Access"
 
 
 def function_overrides() -> dict[str, Any]:
@@ -246,8 +228,16 @@ def function_overrides() -> dict[str, Any]:
             }
         }
     for fn in ALL_FUNCTIONS:
+        # Chalice gives each function its own role (autogen_policy: false) with the
+        # stage's policy file inline (logs, traces); data access is the function's own.
         role = ROLE_OF.get(fn, f"{fn}Role")
-        out[role] = {"Properties": {"ManagedPolicyArns": [{"Ref": "DataAccessPolicy"}]}}
+        out[role] = {"Properties": {"ManagedPolicyArns": [{"Ref": access_policy_id(fn)}]}}
+        out[access_policy_id(fn)] = access_policy(fn)
+    for variable, functions in iam.SECRETS.items():
+        for fn in functions:
+            props = out.setdefault(fn, {}).setdefault("Properties", {})
+            variables = props.setdefault("Environment", {}).setdefault("Variables", {})
+            variables[variable] = SECRET_ENV[variable]
     return out
 
 
@@ -324,7 +314,6 @@ def template() -> dict[str, Any]:
                 "ReadAttributes": list(CLIENT_READ_ATTRIBUTES),
             },
         },
-        "DataAccessPolicy": data_access_policy(),
         "Gateway4xx": gateway_response("DEFAULT_4XX", "BAD_REQUEST", "request refused"),
         "Gateway5xx": gateway_response(
             "DEFAULT_5XX", "INTERNAL_ERROR", "an internal error occurred"
@@ -363,7 +352,6 @@ def template() -> dict[str, Any]:
             "EVENT_BUS_NAME": {"Ref": "EventBus"},
             "COGNITO_USER_POOL_ID": {"Ref": "UserPool"},
             "COGNITO_APP_CLIENT_ID": {"Ref": "UserPoolClient"},
-            "PII_HASH_KEY": {"Fn::Sub": "{{resolve:secretsmanager:${PiiHashKey}}}"},
         }
     )
     return {

@@ -145,3 +145,20 @@ def auth(token: str) -> dict[str, str]:
 
 def env_snapshot() -> dict[str, str]:
     return dict(os.environ)
+
+
+@pytest.fixture(autouse=True)
+def iam_checked() -> Iterator[None]:
+    """Every AWS call a Lambda function's code makes in a test must be allowed by that
+    function's role in the merge template (see tests/iam_check.py)."""
+    from tests.iam_check import denied, recording
+
+    with recording() as recorder:
+        yield
+    problems = denied(recorder.requests)
+    if problems:
+        pytest.fail(
+            "AWS calls not allowed by the function's role (infra/iam.py):\n"
+            + "\n".join(p.describe() for p in problems),
+            pytrace=False,
+        )

@@ -1,0 +1,142 @@
+"""What each Lambda function may do: the single source of its role's permissions.
+
+One line per resource a function touches, naming the actions its code performs there.
+`infra/gen_template.py` turns each function's lines into the managed policy of that
+function's role (and nothing else grants data access). `tests/unit/test_iam.py` checks
+both directions: every AWS call a function's code makes while the tests run must be
+allowed by its role (`tests/iam_check.py` records them), and every line must be needed
+by some call of the function's tour on moto.
+
+Resources are template logical ids: a table (`MembersTable`), one of its indexes
+(`MembersTable/index/review-index`, for a Query on it), its stream
+(`MembersTable/stream`), a queue, the event bus. `keys` limits item access to partition
+keys matching these patterns (`dynamodb:LeadingKeys`): it keeps the POS key secrets
+(`STOREKEY#...` in the Program table) and identity claims (`ID#...`) out of every
+function but the API, and each worker to its own kind of Runtime item.
+
+A transaction needs the per-item actions (PutItem, UpdateItem, DeleteItem,
+ConditionCheckItem); SendMessageBatch needs sqs:SendMessage.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Grant:
+    resource: str
+    actions: tuple[str, ...]
+    keys: tuple[str, ...] = ()
+    # Used by Lambda's event source mapping with the function's role (reading its
+    # stream or queue, sending failed batches to the on-failure destination), never by
+    # the function's code: checked against the template's wiring instead of the tours.
+    for_trigger: bool = False
+
+
+def table(resource: str, *actions: str, keys: tuple[str, ...] = ()) -> Grant:
+    if keys and ("/index/" in resource or "Scan" in actions):
+        # LeadingKeys only binds item and table-query access: with ForAllValues a Scan
+        # (or an index query) names no partition key and would pass unconditionally.
+        raise ValueError(f"{resource}: keys cannot limit a Scan or an index query")
+    return Grant(resource, tuple(f"dynamodb:{a}" for a in actions), keys)
+
+
+def queue(resource: str, *actions: str) -> Grant:
+    return Grant(resource, tuple(f"sqs:{a}" for a in actions))
+
+
+def bus(resource: str, *actions: str) -> Grant:
+    return Grant(resource, tuple(f"events:{a}" for a in actions))
+
+
+def stream_trigger(table_id: str) -> Grant:
+    actions = ("DescribeStream", "GetRecords", "GetShardIterator", "ListStreams")
+    return Grant(f"{table_id}/stream", tuple(f"dynamodb:{a}" for a in actions), for_trigger=True)
+
+
+def queue_trigger(queue_id: str) -> Grant:
+    actions = ("ReceiveMessage", "DeleteMessage", "GetQueueAttributes")
+    return Grant(queue_id, tuple(f"sqs:{a}" for a in actions), for_trigger=True)
+
+
+def failure_destination(queue_id: str) -> Grant:
+    return Grant(queue_id, ("sqs:SendMessage",), for_trigger=True)
+
+
+# Partition keys, by what they hold.
+MEMBERS = "MEMBER#*"  # a member, its ledger entries, tier history and request records
+PURCHASES = "TXN#*"  # purchase and refund records (the stream marks them counted)
+PROGRAM = "PROGRAM"  # the program's rules and tier ladder
+TIER_RULES = "TIER_RULES"  # proposed tier ladders and their dry-run/apply progress
+JOBS = "JOB#*"  # scheduled jobs' state and per-run progress
+NONCES = "NONCE#*"  # POS request nonces
+DELIVERIES = "MSG#*"  # message delivery guards
+MEMBER_CODES = "MCODE#*"  # dynamic member codes (会员码), keyed by the code's hash
+
+ACCESS: dict[str, tuple[Grant, ...]] = {
+    # HTTP: members, points, POS (nonces, keys), program and tier rules administration.
+    "APIHandler": (
+        table("MembersTable", "GetItem", "PutItem", "UpdateItem", "Query"),
+        table("ProgramTable", "GetItem", "BatchGetItem", "PutItem", "UpdateItem", "Query"),
+        table("RuntimeTable", "GetItem", keys=(JOBS,)),
+        table("RuntimeTable", "PutItem", keys=(NONCES,)),
+        # issued (put), read by a look-up or a purchase, consumed inside the purchase
+        table("RuntimeTable", "GetItem", "PutItem", "UpdateItem", keys=(MEMBER_CODES,)),
+        queue("JobsQueue", "SendMessage"),
+    ),
+    # The members stream: events, welcome messages, sign-up and referral points, tiers.
+    "OnMemberStream": (
+        stream_trigger("MembersTable"),
+        failure_destination("MemberStreamDLQ"),
+        table("MembersTable", "GetItem", "PutItem", keys=(MEMBERS,)),
+        table("MembersTable", "UpdateItem", keys=(MEMBERS, PURCHASES)),
+        table("ProgramTable", "GetItem", keys=(PROGRAM,)),
+        bus("EventBus", "PutEvents"),
+        queue("MessagesQueue", "SendMessage"),
+    ),
+    # Sends messages once; defers marketing in quiet hours.
+    "OnMessage": (
+        queue_trigger("MessagesQueue"),
+        queue("MessagesQueue", "ChangeMessageVisibility"),
+        table("MembersTable", "GetItem", "UpdateItem", keys=(MEMBERS,)),
+        table("RuntimeTable", "PutItem", "DeleteItem", keys=(DELIVERIES,)),
+    ),
+    # Job tasks: expiry by date and shard, tier recalculation by scan segment.
+    "OnJobTask": (
+        queue_trigger("JobsQueue"),
+        queue("JobsQueue", "SendMessage"),
+        table("MembersTable", "GetItem", "PutItem", "UpdateItem", keys=(MEMBERS,)),
+        table("MembersTable", "Scan"),
+        table("MembersTable/index/expiry-index", "Query"),
+        table("ProgramTable", "GetItem", keys=(PROGRAM, TIER_RULES)),
+        table("ProgramTable", "UpdateItem", keys=(TIER_RULES,)),
+        table("RuntimeTable", "UpdateItem", keys=(JOBS,)),
+    ),
+    "PointsExpiry": (
+        table("RuntimeTable", "GetItem", "PutItem", "UpdateItem", keys=(JOBS,)),
+        queue("JobsQueue", "SendMessage"),
+    ),
+    "ExpiryReminders": (
+        table("ProgramTable", "GetItem", keys=(PROGRAM,)),
+        table("MembersTable/index/expiry-index", "Query"),
+        queue("MessagesQueue", "SendMessage"),
+    ),
+    "TierReview": (
+        table("ProgramTable", "GetItem", keys=(PROGRAM,)),
+        table("RuntimeTable", "GetItem", "PutItem", "UpdateItem", keys=(JOBS,)),
+        table("MembersTable/index/review-index", "Query"),
+        table("MembersTable", "GetItem", "PutItem", "UpdateItem", keys=(MEMBERS,)),
+    ),
+    "BirthdayGreetings": (
+        table("MembersTable/index/birthday-index", "Query"),
+        table("MembersTable", "GetItem", "PutItem", "UpdateItem", keys=(MEMBERS,)),
+        table("ProgramTable", "GetItem", keys=(PROGRAM,)),
+        queue("MessagesQueue", "SendMessage"),
+    ),
+}
+
+# Environment variables holding secrets, and the functions given them.
+SECRETS: dict[str, tuple[str, ...]] = {
+    "PII_HASH_KEY": ("APIHandler",),  # only the API hashes phones and external ids
+}
