@@ -522,6 +522,7 @@ def measure_size(admin: Any, meter: Meter, program: Program, env: dict[str, str]
         "MEMBERS_TABLE": f"{tag}-members",
         "PROGRAM_TABLE": f"{tag}-program",
         "RUNTIME_TABLE": f"{tag}-runtime",
+        "IDEMPOTENCY_TABLE": f"{tag}-idempotency",
     }
     members_table = tables["MEMBERS_TABLE"]
     with environment(tables):

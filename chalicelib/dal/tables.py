@@ -6,7 +6,7 @@ later merge of two members only re-points identity items:
   MEMBER#<member_id> / MEMBER        the member: profile, tier, balances
   ID#<kind>#<hmac>   / ID            a unique claim (phone, unionid, card...) -> member_id
 Program table: configuration read by every request (tiers, stores, keys, rewards).
-Runtime table (TTL on `expires_at`): short-lived guards (POS nonces, message deliveries).
+Runtime table (TTL on `expires_at`): POS nonces, scheduled jobs' state and runs.
 """
 
 from __future__ import annotations

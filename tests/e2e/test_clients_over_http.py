@@ -25,19 +25,11 @@ def bearer(token: str) -> dict[str, str]:
 
 
 def delivered(message_id: str) -> bool:
-    """The messages worker claims a delivery guard before it sends: its item is the
-    proof that a message went through stream -> handler -> queue -> worker -> sender."""
-    from pynamodb.exceptions import DoesNotExist
+    """The messages worker completes a delivery record once it has sent: it is the proof
+    that a message went through stream -> handler -> queue -> worker -> sender."""
+    from chalicelib.handlers.messages import delivered as completed
 
-    from chalicelib.dal.tables import GuardItem
-    from chalicelib.wiring import services
-
-    services()
-    try:
-        GuardItem.get(f"MSG#{message_id}", "delivery", consistent_read=True)
-    except DoesNotExist:
-        return False
-    return True
+    return completed(message_id)
 
 
 def wait_for(condition, seconds: float = 20.0) -> bool:
