@@ -39,7 +39,7 @@ class _Meta:
 
 
 class BirthdayIndex(GlobalSecondaryIndex["MemberItem"]):
-    """Sparse: only members with a birthday carry `birthday_key` (MMDD)."""
+    """Sparse: only members with a birthday carry `birthday_key` ('<MMDD>#<shard>')."""
 
     class Meta:
         index_name = "birthday-index"

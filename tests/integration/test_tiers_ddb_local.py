@@ -208,9 +208,13 @@ def test_review_key_uses_the_member_shard():
     assert (date(2026, 1, 1) - timedelta(days=1)).year == 2025
 
 
-def test_given_the_shanghai_day_boundary_then_the_review_runs_on_the_program_day(ddb_local):
+def test_given_the_shanghai_day_boundary_then_the_review_runs_on_the_program_day(
+    ddb_local, monkeypatch
+):
     from chalicelib.handlers.tiers import run_tier_review
 
+    queued: list[dict[str, Any]] = []
+    monkeypatch.setattr(services().tasks, "send_many", queued.extend)
     member_id = new_member()
     since = date(2030, 1, 1) + timedelta(days=uuid.uuid4().int % 2000)
     key = set_tier(member_id, "gold", since, {})
@@ -225,7 +229,20 @@ def test_given_the_shanghai_day_boundary_then_the_review_runs_on_the_program_day
     after_midnight = before_midnight + timedelta(minutes=11)  # 00:10 on the anniversary
     result = run_tier_review({"time": after_midnight.strftime("%Y-%m-%dT%H:%M:%SZ")})
     assert result["dates"] == [due.isoformat()]
+    run_tasks(queued)  # what the jobs queue's worker does with them
     state = services().tiers.state(member_id)
     assert state.tier_code == "silver"  # no spend: down one level
     again = run_tier_review({"time": after_midnight.strftime("%Y-%m-%dT%H:%M:%SZ")})
     assert again["dates"] == []
+
+
+def run_tasks(queued: list[dict[str, Any]]) -> None:
+    import json
+
+    from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+
+    from chalicelib.handlers.jobs import task_handler
+
+    while queued:
+        task = queued.pop(0)
+        task_handler(SQSRecord({"messageId": "m", "body": json.dumps(task)}), None)
