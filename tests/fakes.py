@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from datetime import date
 
 
 class FakeLambdaContext:
@@ -32,3 +33,13 @@ class FakeLambdaContext:
         """Until the wall clock is past the deadline (by more than its millisecond)."""
         while time.time() <= self.deadline + 0.002:
             time.sleep(0.001)
+
+
+def set_last_scheduled(job: str, day: date) -> None:
+    """Put a job's state at `day` (the app's `advance` never moves it backwards; tests on
+    a shared DynamoDB Local choose their own stretch of dates)."""
+    from chalicelib.dal.tables import JobRunItem
+    from chalicelib.wiring import services
+
+    services()  # binds the item classes to the stage's tables
+    JobRunItem(pk=f"JOB#{job}", sk="STATE", last_date=day.isoformat()).save()

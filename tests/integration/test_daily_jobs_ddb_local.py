@@ -22,7 +22,7 @@ from chalicelib.domain.tiers import add_years
 from chalicelib.handlers import jobs, messages, schedules, tiers
 from chalicelib.wiring import services
 from tests.conftest import unique_phone
-from tests.fakes import FakeLambdaContext
+from tests.fakes import FakeLambdaContext, set_last_scheduled
 
 pytestmark = pytest.mark.integration
 LOW = 1_000  # remaining ms: every page is its task's last, the rest goes on
@@ -126,7 +126,7 @@ def test_given_40_members_due_one_day_when_reviewed_across_tasks_then_each_once(
             datetime.now(UTC),
         )
         due.append(member_id)
-    svc.jobs.advance("tier_review", day - timedelta(days=1))
+    set_last_scheduled("tier_review", day - timedelta(days=1))
 
     scheduled = tiers.run_tier_review(fired_on(day, 10))
     deliveries = drive(tasks)
@@ -153,7 +153,7 @@ def test_given_30_members_born_one_day_when_greeted_across_tasks_then_each_once(
     monkeypatch.setattr(messages, "_sender", sender)
     day = date(2400 + random.randrange(500), 9, 17)  # nobody else in these tests: 17 Sep
     born = [register(birthday=date(1985 + n % 20, 9, 17)) for n in range(30)]
-    services().jobs.advance("birthdays", day - timedelta(days=1))
+    set_last_scheduled("birthdays", day - timedelta(days=1))
 
     scheduled = schedules.run_birthday_greetings(fired_on(day, 5))
     drive(tasks)

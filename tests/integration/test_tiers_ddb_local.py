@@ -20,6 +20,7 @@ from chalicelib.domain.tiering import (
 from chalicelib.domain.tiers import add_years
 from chalicelib.handlers import member_stream
 from chalicelib.wiring import services
+from tests.fakes import set_last_scheduled
 from tests.integration.test_ledger_ddb_local import context, new_member, purchase
 
 pytestmark = pytest.mark.integration
@@ -219,7 +220,7 @@ def test_given_the_shanghai_day_boundary_then_the_review_runs_on_the_program_day
     since = date(2030, 1, 1) + timedelta(days=uuid.uuid4().int % 2000)
     key = set_tier(member_id, "gold", since, {})
     due = add_years(since)
-    services().jobs.advance("tier_review", due - timedelta(days=2))
+    set_last_scheduled("tier_review", due - timedelta(days=2))
     before_midnight = datetime.combine(
         due - timedelta(days=1), datetime.min.time(), UTC
     ) + timedelta(hours=15, minutes=59)  # 23:59 the day before, in Shanghai
