@@ -63,6 +63,8 @@ class Settings:
     pii_hash_key: str
     max_body_bytes: int
     pos_clock_skew_seconds: int
+    # How long a member code (会员码) stays valid: api.md allows at most 120 s.
+    member_code_seconds: int = 120
 
     @property
     def uses_cognito(self) -> bool:
@@ -96,7 +98,16 @@ def load_settings() -> Settings:
         pii_hash_key=_required("PII_HASH_KEY"),
         max_body_bytes=_int("MAX_BODY_BYTES", 64 * 1024),
         pos_clock_skew_seconds=_int("POS_CLOCK_SKEW_SECONDS", 300),
+        member_code_seconds=_member_code_seconds(),
     )
+
+
+def _member_code_seconds() -> int:
+    seconds = _int("MEMBER_CODE_SECONDS", 120)
+    if not 10 <= seconds <= 120:
+        # Shorter than a till needs to scan it, or longer than the contract allows.
+        raise SettingsError("MEMBER_CODE_SECONDS must be between 10 and 120")
+    return seconds
 
 
 @lru_cache(maxsize=1)

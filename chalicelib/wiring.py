@@ -14,6 +14,7 @@ from chalicelib.domain.members import IdentityHasher
 if TYPE_CHECKING:
     from chalicelib.dal.jobs import DynamoJobRepository
     from chalicelib.dal.ledger import DynamoLedgerRepository
+    from chalicelib.dal.member_codes import DynamoMemberCodeRepository
     from chalicelib.dal.members import DynamoMemberRepository
     from chalicelib.dal.outbound import EventPublisher, MessageQueue, TaskQueue
     from chalicelib.dal.program import DynamoGuardRepository, DynamoProgramRepository
@@ -35,6 +36,7 @@ class Services:
     tasks: TaskQueue
     jobs: DynamoJobRepository
     tiers: DynamoTierRepository
+    codes: DynamoMemberCodeRepository
 
 
 @lru_cache(maxsize=1)
@@ -43,6 +45,7 @@ def services() -> Services:
 
     from chalicelib.dal.jobs import DynamoJobRepository
     from chalicelib.dal.ledger import DynamoLedgerRepository
+    from chalicelib.dal.member_codes import DynamoMemberCodeRepository
     from chalicelib.dal.members import DynamoMemberRepository
     from chalicelib.dal.outbound import EventPublisher, MessageQueue, TaskQueue
     from chalicelib.dal.program import DynamoGuardRepository, DynamoProgramRepository
@@ -73,6 +76,7 @@ def services() -> Services:
         tasks=TaskQueue(settings.jobs_queue_url, settings.region),
         jobs=DynamoJobRepository(),
         tiers=DynamoTierRepository(connection),
+        codes=DynamoMemberCodeRepository(),
     )
 
 

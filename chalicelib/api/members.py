@@ -1,4 +1,5 @@
-"""Members (api.md, Members): register, read, change profile, POS/staff look-up."""
+"""Members (api.md, Members, Member presence): register, read, change profile, POS/staff
+look-up, and the member code (会员码) the app shows at the till."""
 
 from __future__ import annotations
 
@@ -6,16 +7,18 @@ from chalice.app import Blueprint
 
 from chalicelib.api.http import ALL_STAFF, Access, Call, operation
 from chalicelib.auth import Principal
+from chalicelib.domain import member_codes
 from chalicelib.domain import members as domain
 from chalicelib.domain.clock import rfc3339, utc_now
 from chalicelib.domain.members import Member
-from chalicelib.domain.phone import mask_phone
+from chalicelib.domain.phone import mask_name, mask_phone
 from chalicelib.domain.tiers import tier_by_code
 from chalicelib.errors import BusinessRuleViolation, Forbidden, InvalidInput
 from chalicelib.models.members import (
     NOT_WRITABLE_FIELDS,
     ExpiringNext,
     LookupQuery,
+    MemberCodeResponse,
     MemberResponse,
     PointsSummary,
     Profile,
@@ -91,18 +94,26 @@ def register_member(call: Call) -> MemberResponse:
     query=LookupQuery,
     response=MemberResponse,
     tags=TAGS,
-    summary="Find a member by phone, POS card or WeChat unionid (POS, staff)",
+    summary=(
+        "Find a member by phone, POS card, WeChat unionid or member code (POS, staff); "
+        "a POS sees the masked view; a member code is not consumed"
+    ),
     error_statuses=(400, 401, 403, 404),
 )
 def lookup_member(call: Call) -> MemberResponse:
     query: LookupQuery = call.query
-    given = [name for name in ("phone", "card", "wechat_unionid") if getattr(query, name)]
+    names = ("phone", "card", "wechat_unionid", "member_code")
+    given = [name for name in names if getattr(query, name)]
     if len(given) != 1:
         raise InvalidInput(
-            "give exactly one of phone, card, wechat_unionid", code="VALIDATION_ERROR"
+            "give exactly one of phone, card, wechat_unionid, member_code",
+            code="VALIDATION_ERROR",
         )
     svc = services()
-    if query.phone:
+    if query.member_code:
+        member_id = member_codes.member_of(query.member_code, svc.codes, utc_now())
+        member = domain.get_member(member_id, svc.members)
+    elif query.phone:
         member = domain.find_by_phone(query.phone, svc.members, svc.hasher)
     elif query.card:
         member = domain.find_by_external_id("pos_card", query.card, svc.members, svc.hasher)
@@ -160,6 +171,45 @@ def update_member(call: Call) -> MemberResponse:
     return member_view(member, call.principal)
 
 
+@operation(
+    bp,
+    "/v1/members/{member_id}/member-code",
+    "POST",
+    access=Access(member_self=True),
+    response=MemberCodeResponse,
+    status=201,
+    tags=TAGS,
+    summary=(
+        "A dynamic member code (会员码) for the app to show: digits, single use, valid "
+        "≤ 120 s; a POS needs it to spend the member's points"
+    ),
+    error_statuses=(401, 403),
+)
+def issue_member_code(call: Call) -> MemberCodeResponse:
+    # Only the member's own token reaches here (Access): staff and POS cannot mint a
+    # presence they do not have. No read of the member: one write per code.
+    svc = services()
+    code = member_codes.issue(
+        call.params["member_id"], svc.codes, utc_now(), svc.settings.member_code_seconds
+    )
+    return MemberCodeResponse(code=code.code, expires_at=rfc3339(code.expires_at))
+
+
+# Staff roles that see a member's personal data; store staff see what a POS sees.
+PERSONAL_DATA_ROLES = frozenset({"ops", "admin"})
+
+
+def sees_personal_data(viewer: Principal) -> bool:
+    """The member themself, ops and admin see the whole member; a POS and store staff
+    see the masked view (a masked phone and name, tier and balance): a till confirms the
+    person, it has no need for a birthday, an email or tags."""
+    if viewer.kind == "member":
+        return True  # a member token only ever reaches its own member (or a sign-up)
+    if viewer.kind == "staff":
+        return bool(viewer.roles & PERSONAL_DATA_ROLES)
+    return False
+
+
 def member_view(member: Member, viewer: Principal) -> MemberResponse:
     tier = tier_by_code(member.tier_code, services().program.tiers())
     expiring = (
@@ -167,12 +217,9 @@ def member_view(member: Member, viewer: Principal) -> MemberResponse:
         if member.expiring_next_date is not None and member.expiring_next_points > 0
         else None
     )
-    # A cashier confirms the person; the full number stays with the member and staff.
-    phone = mask_phone(member.phone) if viewer.kind == "store" else member.phone
-    return MemberResponse(
-        member_id=member.member_id,
-        phone=phone,
-        profile=Profile(
+    full = sees_personal_data(viewer)
+    profile = (
+        Profile(
             name=member.name,
             gender=member.gender,
             birthday=member.birthday,
@@ -181,8 +228,25 @@ def member_view(member: Member, viewer: Principal) -> MemberResponse:
             marketing_consent=member.marketing_consent,
             channel=member.channel,
             store_id=member.store_id,
-        ),
-        external_ids={} if viewer.kind == "store" else dict(member.external_ids),
+        )
+        if full
+        else Profile(
+            name=mask_name(member.name) if member.name else None,
+            gender=None,
+            birthday=None,
+            email=None,
+            tags=[],
+            marketing_consent=None,
+            channel=member.channel,
+            store_id=member.store_id,
+        )
+    )
+    return MemberResponse(
+        member_id=member.member_id,
+        phone=member.phone if full else mask_phone(member.phone),
+        masked=not full,
+        profile=profile,
+        external_ids=dict(member.external_ids) if full else {},
         tier=TierSummary(
             code=tier.code,
             name=tier.name,

@@ -51,7 +51,10 @@ def acting_store(principal: Principal, requested: str | None) -> str:
     response=TransactionResponse,
     status=201,
     tags=TAGS,
-    summary="A purchase: points earned (with breakdown), optional points-as-payment (积分抵现)",
+    summary=(
+        "A purchase: points earned (with breakdown), optional points-as-payment (积分抵现, "
+        "needs the member's member_code: 403 MEMBER_CODE_REQUIRED / MEMBER_CODE_INVALID)"
+    ),
     error_statuses=(400, 401, 403, 404, 409, 422),
 )
 def post_transaction(call: Call) -> object:
@@ -63,7 +66,9 @@ def post_transaction(call: Call) -> object:
         raise BusinessRuleViolation(
             "unknown store", code="UNKNOWN_STORE", details={"store_id": store_id}
         )
-    member_id = resolve_member(request)
+    # With only a member code, the purchase finds the member through the code (after its
+    # replay check: a retry after the code was consumed still gets its first answer).
+    member_id = resolve_member(request) if _names(request) else None
     status, body = domain.record_purchase(
         domain.Purchase(
             transaction_id=request.transaction_id,
@@ -76,16 +81,25 @@ def post_transaction(call: Call) -> object:
             pay_with_points=request.pay_with_points,
             coupon_codes=tuple(request.coupon_codes),
             request_hash=domain.request_hash(request.model_dump(mode="json")),
+            member_code=request.member_code,
+            # Every caller of this route, POS or staff: points leave only with the member
+            # present (api.md, Member presence).
+            member_code_required=True,
         ),
         points_context(),
     )
     return replayable(status, TransactionResponse.model_validate(body))
 
 
+def _names(request: TransactionRequest) -> bool:
+    return bool(request.member_id or request.card or request.phone)
+
+
 def resolve_member(request: TransactionRequest) -> str:
     """By member id, card, or phone, in that order (product brief, capability 4). Only
     the id: the purchase itself reads the member (consistently) and answers
-    MEMBER_NOT_FOUND when there is none, so the member is read once."""
+    MEMBER_NOT_FOUND when there is none, so the member is read once. A member code, when
+    also given, must be that member's (the purchase checks it)."""
     svc = services()
     if request.member_id:
         return request.member_id

@@ -12,15 +12,18 @@ from pynamodb.connection import Connection
 from pynamodb.exceptions import DoesNotExist, TransactWriteError
 from pynamodb.transactions import TransactWrite
 
+from chalicelib.dal.member_codes import consume_code, find_member_code
 from chalicelib.dal.members import MEMBER_SK, from_item, member_pk
 from chalicelib.dal.tables import LedgerEntryItem, MemberItem, RequestItem
 from chalicelib.domain.clock import rfc3339
 from chalicelib.domain.expiry import expiry_key
 from chalicelib.domain.ledger import PendingLot, Wallet
+from chalicelib.domain.member_codes import MemberCode
 from chalicelib.domain.points import (
     Account,
     Commit,
     Entry,
+    MemberCodeTaken,
     RequestExists,
     RequestRecord,
     VersionConflict,
@@ -149,8 +152,14 @@ class DynamoLedgerRepository:
         except DoesNotExist:
             return None
 
+    def member_code(self, code: str) -> MemberCode | None:
+        return find_member_code(code)
+
     def commit(self, commit: Commit) -> None:
         wallet = commit.wallet
+        # One label per transaction item, in the order DynamoDB receives them (pynamodb
+        # sends puts first, then updates, each in call order): cancellation reasons come
+        # back in that order.
         labels: list[str] = []
         try:
             with TransactWrite(connection=self._connection) as txn:
@@ -170,13 +179,23 @@ class DynamoLedgerRepository:
                     condition=MemberItem.version == commit.expected_version,
                 )
                 labels.append("member")
+                if commit.member_code is not None:
+                    code_item, actions, condition = consume_code(commit.member_code)
+                    txn.update(code_item, actions=actions, condition=condition)
+                    labels.append("member_code")
         except TransactWriteError as exc:
             reasons = exc.cancellation_reasons or []
-            for label, reason in zip(labels, reasons, strict=False):
-                if reason is None:
-                    continue
-                if reason.code == "ConditionalCheckFailed" and label == "new_request":
-                    raise RequestExists() from exc
+            failed = {
+                label
+                for label, reason in zip(labels, reasons, strict=False)
+                if reason is not None and reason.code == "ConditionalCheckFailed"
+            }
+            # A replay first (its answer is recorded); then a code some other purchase
+            # consumed, or that expired: re-planning could not make it usable again.
+            if "new_request" in failed:
+                raise RequestExists() from exc
+            if "member_code" in failed:
+                raise MemberCodeTaken() from exc
             if (
                 any(
                     r is not None and r.code in ("ConditionalCheckFailed", "TransactionConflict")

@@ -6,7 +6,8 @@ later merge of two members only re-points identity items:
   MEMBER#<member_id> / MEMBER        the member: profile, tier, balances
   ID#<kind>#<hmac>   / ID            a unique claim (phone, unionid, card...) -> member_id
 Program table: configuration read by every request (tiers, stores, keys, rewards).
-Runtime table (TTL on `expires_at`): POS nonces, scheduled jobs' state and runs.
+Runtime table (TTL on `expires_at`): POS nonces, member codes, scheduled jobs' state and
+runs.
 """
 
 from __future__ import annotations
@@ -241,6 +242,24 @@ class GuardItem(Model):
     info = MapAttribute[str, Any](null=True)
 
 
+class MemberCodeItem(Model):
+    """Runtime table: MCODE#<sha256 of the code> / MCODE, a member code (会员码) the app
+    shows. `expires_at` (epoch seconds) is both the end of its validity, checked on every
+    use, and the TTL that removes it later; `used_by` names the purchase that consumed it.
+    The table holds a hash, not the code: a copy of the table lists no usable code."""
+
+    class Meta(_Meta):
+        pass
+
+    pk = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True)
+    kind = UnicodeAttribute(default="member_code")
+    member_id = UnicodeAttribute()
+    expires_at = NumberAttribute()
+    used_by = UnicodeAttribute(null=True)
+    used_at = UnicodeAttribute(null=True)
+
+
 class JobRunItem(Model):
     """Runtime table: a scheduled job's state (JOB#<name> / STATE) and each run's
     progress (JOB#<name>#<date> / RUN), readable by staff."""
@@ -270,7 +289,7 @@ MEMBERS_TABLE_MODELS: tuple[type[Model], ...] = (
     TierHistoryItem,
 )
 PROGRAM_TABLE_MODELS: tuple[type[Model], ...] = (ProgramItem, StoreKeyItem)
-RUNTIME_TABLE_MODELS: tuple[type[Model], ...] = (GuardItem, JobRunItem)
+RUNTIME_TABLE_MODELS: tuple[type[Model], ...] = (GuardItem, JobRunItem, MemberCodeItem)
 
 
 def bind(settings: Settings) -> None:

@@ -1,4 +1,5 @@
-"""Phone numbers are the natural key of a member: normalise before anything compares them."""
+"""Phone numbers are the natural key of a member: normalise before anything compares them.
+A till sees them (and names) masked."""
 
 from __future__ import annotations
 
@@ -34,6 +35,11 @@ def normalise_phone(raw: str, default_region: str = DEFAULT_REGION) -> str:
     ):
         raise InvalidInput("phone must be a mobile number", code="INVALID_PHONE")
     return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+
+
+def mask_name(name: str) -> str:
+    """'李雷' -> '李*', 'Lily Chen' -> 'L*': the first letter, and never the length."""
+    return name[:1] + "*"
 
 
 def mask_phone(e164: str) -> str:

@@ -29,6 +29,7 @@ from chalicelib.domain.earning import (
     reversal_for_units,
 )
 from chalicelib.domain.ledger import InsufficientPoints, Movement, PendingLot, Wallet
+from chalicelib.domain.member_codes import CodeUse, MemberCode, code_required, invalid_code, usable
 from chalicelib.domain.members import Member
 from chalicelib.domain.program import ProgramConfig
 from chalicelib.domain.tiers import Tier, tier_by_code
@@ -101,6 +102,8 @@ class Commit:
     member_fields: dict[str, Any] = field(default_factory=dict)
     # A refund changes its purchase's record: (record with new data, version it had).
     updated_request: tuple[RequestRecord, int] | None = None
+    # A purchase consumes the member code presented at the till, in the same commit.
+    member_code: CodeUse | None = None
 
 
 class VersionConflict(Exception):
@@ -111,12 +114,20 @@ class RequestExists(Exception):
     """A request record with this client id already exists."""
 
 
+class MemberCodeTaken(Exception):
+    """The commit's member code was used, expired or is not the member's any more."""
+
+
 class LedgerRepository(Protocol):
     def load(self, member_id: str) -> Account | None: ...
 
     def commit(self, commit: Commit) -> None: ...
 
     def get_request(self, pk: str, sk: str, *, consistent: bool = True) -> RequestRecord | None: ...
+
+    def member_code(self, code: str) -> MemberCode | None:
+        """The code as stored now (a consistent read), used or not; None if unknown."""
+        ...
 
     def list_entries(
         self, member_id: str, limit: int, cursor: str | None
@@ -347,7 +358,7 @@ class Planner:
 class Purchase:
     transaction_id: str
     store_id: str
-    member_id: str
+    member_id: str | None  # None: the member is the one whose `member_code` this is
     occurred_at: datetime
     items: list[Item]
     total: int
@@ -355,6 +366,10 @@ class Purchase:
     pay_with_points: int
     request_hash: str
     coupon_codes: tuple[str, ...] = ()
+    member_code: str | None = None
+    # Spending points at a till needs the member present (api.md, Member presence): the
+    # POS route sets this for every caller; in-process callers (tests, tools) may not.
+    member_code_required: bool = False
 
 
 def purchase_key(store_id: str, transaction_id: str) -> tuple[str, str]:
@@ -363,14 +378,42 @@ def purchase_key(store_id: str, transaction_id: str) -> tuple[str, str]:
 
 def record_purchase(cmd: Purchase, ctx: Context) -> tuple[int, dict[str, Any]]:
     # The checks run inside the plan: a retry of a purchase accepted long ago must get its
-    # first answer (found before planning), not TRANSACTION_TOO_OLD.
+    # first answer (found before planning), not TRANSACTION_TOO_OLD, and a retry of a
+    # purchase whose member code it consumed, not MEMBER_CODE_INVALID.
     key = purchase_key(cmd.store_id, cmd.transaction_id)
-    return _run(
-        ctx,
-        key,
-        cmd.request_hash,
-        lambda: _plan_purchase(_account(ctx, cmd.member_id), cmd, ctx, key),
+    try:
+        return _run(ctx, key, cmd.request_hash, lambda: _plan_present_purchase(cmd, ctx, key))
+    except MemberCodeTaken:
+        # Another purchase consumed the code between our read and our commit (two tills
+        # at once), unless that other purchase was this very request.
+        existing = ctx.repo.get_request(*key, consistent=True)
+        if existing is not None:
+            return replay(existing, cmd.request_hash)
+        raise invalid_code() from None
+
+
+def _plan_present_purchase(
+    cmd: Purchase, ctx: Context, key: tuple[str, str]
+) -> tuple[Commit, dict[str, Any]]:
+    """Who the member is and that they are present, then the purchase itself; the member
+    code (when given) is consumed in the purchase's own commit, so it pays once."""
+    if cmd.pay_with_points > 0 and cmd.member_code_required and cmd.member_code is None:
+        raise code_required()
+    code = (
+        usable(ctx.repo.member_code(cmd.member_code), ctx.now, cmd.member_id)
+        if cmd.member_code is not None
+        else None
     )
+    member_id = cmd.member_id
+    if member_id is None:
+        if code is None:
+            raise NotFound("no member matches", code="MEMBER_NOT_FOUND")
+        member_id = code.member_id
+    commit, response = _plan_purchase(_account(ctx, member_id), cmd, ctx, key)
+    if code is not None:
+        use = CodeUse(code=code.code, member_id=member_id, at=ctx.now, used_by=key[0])
+        commit = replace(commit, member_code=use)
+    return commit, response
 
 
 def _check_purchase(cmd: Purchase, now: datetime) -> None:

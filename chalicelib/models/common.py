@@ -13,6 +13,16 @@ ClientId = Annotated[
     str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")
 ]
 MAX_SAFE_INT = 2**53 - 1
+# The member code (会员码) the app shows and the POS scans: 18 digits.
+MemberCodeValue = Annotated[
+    str,
+    Field(
+        min_length=18,
+        max_length=18,
+        pattern=r"^[0-9]{18}$",
+        description="the member's dynamic code from the app (会员码), single use",
+    ),
+]
 
 
 class RequestModel(BaseModel):

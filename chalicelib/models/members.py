@@ -8,7 +8,7 @@ from typing import Annotated
 
 from pydantic import Field
 
-from chalicelib.models.common import ClientId, RequestModel, ResponseModel
+from chalicelib.models.common import ClientId, MemberCodeValue, RequestModel, ResponseModel
 
 Name = Annotated[str, Field(min_length=1, max_length=64)]
 Tag = Annotated[str, Field(min_length=1, max_length=32, pattern=r"^[^\s#]+$")]
@@ -81,13 +81,16 @@ NOT_WRITABLE_FIELDS = frozenset(
 )
 
 
+MASKED = "null in the masked view (a POS, store staff)"
+
+
 class Profile(ResponseModel):
-    name: str | None
-    gender: str | None
-    birthday: dt.date | None
-    email: str | None
-    tags: list[str]
-    marketing_consent: bool
+    name: str | None = Field(description="in the masked view only its first letter: 李*")
+    gender: str | None = Field(description=MASKED)
+    birthday: dt.date | None = Field(description=MASKED)
+    email: str | None = Field(description=MASKED)
+    tags: list[str] = Field(description="empty in the masked view (a POS, store staff)")
+    marketing_consent: bool | None = Field(description=MASKED)
     channel: str
     store_id: str | None
 
@@ -111,9 +114,15 @@ class PointsSummary(ResponseModel):
 
 class MemberResponse(ResponseModel):
     member_id: str
-    phone: str = Field(description="E.164; masked when a store reads it")
+    phone: str = Field(description="E.164; masked (+86138****5678) in the masked view")
+    masked: bool = Field(
+        description=(
+            "true when the caller sees a POS's view (a POS, store staff): phone and name "
+            "masked; no birthday, email, gender, tags or external ids"
+        )
+    )
     profile: Profile
-    external_ids: dict[str, str]
+    external_ids: dict[str, str] = Field(description="empty in the masked view")
     tier: TierSummary
     points: PointsSummary
     lifecycle_stage: str
@@ -130,3 +139,9 @@ class LookupQuery(RequestModel):
     phone: str | None = None
     card: ExternalValue | None = None
     wechat_unionid: ExternalValue | None = None
+    member_code: MemberCodeValue | None = None
+
+
+class MemberCodeResponse(ResponseModel):
+    code: str = Field(description="18 digits; show as a QR/bar code; valid once, until expires_at")
+    expires_at: str = Field(description="RFC 3339 UTC; at most 120 s after issue")

@@ -8,7 +8,13 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, ConfigDict, Field, model_validator
 
-from chalicelib.models.common import MAX_SAFE_INT, ClientId, RequestModel, ResponseModel
+from chalicelib.models.common import (
+    MAX_SAFE_INT,
+    ClientId,
+    MemberCodeValue,
+    RequestModel,
+    ResponseModel,
+)
 
 Fen = Annotated[int, Field(ge=0, le=MAX_SAFE_INT, description="amount in fen (minor units)")]
 Points = Annotated[int, Field(ge=0, le=MAX_SAFE_INT)]
@@ -33,12 +39,15 @@ class TransactionRequest(RequestModel):
     total: Fen
     currency: Literal["CNY"] = "CNY"
     coupon_codes: Annotated[list[Label], Field(max_length=10)] = Field(default_factory=list)
-    pay_with_points: Points = 0
+    pay_with_points: Points = Field(
+        default=0, description="points spent on the bill: needs the member's `member_code`"
+    )
+    member_code: MemberCodeValue | None = None
 
     @model_validator(mode="after")
     def _identifies_a_member(self) -> TransactionRequest:
-        if not (self.member_id or self.card or self.phone):
-            raise ValueError("one of member_id, card or phone is required")
+        if not (self.member_id or self.card or self.phone or self.member_code):
+            raise ValueError("one of member_id, card, phone or member_code is required")
         return self
 
 

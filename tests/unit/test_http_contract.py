@@ -170,7 +170,7 @@ def test_given_a_sign_up_token_when_sending_external_ids_then_cognito_sub_cannot
     assert_error(response, 400, "VALIDATION_ERROR")
 
 
-@pytest.mark.parametrize("role", ["store_staff", "ops", "admin"])
+@pytest.mark.parametrize("role", ["ops", "admin"])
 def test_given_a_staff_token_when_reading_a_member_then_200_with_the_full_phone(
     seeded, app_client, staff_token, role
 ):

@@ -1,9 +1,10 @@
 """Points operations (chalicelib/domain/points.py) against an in-memory LedgerRepository.
 
 The fake behaves like the DynamoDB one: a commit is all or nothing, conditional on the
-member's version, on every new request record not existing yet, and on the version of a
-purchase record a refund updates; ledger entries list newest first by entry id (the sort
-key), paged with a cursor.
+member's version, on every new request record not existing yet, on the version of a
+purchase record a refund updates, and on the member code a purchase consumes being the
+member's, unused and unexpired; ledger entries list newest first by entry id (the sort
+key), paged with a cursor. It also stores member codes (MemberCodeStore).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from chalicelib import ids
 from chalicelib.domain import points as domain
 from chalicelib.domain.earning import Item
 from chalicelib.domain.ledger import Wallet
+from chalicelib.domain.member_codes import MemberCode
 from chalicelib.domain.members import Member
 from chalicelib.domain.points import (
     Account,
@@ -28,6 +30,7 @@ from chalicelib.domain.points import (
     Commit,
     Context,
     Entry,
+    MemberCodeTaken,
     Purchase,
     Refund,
     RequestExists,
@@ -66,6 +69,7 @@ class InMemoryLedger:
         self.entries: dict[str, list[Entry]] = defaultdict(list)
         self.fields: dict[str, dict[str, Any]] = defaultdict(dict)
         self.commits: list[Commit] = []
+        self.codes: dict[str, MemberCode] = {}
         # Eventually consistent reads that have not seen the newest request records yet.
         self.stale_reads = False
 
@@ -104,11 +108,19 @@ class InMemoryLedger:
             return None
         return self.requests.get((pk, sk))
 
+    def member_code(self, code: str) -> MemberCode | None:
+        return self.codes.get(code)
+
     def commit(self, commit: Commit) -> None:
         # Every condition first; nothing is applied unless all of them hold.
         keys = [(r.pk, r.sk) for r in commit.new_requests]
         if len(set(keys)) != len(keys) or any(key in self.requests for key in keys):
             raise RequestExists()
+        use = commit.member_code
+        if use is not None:
+            code = self.codes.get(use.code)
+            if code is None or code.member_id != use.member_id or not code.usable_at(use.at):
+                raise MemberCodeTaken()
         account = self.accounts.get(commit.member_id)
         if account is None or account.version != commit.expected_version:
             raise VersionConflict()
@@ -144,7 +156,20 @@ class InMemoryLedger:
             record, _ = commit.updated_request
             self.requests[(record.pk, record.sk)] = record
         self.entries[commit.member_id].extend(commit.entries)
+        if use is not None:
+            self.codes[use.code] = replace(self.codes[use.code], used_by=use.used_by)
         self.commits.append(commit)
+
+    # -- MemberCodeStore --
+
+    def put_new(self, code: MemberCode) -> bool:
+        if code.code in self.codes:
+            return False
+        self.codes[code.code] = code
+        return True
+
+    def get(self, code: str) -> MemberCode | None:
+        return self.codes.get(code)
 
     def list_entries(
         self, member_id: str, limit: int, cursor: str | None

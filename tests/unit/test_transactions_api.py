@@ -111,6 +111,15 @@ def error_code(response: Any) -> str:
     return str(response.json_body["error"]["code"])
 
 
+def member_code(client: Any, member_id: str) -> str:
+    """The code the member's app shows at the till (needed to spend points there)."""
+    response = client.http.post(
+        f"/v1/members/{member_id}/member-code", headers=auth(token_for(member_id))
+    )
+    assert response.status_code == 201, response.json_body
+    return str(response.json_body["code"])
+
+
 # ---- purchases ----------------------------------------------------------------------------
 
 
@@ -198,12 +207,24 @@ def test_given_points_when_the_pos_pays_with_points_then_cash_due_drops_and_poin
 ):
     member_id = register(app_client, staff_token)
     assert adjust(app_client, staff_token, member_id, 2000).status_code == 201
-    response = pos.send("POST", "/v1/transactions", purchase_body(member_id, pay_with_points=2000))
+    response = pos.send(
+        "POST",
+        "/v1/transactions",
+        purchase_body(
+            member_id, pay_with_points=2000, member_code=member_code(app_client, member_id)
+        ),
+    )
     assert response.status_code == 201, response.json_body
     assert response.json_body["points_spent"] == 2000
     assert response.json_body["cash_due"] == 7800
     assert response.json_body["balance"] == 2000 - 2000 + response.json_body["points_earned"]
-    too_much = pos.send("POST", "/v1/transactions", purchase_body(member_id, pay_with_points=4000))
+    too_much = pos.send(
+        "POST",
+        "/v1/transactions",
+        purchase_body(
+            member_id, pay_with_points=4000, member_code=member_code(app_client, member_id)
+        ),
+    )
     assert too_much.status_code == 422
     assert error_code(too_much) == "INSUFFICIENT_POINTS"
 
