@@ -305,6 +305,7 @@ def prepare(admin: Any, program: Program, env: dict[str, str], region: str) -> S
             "MEMBERS_TABLE": f"{tag}-members",
             "PROGRAM_TABLE": f"{tag}-program",
             "RUNTIME_TABLE": f"{tag}-runtime",
+            "IDEMPOTENCY_TABLE": f"{tag}-idempotency",
         },
     )
     held_back = create_tables(admin, {**env, **setup.tables})

@@ -46,6 +46,8 @@ class Settings:
     members_table: str
     program_table: str
     runtime_table: str
+    # Message deliveries' idempotency records (powertools layout: key `id`).
+    idempotency_table: str
     messages_queue_url: str | None
     jobs_queue_url: str | None
     event_bus_name: str
@@ -85,6 +87,7 @@ def load_settings() -> Settings:
         members_table=_required("MEMBERS_TABLE"),
         program_table=_required("PROGRAM_TABLE"),
         runtime_table=_required("RUNTIME_TABLE"),
+        idempotency_table=_required("IDEMPOTENCY_TABLE"),
         messages_queue_url=_optional("MESSAGES_QUEUE_URL"),
         jobs_queue_url=_optional("JOBS_QUEUE_URL"),
         event_bus_name=os.environ.get("EVENT_BUS_NAME", "default"),

@@ -39,18 +39,19 @@ SECRET_ENV = {"PII_HASH_KEY": {"Fn::Sub": "{{resolve:secretsmanager:${PiiHashKey
 def table(
     env_var: str,
     *,
+    key: tuple[str, ...] = ("pk", "sk"),
     stream: bool = False,
     ttl: str | None = None,
     gsis: list[dict[str, Any]] | None = None,
     extra_attrs: list[str] | None = None,
 ) -> dict[str, Any]:
-    attrs = ["pk", "sk", *(extra_attrs or [])]
+    attrs = [*key, *(extra_attrs or [])]
     props: dict[str, Any] = {
         "BillingMode": "PAY_PER_REQUEST",
         "AttributeDefinitions": [{"AttributeName": a, "AttributeType": "S"} for a in attrs],
         "KeySchema": [
-            {"AttributeName": "pk", "KeyType": "HASH"},
-            {"AttributeName": "sk", "KeyType": "RANGE"},
+            {"AttributeName": name, "KeyType": kind}
+            for name, kind in zip(key, ("HASH", "RANGE"), strict=False)
         ],
         "PointInTimeRecoverySpecification": {"PointInTimeRecoveryEnabled": True},
         "SSESpecification": {"SSEEnabled": True},
@@ -263,6 +264,10 @@ def template() -> dict[str, Any]:
         ),
         "ProgramTable": table("PROGRAM_TABLE"),
         "RuntimeTable": table("RUNTIME_TABLE", ttl="expires_at"),
+        # Message deliveries (powertools idempotency: key `id`, TTL `expiration`). A table
+        # of its own: in a table keyed pk+sk, powertools puts every record under one
+        # static partition key, a hot partition for every message sent.
+        "IdempotencyTable": table("IDEMPOTENCY_TABLE", key=("id",), ttl="expiration"),
         "MessagesQueue": queue("MESSAGES_QUEUE_URL", "MessagesDLQ"),
         "MessagesDLQ": dlq(),
         # Job tasks (expiry, tier recalculation) run up to 5 minutes: 6x that.

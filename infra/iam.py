@@ -71,7 +71,6 @@ PROGRAM = "PROGRAM"  # the program's rules and tier ladder
 TIER_RULES = "TIER_RULES"  # proposed tier ladders and their dry-run/apply progress
 JOBS = "JOB#*"  # scheduled jobs' state and per-run progress
 NONCES = "NONCE#*"  # POS request nonces
-DELIVERIES = "MSG#*"  # message delivery guards
 MEMBER_CODES = "MCODE#*"  # dynamic member codes (会员码), keyed by the code's hash
 
 ACCESS: dict[str, tuple[Grant, ...]] = {
@@ -100,15 +99,21 @@ ACCESS: dict[str, tuple[Grant, ...]] = {
         queue_trigger("MessagesQueue"),
         queue("MessagesQueue", "ChangeMessageVisibility"),
         table("MembersTable", "GetItem", "UpdateItem", keys=(MEMBERS,)),
-        table("RuntimeTable", "PutItem", "DeleteItem", keys=(DELIVERIES,)),
+        # powertools idempotency: claim, complete, or delete a failed send's claim (a lost
+        # claim returns the existing record with ReturnValuesOnConditionCheckFailure: no read)
+        table("IdempotencyTable", "PutItem", "UpdateItem", "DeleteItem"),
     ),
-    # Job tasks: expiry by date and shard, tier recalculation by scan segment.
+    # Job tasks: expiry, tier review and birthdays by date and shard, tier recalculation by
+    # scan segment.
     "OnJobTask": (
         queue_trigger("JobsQueue"),
         queue("JobsQueue", "SendMessage"),
         table("MembersTable", "GetItem", "PutItem", "UpdateItem", keys=(MEMBERS,)),
         table("MembersTable", "Scan"),
         table("MembersTable/index/expiry-index", "Query"),
+        table("MembersTable/index/review-index", "Query"),
+        table("MembersTable/index/birthday-index", "Query"),
+        queue("MessagesQueue", "SendMessage"),
         table("ProgramTable", "GetItem", keys=(PROGRAM, TIER_RULES)),
         table("ProgramTable", "UpdateItem", keys=(TIER_RULES,)),
         table("RuntimeTable", "UpdateItem", keys=(JOBS,)),
@@ -122,17 +127,14 @@ ACCESS: dict[str, tuple[Grant, ...]] = {
         table("MembersTable/index/expiry-index", "Query"),
         queue("MessagesQueue", "SendMessage"),
     ),
+    # The daily jobs only schedule: one task per date and shard on the jobs queue.
     "TierReview": (
-        table("ProgramTable", "GetItem", keys=(PROGRAM,)),
         table("RuntimeTable", "GetItem", "PutItem", "UpdateItem", keys=(JOBS,)),
-        table("MembersTable/index/review-index", "Query"),
-        table("MembersTable", "GetItem", "PutItem", "UpdateItem", keys=(MEMBERS,)),
+        queue("JobsQueue", "SendMessage"),
     ),
     "BirthdayGreetings": (
-        table("MembersTable/index/birthday-index", "Query"),
-        table("MembersTable", "GetItem", "PutItem", "UpdateItem", keys=(MEMBERS,)),
-        table("ProgramTable", "GetItem", keys=(PROGRAM,)),
-        queue("MessagesQueue", "SendMessage"),
+        table("RuntimeTable", "GetItem", "PutItem", "UpdateItem", keys=(JOBS,)),
+        queue("JobsQueue", "SendMessage"),
     ),
 }
 

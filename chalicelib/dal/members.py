@@ -14,6 +14,7 @@ from pynamodb.exceptions import DoesNotExist, TransactWriteError, UpdateError
 from pynamodb.transactions import TransactWrite
 
 from chalicelib.dal.tables import IdentityItem, MemberItem
+from chalicelib.domain.birthdays import birthday_key
 from chalicelib.domain.clock import rfc3339
 from chalicelib.domain.members import Identity, Member
 from chalicelib.errors import MemberExists, NotFound, Unavailable
@@ -55,7 +56,7 @@ def to_item(member: Member) -> MemberItem:
         name=member.name,
         gender=member.gender,
         birthday=member.birthday.isoformat() if member.birthday else None,
-        birthday_key=member.birthday.strftime("%m%d") if member.birthday else None,
+        birthday_key=birthday_key(member.birthday, member.member_id) if member.birthday else None,
         email=member.email,
         tags=set(member.tags) or None,
         marketing_consent=member.marketing_consent,
@@ -214,11 +215,15 @@ class DynamoMemberRepository:
             return None
         return claim.member_id
 
-    def with_birthday(self, birthday_key: str) -> Iterator[BirthdayMember]:
-        """Members whose birthday (MMDD) is `birthday_key`, through the sparse index:
-        cost follows the members due, not the size of the program."""
-        for item in MemberItem.birthday_index.query(birthday_key):
-            yield BirthdayMember(item.member_id, item.name, item.tier_code)
+    def with_birthday(
+        self, key: str, start: dict[str, Any] | None = None, limit: int = 100
+    ) -> tuple[list[BirthdayMember], dict[str, Any] | None]:
+        """One page of the members under `key` ('<MMDD>#<shard>') on the sparse birthday
+        index, and where the next page starts (None: no more). Cost follows the members
+        due, not the size of the program."""
+        query = MemberItem.birthday_index.query(key, limit=limit, last_evaluated_key=start)
+        found = [BirthdayMember(item.member_id, item.name, item.tier_code) for item in query]
+        return found, query.last_evaluated_key
 
     def due_for_reminder(self, key: str, day: date) -> Iterator[str]:
         """Member ids on the expiry index under `key` not yet reminded for `day`."""
@@ -247,7 +252,7 @@ class DynamoMemberRepository:
             if name == "birthday":
                 actions += _set_or_remove(MemberItem.birthday, value.isoformat() if value else None)
                 actions += _set_or_remove(
-                    MemberItem.birthday_key, value.strftime("%m%d") if value else None
+                    MemberItem.birthday_key, birthday_key(value, member_id) if value else None
                 )
             elif name == "tags":
                 actions += _set_or_remove(MemberItem.tags, set(value) if value else None)

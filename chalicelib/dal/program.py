@@ -1,4 +1,4 @@
-"""Program configuration, stores and POS keys; short-lived guards (nonces, deliveries)."""
+"""Program configuration, stores and POS keys; short-lived guards (POS nonces)."""
 
 from __future__ import annotations
 
@@ -463,7 +463,7 @@ def _decode_cursor(cursor: str, pk: str, prefix: str) -> dict[str, Any]:
 
 
 class DynamoGuardRepository:
-    """Conditional puts that succeed once per key: nonce replay guard, delivery dedupe."""
+    """Conditional puts that succeed once per key: the POS nonce replay guard."""
 
     def claim(
         self, key: str, kind: str, ttl_seconds: int, info: dict[str, Any] | None = None
@@ -482,9 +482,6 @@ class DynamoGuardRepository:
                 return False
             raise
         return True
-
-    def release(self, key: str, kind: str) -> None:
-        GuardItem(pk=key, sk=kind).delete()
 
 
 def _tier_from_dict(raw: dict[str, Any]) -> Tier:

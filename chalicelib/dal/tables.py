@@ -6,8 +6,8 @@ later merge of two members only re-points identity items:
   MEMBER#<member_id> / MEMBER        the member: profile, tier, balances
   ID#<kind>#<hmac>   / ID            a unique claim (phone, unionid, card...) -> member_id
 Program table: configuration read by every request (tiers, stores, keys, rewards).
-Runtime table (TTL on `expires_at`): short-lived guards (POS nonces, message deliveries)
-and member codes.
+Runtime table (TTL on `expires_at`): POS nonces, member codes, scheduled jobs' state and
+runs.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ class _Meta:
 
 
 class BirthdayIndex(GlobalSecondaryIndex["MemberItem"]):
-    """Sparse: only members with a birthday carry `birthday_key` (MMDD)."""
+    """Sparse: only members with a birthday carry `birthday_key` ('<MMDD>#<shard>')."""
 
     class Meta:
         index_name = "birthday-index"

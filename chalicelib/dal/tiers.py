@@ -118,7 +118,9 @@ class DynamoTierRepository:
                 return True
             except TransactWriteError as exc:
                 codes = [r.code if r is not None else None for r in exc.cancellation_reasons or []]
-                if codes[:1] == ["ConditionalCheckFailed"]:
+                # pynamodb sends puts before updates, so the member's reason is not first;
+                # the history put has no condition: a failed condition is the member's.
+                if "ConditionalCheckFailed" in codes:
                     return False  # moved meanwhile: by a replay, a rerun or an upgrade
                 if "TransactionConflict" not in codes:
                     raise

@@ -30,11 +30,13 @@ def expiry_key(day: date, member_id: str) -> str:
     return f"{day.isoformat()}#{shard_of(member_id)}"
 
 
-def dates_to_run(last_done: date | None, through: date) -> list[date]:
+def dates_to_run(
+    last_done: date | None, through: date, first_run_days: int = FIRST_RUN_DAYS
+) -> list[date]:
     """Every date after the last one processed, up to `through` (a missed day is caught
-    up; a rerun of a processed day is empty)."""
+    up; a rerun of a processed day is empty). A first run covers `first_run_days`."""
     start = (
-        last_done + timedelta(days=1) if last_done else through - timedelta(days=FIRST_RUN_DAYS - 1)
+        last_done + timedelta(days=1) if last_done else through - timedelta(days=first_run_days - 1)
     )
     days = (through - start).days
     return [start + timedelta(days=n) for n in range(days + 1)]

@@ -1,6 +1,6 @@
-"""The jobs queue worker: long jobs split into tasks (expiry by date and shard, tier
-recalculation by scan segment). Each task is one record; failures are reported per
-record and retried, then dead-lettered (JobsDLQ)."""
+"""The jobs queue worker: long jobs split into tasks (expiry, the tier review and the
+birthday greetings by date and shard, tier recalculation by scan segment). Each task is
+one record; failures are reported per record and retried, then dead-lettered (JobsDLQ)."""
 
 from __future__ import annotations
 
@@ -27,6 +27,14 @@ def task_handler(record: SQSRecord, lambda_context: Any = None) -> None:
         from chalicelib.handlers.tier_rules import tier_rules_task
 
         tier_rules_task(record, lambda_context)
+    elif job == "tier_review":
+        from chalicelib.handlers.tiers import tier_review_task
+
+        tier_review_task(record, lambda_context)
+    elif job == "birthdays":
+        from chalicelib.handlers.schedules import birthday_task
+
+        birthday_task(record, lambda_context)
     else:
         raise ValueError(f"unknown job {job!r}")
 

@@ -2,35 +2,59 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+import json
+from datetime import date, datetime
 from typing import Any
 
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+
 from chalicelib.dal.outbound import OutboundMessage
-from chalicelib.domain.birthdays import birthday_keys
+from chalicelib.domain.birthdays import shard_keys
 from chalicelib.domain.clock import program_date, utc_now
+from chalicelib.domain.expiry import dates_to_run
+from chalicelib.handlers.sharded import schedule, walk_shard
 from chalicelib.observability import logger, metrics
 from chalicelib.wiring import services
 
+BIRTHDAYS_JOB = "birthdays"
+BIRTHDAYS_PAGE = 100
+
 
 def run_birthday_greetings(event: dict[str, Any]) -> dict[str, Any]:
-    """Queue one birthday greeting per member whose birthday is today (program time).
-
-    The message id names member and year, so a rerun of the same day (or an overlapping
-    run) queues duplicates that the sender drops; no member is greeted twice a year.
-    """
-    fired_at = event_time(event)
-    today = program_date(fired_at)
+    """Queue the greetings of today (program time) as one task per shard on the jobs
+    queue. A day missed (the schedule did not fire) is caught up by the next run, a day
+    late rather than never; a first run covers today only; a rerun of a scheduled day
+    queues nothing."""
+    today = program_date(event_time(event))
     svc = services()
-    batch: list[OutboundMessage] = []
-    queued = 0
+    days = dates_to_run(svc.jobs.last_date(BIRTHDAYS_JOB), today, first_run_days=1)
+    tasks = schedule(BIRTHDAYS_JOB, days)
+    logger.info("birthday greetings scheduled", extra={"dates": [d.isoformat() for d in days]})
+    return {"job": "birthday_greetings", "dates": [d.isoformat() for d in days], "tasks": tasks}
+
+
+def birthday_task(record: SQSRecord, lambda_context: Any = None) -> None:
+    """One (date, shard) of the greetings: birthday points and one greeting per member.
+
+    The activity id and the message id name member and year, so a redelivered task (or
+    a continuation, or an overlapping run) pays nothing twice and queues duplicates that
+    the messages worker drops; no member is greeted twice a year. The run counts the
+    greetings queued, a redelivered page again."""
     from chalicelib.handlers.member_stream import grant_activity
 
-    granted = failures = 0
-    for key in birthday_keys(today):
-        for member in svc.members.with_birthday(key):
+    task = json.loads(record.body)
+    today = date.fromisoformat(task["date"])
+    svc = services()
+    granted = queued = failures = 0
+
+    def greet_page(key: str, start: dict[str, Any] | None) -> tuple[int, dict[str, Any] | None]:
+        nonlocal granted, queued, failures
+        members, last = svc.members.with_birthday(key, start, BIRTHDAYS_PAGE)
+        batch: list[OutboundMessage] = []
+        for member in members:
             # birthday points, once a year (the activity id names the year); one member's
-            # failure is reported, never the end of the run for everyone after them (a
-            # rerun of the day grants what is missing, and nothing twice)
+            # failure is reported, never the end of the task for everyone after them (a
+            # redelivered task grants what is missing, and nothing twice)
             try:
                 granted += grant_activity(member.member_id, "birthday", f"birthday-{today.year}")
             except Exception:
@@ -45,23 +69,14 @@ def run_birthday_greetings(event: dict[str, Any]) -> dict[str, Any]:
                     params={"name": member.name, "tier": member.tier_code},
                 )
             )
-            if len(batch) == 100:
-                svc.messages.send_many(batch)
-                queued += len(batch)
-                batch = []
-    if batch:
         svc.messages.send_many(batch)
         queued += len(batch)
+        return len(batch), last
+
+    walk_shard(task, shard_keys(today, int(task["shard"])), greet_page, lambda_context)
     metrics.add_metric(name="BirthdayGreetingsQueued", unit="Count", value=queued)
+    metrics.add_metric(name="BirthdayPointsGranted", unit="Count", value=granted)
     metrics.add_metric(name="BirthdayGrantFailures", unit="Count", value=failures)
-    logger.info("birthday greetings queued", extra={"date": today.isoformat(), "queued": queued})
-    return {
-        "job": "birthday_greetings",
-        "date": today.isoformat(),
-        "queued": queued,
-        "points_granted": granted,
-        "grant_failures": failures,
-    }
 
 
 def event_time(event: dict[str, Any]) -> datetime:

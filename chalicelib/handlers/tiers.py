@@ -1,15 +1,23 @@
 """The daily tier review (保级): members whose review date is today, found through the
-sparse review index, are kept, given grace, or moved down."""
+sparse review index, are kept, given grace, or moved down. The schedule queues one task
+per (date, shard) on the jobs queue (chalicelib/handlers/sharded.py): a tier-rules apply
+gives every member it moves the same anniversary, so one day can hold most of the
+program, more than one invocation can review."""
 
 from __future__ import annotations
 
+import json
 from collections import Counter
+from datetime import date
 from typing import Any
 
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+
 from chalicelib.domain.clock import program_date, utc_now
-from chalicelib.domain.expiry import EXPIRY_SHARDS, dates_to_run
+from chalicelib.domain.expiry import dates_to_run
 from chalicelib.domain.tiering import review_member
 from chalicelib.handlers.schedules import event_time
+from chalicelib.handlers.sharded import schedule, walk_shard
 from chalicelib.observability import logger, metrics
 from chalicelib.wiring import services
 
@@ -18,45 +26,51 @@ PAGE = 100
 
 
 def run_tier_review(event: dict[str, Any]) -> dict[str, Any]:
+    """Queue the review of every date not yet scheduled, up to today (program time):
+    missed days are caught up, a rerun of a scheduled day queues nothing."""
     today = program_date(event_time(event))
+    svc = services()
+    days = dates_to_run(svc.jobs.last_date(JOB), today)
+    tasks = schedule(JOB, days)
+    logger.info("tier review scheduled", extra={"dates": [d.isoformat() for d in days]})
+    return {
+        "job": "tier_review",
+        "dates": [d.isoformat() for d in days],
+        "tasks": tasks,
+        "through": today.isoformat(),
+    }
+
+
+def tier_review_task(record: SQSRecord, lambda_context: Any = None) -> None:
+    """One (date, shard) of a review. Each decision is conditional on the review key the
+    member was found under, so a redelivered task or a continuation reviews nobody
+    twice, and the run counts each member once."""
+    task = json.loads(record.body)
+    day = date.fromisoformat(task["date"])
     svc = services()
     program = svc.program.config()
     tiers = svc.program.tiers()
     outcomes: Counter[str] = Counter()
-    days = dates_to_run(svc.jobs.last_date(JOB), today)
-    for day in days:
-        svc.jobs.start_run(JOB, day, 1)  # one task: the shards are read in this run
+
+    def review_page(key: str, start: dict[str, Any] | None) -> tuple[int, dict[str, Any] | None]:
+        ids, last = svc.tiers.due_for_review(key, start, PAGE)
         reviewed = 0
-        for shard in range(EXPIRY_SHARDS):
-            key = f"{day.isoformat()}#{shard}"
-            start = None
-            while True:
-                ids, start = svc.tiers.due_for_review(key, start, PAGE)
-                for member_id in ids:
-                    change = review_member(
-                        svc.tiers,
-                        tiers,
-                        member_id=member_id,
-                        key=key,
-                        today=day,
-                        now=utc_now(),
-                        grace_days=program.tier_grace_days,
-                        policy=program.tier_downgrade_policy,
-                    )
-                    if change is not None:
-                        outcomes[change.reason] += 1
-                        reviewed += 1
-                if start is None:
-                    break
-        svc.jobs.progress(JOB, day, members=reviewed, lots=0, points=0, shard_done=0)
-        svc.jobs.finish(JOB, day)
-        svc.jobs.advance(JOB, day)
+        for member_id in ids:
+            change = review_member(
+                svc.tiers,
+                tiers,
+                member_id=member_id,
+                key=key,
+                today=day,
+                now=utc_now(),
+                grace_days=program.tier_grace_days,
+                policy=program.tier_downgrade_policy,
+            )
+            if change is not None:
+                outcomes[change.reason] += 1
+                reviewed += 1
+        return reviewed, last
+
+    walk_shard(task, [f"{day.isoformat()}#{int(task['shard'])}"], review_page, lambda_context)
     for outcome, count in outcomes.items():
         metrics.add_metric(name=f"TierReview{outcome.title()}", unit="Count", value=count)
-    logger.info("tier review", extra={"dates": [d.isoformat() for d in days], **outcomes})
-    return {
-        "job": "tier_review",
-        "dates": [d.isoformat() for d in days],
-        "outcomes": dict(outcomes),
-        "through": today.isoformat(),
-    }

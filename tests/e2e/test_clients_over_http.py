@@ -26,19 +26,11 @@ def bearer(token: str) -> dict[str, str]:
 
 
 def delivered(message_id: str) -> bool:
-    """The messages worker claims a delivery guard before it sends: its item is the
-    proof that a message went through stream -> handler -> queue -> worker -> sender."""
-    from pynamodb.exceptions import DoesNotExist
+    """The messages worker completes a delivery record once it has sent: it is the proof
+    that a message went through stream -> handler -> queue -> worker -> sender."""
+    from chalicelib.handlers.messages import delivered as completed
 
-    from chalicelib.dal.tables import GuardItem
-    from chalicelib.wiring import services
-
-    services()
-    try:
-        GuardItem.get(f"MSG#{message_id}", "delivery", consistent_read=True)
-    except DoesNotExist:
-        return False
-    return True
+    return completed(message_id)
 
 
 def wait_for(condition, seconds: float = 20.0) -> bool:
@@ -183,7 +175,7 @@ def test_given_a_registration_then_its_stream_record_reaches_the_handlers_throug
     assert wait_for(lambda: member_id in stack.log() and "message sent" in stack.log())
 
 
-def test_given_a_birthday_today_when_the_job_is_ticked_then_one_greeting_is_queued_and_sent(
+def test_given_a_birthday_today_when_the_job_is_ticked_then_its_tasks_greet_and_pay_once(
     stack, stack_env
 ):
     today = datetime.now(PROGRAM_TZ).date()
@@ -216,9 +208,26 @@ def test_given_a_birthday_today_when_the_job_is_ticked_then_one_greeting_is_queu
         check=True,
     )
     result = json.loads(tick.stdout.strip().splitlines()[-1])
-    assert result["job"] == "birthday_greetings"
-    assert result["queued"] >= 1
-    assert result["points_granted"] >= 1  # birthday points, once a year
+    # the schedule only queues one task per shard; the pipeline's jobs worker runs them
+    assert result == {"job": "birthday_greetings", "dates": [today.isoformat()], "tasks": 16}
+    from tests.e2e.test_points_over_http import SIGNUP_BONUS, wait_for_balance
+
+    birthday_points = 100
+    assert wait_for_balance(stack.base_url, member_id, SIGNUP_BONUS + birthday_points, 40), (
+        stack.log()[-3000:]
+    )
+    staff = bearer(token_for(None, role="ops"))
+
+    def run() -> dict:
+        return requests.get(
+            f"{stack.base_url}/v1/admin/jobs/birthdays/runs/{today.isoformat()}",
+            headers=staff,
+            timeout=10,
+        ).json()
+
+    assert wait_for(lambda: run().get("finished_at") is not None, 40)
+    assert run()["tasks_done"] == run()["tasks"] == 16
+    assert run()["members"] >= 1
     message_id = f"birthday#{member_id}#{today.year}"
     if in_quiet_hours(datetime.now(UTC)):
         pytest.skip("quiet hours in Asia/Shanghai: the greeting is deferred until 08:00")

@@ -18,6 +18,7 @@ from chalicelib.domain.members import Member, Registration
 from chalicelib.handlers import member_stream, messages
 from chalicelib.wiring import reset_services, services
 from tests.conftest import unique_phone
+from tests.fakes import FakeLambdaContext
 
 BUS = "loyalty-unit"
 DAYTIME = datetime(2026, 3, 2, 4, 0, tzinfo=UTC)  # 12:00 in Shanghai
@@ -70,6 +71,8 @@ def queues(moto_tables, aws_env, monkeypatch) -> Queues:
     monkeypatch.setenv("EVENT_BUS_NAME", BUS)
     reset_services()
     monkeypatch.setattr(messages, "_sender", LogSender())
+    # what `handle` does per invocation, for tests that call `record_handler` directly
+    messages._delivery().config.register_lambda_context(FakeLambdaContext())
     return Queues(sqs, messages_url, tap_url)
 
 
@@ -388,6 +391,140 @@ def test_given_a_failing_sender_when_processed_then_the_record_fails_and_a_retry
     retry = sqs_record(body)
     assert messages.handle({"Records": [retry]}, None) == {"batchItemFailures": []}
     assert flaky.sent == [(ok_member.member_id, "welcome"), (unlucky.member_id, "welcome")]
+
+
+class FunctionTimedOut(BaseException):
+    """Lambda stopping the process at its deadline: no except/finally runs after it."""
+
+
+class DyingSender(LogSender):
+    """The first send never returns: the invocation reaches its time limit inside it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.attempts = 0
+
+    def send(self, recipient, template, params):
+        self.attempts += 1
+        if self.attempts == 1:
+            raise FunctionTimedOut()
+        super().send(recipient, template, params)
+
+
+def test_given_a_send_that_times_out_after_claiming_when_redelivered_after_its_deadline_then_sent_once(
+    queues, daytime, monkeypatch
+):
+    dying = DyingSender()
+    monkeypatch.setattr(messages, "_sender", dying)
+    m = registered_member()
+    body = message_body(m.member_id, message_id=f"welcome#{m.member_id}")
+    at_its_limit = FakeLambdaContext(remaining_ms=0)
+
+    with pytest.raises(FunctionTimedOut):
+        messages.handle({"Records": [sqs_record(body)]}, at_its_limit)
+    assert dying.sent == []
+    at_its_limit.wait_past_deadline()  # SQS redelivers after the visibility timeout
+
+    assert messages.handle({"Records": [sqs_record(body)]}, FakeLambdaContext()) == {
+        "batchItemFailures": []
+    }
+    assert dying.sent == [(m.member_id, "welcome")]
+    assert messages.delivered(f"welcome#{m.member_id}")
+    # and once sent, later redeliveries send nothing
+    again = sqs_record(body)
+    assert messages.handle({"Records": [again]}, FakeLambdaContext()) == {"batchItemFailures": []}
+    assert dying.sent == [(m.member_id, "welcome")]
+
+
+def test_given_a_worker_that_died_mid_send_when_a_redelivery_comes_before_its_deadline_then_it_is_kept_on_the_queue(
+    queues, daytime, monkeypatch
+):
+    dying = DyingSender()
+    monkeypatch.setattr(messages, "_sender", dying)
+    m = registered_member()
+    body = message_body(m.member_id)
+    with pytest.raises(FunctionTimedOut):
+        messages.handle({"Records": [sqs_record(body)]}, FakeLambdaContext(remaining_ms=600_000))
+
+    early = sqs_record(body)
+    response = messages.handle({"Records": [early]}, FakeLambdaContext())
+
+    # the claim may still be sending: not sent again, not dropped either
+    assert response == {"batchItemFailures": [{"itemIdentifier": early["messageId"]}]}
+    assert dying.sent == []
+    assert not messages.delivered(body["message_id"])
+
+
+def test_given_two_workers_with_the_same_message_at_once_then_it_is_sent_once(
+    queues, daytime, monkeypatch
+):
+    import threading
+
+    from aws_lambda_powertools.utilities.idempotency.exceptions import (
+        IdempotencyAlreadyInProgressError,
+    )
+
+    entered, release = threading.Event(), threading.Event()
+
+    class SlowSender(LogSender):
+        def send(self, recipient, template, params):
+            entered.set()
+            assert release.wait(30)
+            super().send(recipient, template, params)
+
+    slow = SlowSender()
+    monkeypatch.setattr(messages, "_sender", slow)
+    m = registered_member()
+    body = message_body(m.member_id)
+    first: dict[str, Any] = {}
+    worker = threading.Thread(
+        target=lambda: first.update(
+            messages.handle({"Records": [sqs_record(body)]}, FakeLambdaContext())
+        )
+    )
+    worker.start()
+    try:
+        assert entered.wait(30)
+        # the second delivery arrives while the first worker is inside the send
+        with pytest.raises(IdempotencyAlreadyInProgressError):
+            messages.record_handler(_as_sqs_record(sqs_record(body)))
+    finally:
+        release.set()
+        worker.join(30)
+    assert first == {"batchItemFailures": []}
+    # it comes back after the visibility timeout and finds the message sent
+    assert messages.record_handler(_as_sqs_record(sqs_record(body))) == "duplicate"
+    assert slow.sent == [(m.member_id, "welcome")]
+
+
+def test_given_a_sent_message_whose_after_send_mark_failed_when_redelivered_then_marked_not_resent(
+    queues, daytime, monkeypatch
+):
+    m = registered_member()
+    body = {**message_body(m.member_id), "after_send": {"expiry_reminded": "2026-03-31"}}
+    real_mark = services().members.mark
+    failures = iter([ConnectionError("throttled")])
+
+    def mark(member_id: str, fields: dict[str, str]) -> None:
+        failure = next(failures, None)
+        if failure is not None:
+            raise failure
+        real_mark(member_id, fields)
+
+    monkeypatch.setattr(services().members, "mark", mark)
+    first = sqs_record(body)
+    assert messages.handle({"Records": [first]}, FakeLambdaContext()) == {
+        "batchItemFailures": [{"itemIdentifier": first["messageId"]}]
+    }
+    assert messages.handle({"Records": [sqs_record(body)]}, FakeLambdaContext()) == {
+        "batchItemFailures": []
+    }
+    assert sent() == [(m.member_id, "welcome")]
+    assert services().members.get(m.member_id) is not None
+    from chalicelib.dal.members import MEMBER_SK, member_pk
+    from chalicelib.dal.tables import MemberItem
+
+    assert MemberItem.get(member_pk(m.member_id), MEMBER_SK).expiry_reminded == "2026-03-31"
 
 
 def _as_sqs_record(record: dict[str, Any]) -> Any:

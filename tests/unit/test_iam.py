@@ -664,9 +664,9 @@ def test_given_index_queries_batches_and_unknown_names_then_the_checker_names_wh
 
 def test_given_leading_keys_then_a_key_outside_the_patterns_is_refused():
     template = _template()
-    statements = iam_check.role_statements("OnMessage", template)
-    ok = iam_check.Request("OnMessage", "dynamodb:PutItem", "RuntimeTable", ("MSG#welcome#m1",))
-    nonce = iam_check.Request("OnMessage", "dynamodb:PutItem", "RuntimeTable", ("NONCE#s#n",))
+    statements = iam_check.role_statements("OnJobTask", template)
+    ok = iam_check.Request("OnJobTask", "dynamodb:UpdateItem", "RuntimeTable", ("JOB#expiry#d",))
+    nonce = iam_check.Request("OnJobTask", "dynamodb:UpdateItem", "RuntimeTable", ("NONCE#s#n",))
     assert iam_check.allows(statements, ok, template)
     assert not iam_check.allows(statements, nonce, template)
 
