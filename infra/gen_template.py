@@ -139,17 +139,21 @@ def dlq_alarm(queue_id: str) -> dict[str, Any]:
     }
 
 
-def gateway_response(kind: str, code: str, message: str) -> dict[str, Any]:
-    # API Gateway's own errors (bad token, throttling) in the api.md error envelope.
+def gateway_response(
+    kind: str, code: str, message: str, status: int | None = None
+) -> dict[str, Any]:
+    # API Gateway's own errors (bad token, unknown route, throttling) in the api.md error
+    # envelope. The local API server (local/api_server.py) answers with these same
+    # resources where it stands in for the gateway.
     body = json.dumps({"error": {"code": code, "message": message, "details": {}}})
-    return {
-        "Type": "AWS::ApiGateway::GatewayResponse",
-        "Properties": {
-            "RestApiId": {"Ref": "RestAPI"},
-            "ResponseType": kind,
-            "ResponseTemplates": {"application/json": body},
-        },
+    props: dict[str, Any] = {
+        "RestApiId": {"Ref": "RestAPI"},
+        "ResponseType": kind,
+        "ResponseTemplates": {"application/json": body},
     }
+    if status is not None:
+        props["StatusCode"] = str(status)
+    return {"Type": "AWS::ApiGateway::GatewayResponse", "Properties": props}
 
 
 # ---- IAM: one role per function, its permissions from infra/iam.py -----------------
@@ -323,8 +327,15 @@ def template() -> dict[str, Any]:
         "Gateway5xx": gateway_response(
             "DEFAULT_5XX", "INTERNAL_ERROR", "an internal error occurred"
         ),
+        # The code the app gives a token it refuses, so a client sees one code for a bad
+        # token whether the authorizer or the app refused it.
         "GatewayUnauthorized": gateway_response(
-            "UNAUTHORIZED", "UNAUTHENTICATED", "missing or invalid token"
+            "UNAUTHORIZED", "INVALID_TOKEN", "missing or invalid token"
+        ),
+        # API Gateway's 403 "Missing Authentication Token" for a path (or a method of a
+        # path) the API does not have: a 404 in our envelope.
+        "GatewayUnknownRoute": gateway_response(
+            "MISSING_AUTHENTICATION_TOKEN", "NOT_FOUND", "no route for this method and path", 404
         ),
         "GatewayThrottled": gateway_response("THROTTLED", "RATE_LIMITED", "too many requests"),
         "RestAPI": {

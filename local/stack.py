@@ -1,8 +1,9 @@
 """`make run`: the whole service on this machine.
 
 DynamoDB Local (data kept under .local/), a local SQS + EventBridge endpoint (moto's
-server), tables and queues from infra/resources.json, the demo program, `chalice local`
-on 127.0.0.1:$PORT, and the event pipeline (streams, queues, schedules) beside it.
+server), tables and queues from infra/resources.json, the demo program, the API on
+127.0.0.1:$PORT (chalice's local server, local/api_server.py), and the event pipeline
+(streams, queues, schedules) beside it.
 Ctrl-C stops everything it started.
 
 Why moto for SQS and EventBridge: producers use boto3's real clients against a real
@@ -158,15 +159,15 @@ def main() -> None:
         )
         api = subprocess.Popen(
             [
-                str(Path(sys.executable).with_name("chalice")),
-                "local",
+                sys.executable,
+                "-m",
+                "local.api_server",
                 "--stage",
                 "local",
                 "--host",
                 "127.0.0.1",
                 "--port",
                 str(args.port),
-                "--no-autoreload",
             ],
             cwd=ROOT,
             env={**os.environ, **env},
@@ -175,7 +176,7 @@ def main() -> None:
         deadline = time.monotonic() + 60
         while not ddb.port_open(args.port):
             if api.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit("chalice local did not start")
+                raise SystemExit("the API server did not start")
             time.sleep(0.2)
         state = {
             "api": f"http://127.0.0.1:{args.port}",

@@ -113,6 +113,8 @@ class Operation:
     status: int
     error_statuses: tuple[int, ...] = field(default_factory=tuple)
     not_writable: frozenset[str] = frozenset()
+    # JSON schema of path parameters the handler checks beyond "a non-empty string".
+    path_params: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
 
 OPERATIONS: list[Operation] = []
@@ -143,6 +145,7 @@ def operation(
     status: int = 200,
     error_statuses: tuple[int, ...] = (),
     not_writable: frozenset[str] = frozenset(),
+    path_params: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> Callable[[Callable[[Call], Any]], Callable[[Call], Any]]:
     def register(handler: Callable[[Call], Any]) -> Callable[[Call], Any]:
         op = Operation(
@@ -158,6 +161,7 @@ def operation(
             status=status,
             error_statuses=error_statuses,
             not_writable=not_writable,
+            path_params=dict(path_params or {}),
         )
         OPERATIONS.append(op)
 
@@ -309,7 +313,7 @@ def parse_body(model: type[BaseModel], raw: bytes, not_writable: frozenset[str])
     if not raw.strip():
         raise errors.InvalidInput("a JSON body is required", code="MALFORMED_JSON")
     try:
-        document = json.loads(raw)
+        document = json.loads(raw, parse_float=_json_number, parse_constant=_not_json)
     except (ValueError, UnicodeDecodeError) as exc:
         raise errors.InvalidInput("body is not valid JSON", code="MALFORMED_JSON") from exc
     if not isinstance(document, dict):
@@ -323,13 +327,29 @@ def parse_body(model: type[BaseModel], raw: bytes, not_writable: frozenset[str])
         )
     try:
         # Strict JSON mode: "12" is not an int and 12.5 is not an int; NaN never parses.
-        return model.model_validate_json(raw)
+        # 12.0 is the integer 12, as JSON Schema (and so the OpenAPI document) says: the
+        # body is validated as parsed above, where such numbers became ints.
+        return model.model_validate_json(json.dumps(document))
     except ValidationError as exc:
         raise errors.InvalidInput(
             "request does not match the schema",
             code="VALIDATION_ERROR",
             details={"fields": validation_details(exc)},
         ) from exc
+
+
+def _json_number(text: str) -> int | float:
+    """A JSON number with a fraction part or exponent: an int when it is a whole number
+    (JSON Schema's "integer" is any number without a fractional part). Only within 2**53,
+    where a float is exact; beyond that no integer field accepts it anyway."""
+    value = float(text)
+    if value.is_integer() and abs(value) <= 2**53:
+        return int(value)
+    return value
+
+
+def _not_json(text: str) -> float:
+    raise ValueError(f"{text} is not JSON")
 
 
 def parse_query(model: type[BaseModel], request: Request) -> BaseModel:

@@ -73,20 +73,18 @@ def _operation(op: Operation, refs: dict[type[BaseModel], str]) -> dict[str, Any
         "description": f"Who may call: {op.access.describe()}.",
         "responses": {},
     }
+    # An empty segment never reaches the route (API Gateway and the local server alike).
     params = [
-        {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+        {
+            "name": name,
+            "in": "path",
+            "required": True,
+            "schema": dict(op.path_params.get(name, {"type": "string", "minLength": 1})),
+        }
         for name in re.findall(r"{(\w+)}", op.path)
     ]
     if op.query is not None:
-        for name, field in op.query.model_fields.items():
-            params.append(
-                {
-                    "name": name,
-                    "in": "query",
-                    "required": field.is_required(),
-                    "schema": {"type": "string"},
-                }
-            )
+        params.extend(query_parameters(op.query))
     if params:
         spec["parameters"] = params
     if op.body is not None:
@@ -112,3 +110,59 @@ def _operation(op: Operation, refs: dict[type[BaseModel], str]) -> dict[str, Any
     if security:
         spec["security"] = security
     return spec
+
+
+def query_parameters(model: type[BaseModel]) -> list[dict[str, Any]]:
+    """The query as the model validates it: each field with its own schema (integer,
+    bounds, pattern), or, when the model has a rule across fields (exactly one of
+    phone, card, ...), one exploded object parameter carrying that rule, which is how
+    OpenAPI says "these query fields, with this constraint between them"."""
+    schema = model.model_json_schema(ref_template=REF)
+    properties = {name: _query_value(prop) for name, prop in schema.get("properties", {}).items()}
+    required = list(schema.get("required", []))
+    across: dict[str, Any] = {k: schema[k] for k in ("oneOf", "anyOf") if k in schema}
+    if not across:
+        params = []
+        for name, prop in properties.items():
+            param: dict[str, Any] = {
+                "name": name,
+                "in": "query",
+                "required": name in required,
+                "schema": prop,
+            }
+            if "description" in prop:
+                param["description"] = prop["description"]
+            params.append(param)
+        return params
+    object_schema: dict[str, Any] = {
+        "type": "object",
+        "properties": properties,
+        "additionalProperties": False,
+        **across,
+    }
+    if required:
+        object_schema["required"] = required
+    return [
+        {
+            "name": model.__name__,
+            "in": "query",
+            "required": True,
+            "style": "form",
+            "explode": True,
+            "description": "Sent as separate query fields (" + ", ".join(properties) + ")",
+            "schema": object_schema,
+        }
+    ]
+
+
+def _query_value(prop: dict[str, Any]) -> dict[str, Any]:
+    """A query field is absent or a value, never null: drop pydantic's null branch."""
+    prop = {k: v for k, v in prop.items() if k not in ("title", "default")} | (
+        {"default": prop["default"]} if prop.get("default") is not None else {}
+    )
+    branches = [b for b in prop.pop("anyOf", []) if b != {"type": "null"}]
+    if len(branches) == 1:
+        prop.update(branches[0])
+    elif branches:
+        prop["anyOf"] = branches
+    return prop

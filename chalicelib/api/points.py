@@ -214,6 +214,7 @@ def replayable(status: int, body: object) -> object:
     tags=("admin",),
     summary="Progress and counts of a scheduled run (e.g. job 'expiry', date 2026-11-30)",
     error_statuses=(400, 401, 403, 404),
+    path_params={"run_date": {"type": "string", "format": "date"}},
 )
 def get_job_run(call: Call) -> JobRunView:
     try:

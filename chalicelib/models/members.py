@@ -6,14 +6,22 @@ import datetime as dt
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import Field
+from pydantic import ConfigDict, Field, model_validator
 
-from chalicelib.models.common import ClientId, MemberCodeValue, RequestModel, ResponseModel
+from chalicelib.models.common import (
+    SPACE,
+    ClientId,
+    MemberCodeValue,
+    RequestModel,
+    ResponseModel,
+    given_fields,
+)
 
 Name = Annotated[str, Field(min_length=1, max_length=64)]
-Tag = Annotated[str, Field(min_length=1, max_length=32, pattern=r"^[^\s#]+$")]
+Tag = Annotated[str, Field(min_length=1, max_length=32, pattern=rf"^[^#{SPACE}]+$")]
 ExternalValue = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_\-]+$")]
-Email = Annotated[str, Field(max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]
+Email = Annotated[str, Field(max_length=254, pattern=rf"^[^@{SPACE}]+@[^@{SPACE}]+\.[^@{SPACE}]+$")]
+Phone = Annotated[str, Field(min_length=3, max_length=32)]
 
 
 class Channel(StrEnum):
@@ -38,7 +46,7 @@ class ExternalIds(RequestModel):
 
 
 class RegisterMemberRequest(RequestModel):
-    phone: Annotated[str, Field(min_length=3, max_length=32)]
+    phone: Phone
     channel: Channel
     name: Name | None = None
     gender: Gender | None = None
@@ -137,11 +145,27 @@ class MemberExistsDetails(ResponseModel):
     field: str
 
 
+LOOKUP_KEYS = (
+    "phone",
+    "card",
+    "wechat_unionid",
+    "member_code",
+)  # a look-up gives exactly one of these
+
+
 class LookupQuery(RequestModel):
-    phone: str | None = None
+    model_config = ConfigDict(json_schema_extra=given_fields(LOOKUP_KEYS, exactly_one=True))
+
+    phone: Phone | None = None
     card: ExternalValue | None = None
     wechat_unionid: ExternalValue | None = None
     member_code: MemberCodeValue | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one_key(self) -> LookupQuery:
+        if sum(getattr(self, key) is not None for key in LOOKUP_KEYS) != 1:
+            raise ValueError("give exactly one of " + ", ".join(LOOKUP_KEYS))
+        return self
 
 
 class MemberCodeResponse(ResponseModel):

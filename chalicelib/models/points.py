@@ -11,9 +11,13 @@ from pydantic import AwareDatetime, ConfigDict, Field, model_validator
 from chalicelib.models.common import (
     MAX_SAFE_INT,
     ClientId,
+    EarnRate,
     MemberCodeValue,
+    Multiplier,
+    PositiveMultiplier,
     RequestModel,
     ResponseModel,
+    given_fields,
 )
 
 Fen = Annotated[int, Field(ge=0, le=MAX_SAFE_INT, description="amount in fen (minor units)")]
@@ -28,7 +32,17 @@ class TransactionItem(RequestModel):
     unit_price: Fen
 
 
+MEMBER_KEYS = (
+    "member_id",
+    "card",
+    "phone",
+    "member_code",
+)  # a purchase names its member by one of these
+
+
 class TransactionRequest(RequestModel):
+    model_config = ConfigDict(json_schema_extra=given_fields(MEMBER_KEYS))
+
     transaction_id: ClientId
     store_id: ClientId
     member_id: Label | None = None
@@ -46,7 +60,7 @@ class TransactionRequest(RequestModel):
 
     @model_validator(mode="after")
     def _identifies_a_member(self) -> TransactionRequest:
-        if not (self.member_id or self.card or self.phone or self.member_code):
+        if not any(getattr(self, key) is not None for key in MEMBER_KEYS):
             raise ValueError("one of member_id, card, phone or member_code is required")
         return self
 
@@ -82,6 +96,8 @@ class RefundLine(RequestModel):
 
 
 class RefundRequest(RequestModel):
+    model_config = ConfigDict(json_schema_extra=given_fields(("items", "amount"), exactly_one=True))
+
     refund_id: ClientId
     items: Annotated[list[RefundLine], Field(min_length=1, max_length=200)] | None = None
     amount: Annotated[int, Field(ge=1, le=MAX_SAFE_INT)] | None = None
@@ -114,7 +130,9 @@ class TransactionView(ResponseModel):
 
 
 class StoreQuery(RequestModel):
-    store_id: ClientId | None = None
+    store_id: ClientId | None = Field(
+        default=None, description="staff: required, the purchase's store; a POS: its own or none"
+    )
 
 
 class ExpiringLot(ResponseModel):
@@ -169,6 +187,19 @@ class ActivityType(StrEnum):
 
 
 class ActivityRequest(RequestModel):
+    # What the activity rules check (domain/points.py): a referral names its referrer.
+    model_config = ConfigDict(
+        json_schema_extra={
+            "anyOf": [
+                {"properties": {"type": {"not": {"const": "referral"}}}},
+                {
+                    "required": ["referrer_member_id"],
+                    "properties": {"referrer_member_id": {"not": {"type": "null"}}},
+                },
+            ]
+        }
+    )
+
     activity_id: ClientId
     type: ActivityType
     referrer_member_id: Label | None = None
@@ -184,7 +215,10 @@ class ActivityResponse(ResponseModel):
 
 class AdjustmentRequest(RequestModel):
     adjustment_id: ClientId
-    points: Annotated[int, Field(ge=-MAX_SAFE_INT, le=MAX_SAFE_INT)]
+    # Not 0 (422 INVALID_ADJUSTMENT, as is more than the program's max_adjustment).
+    points: Annotated[
+        int, Field(ge=-MAX_SAFE_INT, le=MAX_SAFE_INT, json_schema_extra={"not": {"const": 0}})
+    ]
     reason: Annotated[str, Field(min_length=3, max_length=200)]
 
 
@@ -198,12 +232,12 @@ class AdjustmentResponse(ResponseModel):
 
 class CategoryRuleModel(RequestModel):
     category: Annotated[str, Field(min_length=1, max_length=32)]
-    multiplier: Annotated[float, Field(ge=0, le=100)]
+    multiplier: Multiplier
 
 
 class CampaignMultiplierModel(RequestModel):
     campaign_id: ClientId
-    multiplier: Annotated[float, Field(gt=0, le=100)]
+    multiplier: PositiveMultiplier
     starts_at: AwareDatetime
     ends_at: AwareDatetime
     store_ids: list[ClientId] = Field(default_factory=list)
@@ -218,7 +252,7 @@ class ActivityRuleModel(RequestModel):
 class ProgramConfigModel(RequestModel):
     """The program's rules; PUT replaces the document (send back `version` as read)."""
 
-    base_points_per_yuan: Annotated[float, Field(ge=0, le=1000)]
+    base_points_per_yuan: EarnRate
     category_rules: list[CategoryRuleModel] = Field(default_factory=list)
     campaign_multipliers: list[CampaignMultiplierModel] = Field(default_factory=list)
     max_points_per_purchase: Annotated[int, Field(ge=1, le=MAX_SAFE_INT)] | None = None
@@ -233,7 +267,7 @@ class ProgramConfigModel(RequestModel):
     reminder_days: Annotated[int, Field(ge=0, le=90)] = 30
     tier_grace_days: Annotated[int, Field(ge=0, le=365)] = 0
     tier_downgrade_policy: Literal["one_level", "to_qualified"] = "one_level"
-    version: Annotated[int, Field(ge=0)] = 0
+    version: Annotated[int, Field(ge=0, le=MAX_SAFE_INT)] = 0
 
 
 class ProgramConfigResponse(ResponseModel):

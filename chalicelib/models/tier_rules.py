@@ -6,11 +6,11 @@ from typing import Annotated, Any
 
 from pydantic import Field
 
-from chalicelib.models.common import MAX_SAFE_INT, RequestModel, ResponseModel
+from chalicelib.models.common import MAX_SAFE_INT, Multiplier, RequestModel, ResponseModel
 
 
 class TierBenefitsModel(RequestModel):
-    earn_multiplier: Annotated[float, Field(ge=0, le=100)]
+    earn_multiplier: Multiplier
     member_discount_pct: Annotated[int, Field(ge=0, le=100)]
     birthday_gift: bool
     free_shipping: bool
