@@ -11,7 +11,14 @@ from typing import Any, Protocol
 from chalicelib.domain.clock import program_date
 from chalicelib.domain.phone import normalise_phone
 from chalicelib.domain.tiers import BASE_TIER
-from chalicelib.errors import BusinessRuleViolation, Conflict, Forbidden, InvalidInput, NotFound
+from chalicelib.errors import (
+    BusinessRuleViolation,
+    Conflict,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    Unavailable,
+)
 from chalicelib.ids import new_member_id
 
 # External ids that identify a person across channels. Each is a unique claim: two
@@ -147,18 +154,31 @@ def check_self_sign_up(
         )
 
 
+LINK_ATTEMPTS = 5
+
+
 def link_sign_in(
     member_id: str, subject: str, repo: MemberRepository, hasher: IdentityHasher, now: datetime
 ) -> Member:
     """Link an identity-provider sign-in (`sub`) to an existing member, which then acts
-    as that member. A member has at most one sign-in; linking the same one is a no-op."""
-    member = get_member(member_id, repo)
-    current = member.external_ids.get(SIGN_IN)
-    if current == subject:
-        return member
-    if current is not None:
-        raise Conflict("the member already has a sign-in", code="SIGN_IN_LINKED")
-    return repo.add_external_id(member, SIGN_IN, subject, hasher.identity(SIGN_IN, subject), now)
+    as that member. A member has at most one sign-in; linking the same one is a no-op.
+    The link is conditional on the member's version: a member changed meanwhile (the
+    stream pays its sign-up bonus seconds after registration) is read again."""
+    for attempt in range(LINK_ATTEMPTS):
+        member = get_member(member_id, repo)
+        current = member.external_ids.get(SIGN_IN)
+        if current == subject:
+            return member
+        if current is not None:
+            raise Conflict("the member already has a sign-in", code="SIGN_IN_LINKED")
+        try:
+            return repo.add_external_id(
+                member, SIGN_IN, subject, hasher.identity(SIGN_IN, subject), now
+            )
+        except Unavailable:
+            if attempt == LINK_ATTEMPTS - 1:
+                raise
+    raise AssertionError("unreachable")
 
 
 def find_by_phone(raw_phone: str, repo: MemberRepository, hasher: IdentityHasher) -> Member:

@@ -351,3 +351,33 @@ def test_given_a_taken_phone_when_a_member_token_signs_up_then_409_without_the_m
         app_client.http.post("/v1/members", headers=headers, body=body), 409, "MEMBER_EXISTS"
     )
     assert pos["details"]["member_id"] == existing
+
+
+def test_given_a_member_changed_while_linking_a_sign_in_when_linked_then_it_reads_again_and_links(
+    seeded, monkeypatch
+):
+    from chalicelib.domain import members as members_domain
+    from chalicelib.domain.clock import utc_now
+    from chalicelib.errors import Unavailable
+    from chalicelib.wiring import services
+
+    svc = services()
+    member = members_domain.register(
+        members_domain.Registration(phone=unique_phone(), channel="pos"),
+        svc.members,
+        svc.hasher,
+        utc_now(),
+    )
+    real = svc.members.add_external_id
+    lost = iter([True])
+
+    def add_external_id(*args, **kwargs):
+        if next(lost, False):  # the stream paid the sign-up bonus meanwhile
+            raise Unavailable("member changed while linking; retry")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(svc.members, "add_external_id", add_external_id)
+    linked = members_domain.link_sign_in(
+        member.member_id, "sub-1", svc.members, svc.hasher, utc_now()
+    )
+    assert linked.external_ids[members_domain.SIGN_IN] == "sub-1"
