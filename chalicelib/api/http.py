@@ -62,6 +62,7 @@ class Access:
     public: bool = False
     member_self: bool = False  # a member token for the {member_id} in the path
     registrant: bool = False  # a member token not yet bound to a member (self sign-up)
+    member: bool = False  # a member token, acting on its own member (no {member_id} in path)
     staff: frozenset[str] = frozenset()
     store: bool = False  # a signed POS request
 
@@ -71,6 +72,8 @@ class Access:
             parts.append("anyone")
         if self.member_self:
             parts.append("the member (own data only)")
+        if self.member:
+            parts.append("a signed-in member (itself)")
         if self.registrant:
             parts.append("an app user signing up")
         if self.staff:
@@ -250,6 +253,8 @@ def authorize(principal: Principal, access: Access, params: Mapping[str, str]) -
             raise errors.Forbidden("register as a member first", code="NOT_A_MEMBER")
         # The same answer whether or not the other member exists: nothing to probe.
         if access.member_self and params.get("member_id") == principal.member_id:
+            return
+        if access.member and "member_id" not in params:
             return
         raise errors.Forbidden("members may only reach their own data")
     if principal.kind == "staff":

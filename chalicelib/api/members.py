@@ -17,6 +17,7 @@ from chalicelib.domain.tiers import tier_by_code
 from chalicelib.errors import InvalidInput, MemberExists
 from chalicelib.models.members import (
     NOT_WRITABLE_FIELDS,
+    ClaimMemberRequest,
     ExpiringNext,
     LookupQuery,
     MemberCodeResponse,
@@ -89,6 +90,56 @@ def register_member(call: Call) -> MemberResponse:
             # the phone is taken, never whose it is.
             raise exc.unnamed() from None
         raise
+    return member_view(member, principal)
+
+
+@operation(
+    bp,
+    "/v1/members/me",
+    "GET",
+    access=Access(member=True),
+    response=MemberResponse,
+    tags=TAGS,
+    summary=(
+        "The member the token is signed in as: how an app on a new device learns its "
+        "member_id (the token carries none)"
+    ),
+    error_statuses=(401, 403, 404),
+)
+def get_signed_in_member(call: Call) -> MemberResponse:
+    assert call.principal is not None
+    assert call.principal.member_id is not None
+    member = domain.get_member(call.principal.member_id, services().members)
+    return member_view(member, call.principal)
+
+
+@operation(
+    bp,
+    "/v1/members/claim",
+    "POST",
+    access=Access(registrant=True),
+    body=ClaimMemberRequest,
+    response=MemberResponse,
+    tags=TAGS,
+    summary=(
+        "An app user takes over the member registered with their verified phone (at a "
+        "till or by staff): the sign-in is linked to it; 404 when no member has that phone"
+    ),
+    error_statuses=(400, 401, 403, 404, 409),
+)
+def claim_member(call: Call) -> MemberResponse:
+    request: ClaimMemberRequest = call.body
+    principal = call.principal
+    assert principal is not None
+    svc = services()
+    member = domain.claim_by_verified_phone(
+        request.phone,
+        principal.verified_phone,
+        principal.subject,
+        svc.members,
+        svc.hasher,
+        utc_now(),
+    )
     return member_view(member, principal)
 
 

@@ -181,6 +181,23 @@ def link_sign_in(
     raise AssertionError("unreachable")
 
 
+def claim_by_verified_phone(
+    phone: str,
+    verified_phone: str | None,
+    subject: str,
+    repo: MemberRepository,
+    hasher: IdentityHasher,
+    now: datetime,
+) -> Member:
+    """An app user whose identity provider verified `phone` takes over the member with
+    that phone (registered at a till or by staff, never signed in): the sign-in is
+    linked to it. The verified phone is the proof; a member already signed in elsewhere
+    keeps its sign-in (409 SIGN_IN_LINKED), so no one can take over an app account."""
+    check_self_sign_up(phone, {}, verified_phone)
+    member = find_by_phone(phone, repo, hasher)
+    return link_sign_in(member.member_id, subject, repo, hasher, now)
+
+
 def find_by_phone(raw_phone: str, repo: MemberRepository, hasher: IdentityHasher) -> Member:
     return _find(hasher.identity("phone", normalise_phone(raw_phone)), repo)
 

@@ -45,6 +45,10 @@ class ExternalIds(RequestModel):
     pos_card: ExternalValue | None = None
 
 
+class ClaimMemberRequest(RequestModel):
+    phone: Phone = Field(description="the sign-in's verified phone number")
+
+
 class RegisterMemberRequest(RequestModel):
     phone: Phone
     channel: Channel

@@ -381,3 +381,93 @@ def test_given_a_member_changed_while_linking_a_sign_in_when_linked_then_it_read
         member.member_id, "sub-1", svc.members, svc.hasher, utc_now()
     )
     assert linked.external_ids[members_domain.SIGN_IN] == "sub-1"
+
+
+# ---- a member registered at a till signs in to the app later ---------------------------
+
+
+def test_given_a_member_registered_at_the_till_when_the_app_user_with_that_verified_phone_claims_then_linked_and_me_answers(
+    seeded, app_client, staff_token
+):
+    phone = unique_phone()
+    at_till = register(app_client, staff_token, phone=phone, channel="pos", name="李雷")
+    member_id = at_till.json_body["member_id"]
+    token = token_for(None, phone=phone)
+    refused = register(app_client, token, phone=phone)
+    assert_error(refused, 409, "MEMBER_EXISTS")
+    assert "member_id" not in refused.json_body["error"]["details"]
+
+    claimed = app_client.http.post(
+        "/v1/members/claim", headers=auth(token), body=json.dumps({"phone": phone})
+    )
+
+    assert claimed.status_code == 200, claimed.json_body
+    assert claimed.json_body["member_id"] == member_id
+    me = app_client.http.get("/v1/members/me", headers=auth(token))
+    assert me.status_code == 200, me.json_body
+    assert me.json_body["member_id"] == member_id
+    assert me.json_body["profile"]["name"] == "李雷"
+    # a retry of the claim answers the same member; the token now acts as it
+    again = app_client.http.post(
+        "/v1/members/claim", headers=auth(token), body=json.dumps({"phone": phone})
+    )
+    assert_error(again, 403, "FORBIDDEN")  # no longer a sign-up token: it is the member
+
+
+def test_given_an_app_user_whose_verified_phone_is_another_when_claiming_then_403_and_nothing_linked(
+    seeded, app_client, staff_token
+):
+    phone = unique_phone()
+    member_id = register(app_client, staff_token, phone=phone).json_body["member_id"]
+    token = token_for(None, phone=unique_phone())
+    for claimed_phone in (phone, None):
+        body = {"phone": claimed_phone} if claimed_phone else {"phone": "+8613900000000"}
+        refused = app_client.http.post(
+            "/v1/members/claim", headers=auth(token), body=json.dumps(body)
+        )
+        assert_error(refused, 403, "PHONE_NOT_VERIFIED")
+    unverified = token_for(None)
+    refused = app_client.http.post(
+        "/v1/members/claim", headers=auth(unverified), body=json.dumps({"phone": phone})
+    )
+    assert_error(refused, 403, "PHONE_NOT_VERIFIED")
+    member = app_client.http.get(f"/v1/members/{member_id}", headers=auth(staff_token)).json_body
+    assert "cognito_sub" not in member["external_ids"]
+
+
+def test_given_a_member_already_signed_in_when_another_app_user_with_its_phone_claims_then_409(
+    seeded, app_client
+):
+    phone = unique_phone()
+    first = token_for(None, phone=phone)
+    member_id = register(app_client, first, phone=phone).json_body["member_id"]
+    second = token_for(None, phone=phone)  # e.g. a second account of the identity provider
+
+    refused = app_client.http.post(
+        "/v1/members/claim", headers=auth(second), body=json.dumps({"phone": phone})
+    )
+
+    assert_error(refused, 409, "SIGN_IN_LINKED")
+    assert "member_id" not in refused.json_body["error"]["details"]
+    mine = app_client.http.get(f"/v1/members/{member_id}", headers=auth(first))
+    assert mine.status_code == 200
+
+
+def test_given_no_member_with_the_phone_when_claiming_then_404_and_me_is_403_before_sign_up(
+    seeded, app_client
+):
+    phone = unique_phone()
+    token = token_for(None, phone=phone)
+    missing = app_client.http.post(
+        "/v1/members/claim", headers=auth(token), body=json.dumps({"phone": phone})
+    )
+    assert_error(missing, 404, "MEMBER_NOT_FOUND")
+    assert_error(app_client.http.get("/v1/members/me", headers=auth(token)), 403, "NOT_A_MEMBER")
+
+
+def test_given_staff_or_a_pos_when_calling_me_or_claim_then_403(seeded, app_client, staff_token):
+    assert app_client.http.get("/v1/members/me", headers=auth(staff_token)).status_code == 403
+    claim = app_client.http.post(
+        "/v1/members/claim", headers=auth(staff_token), body=json.dumps({"phone": unique_phone()})
+    )
+    assert claim.status_code == 403
