@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from datetime import date
+from typing import Any
 
 
 class FakeLambdaContext:
@@ -43,3 +45,21 @@ def set_last_scheduled(job: str, day: date) -> None:
 
     services()  # binds the item classes to the stage's tables
     JobRunItem(pk=f"JOB#{job}", sk="STATE", last_date=day.isoformat()).save()
+
+
+class FakeQueue:
+    """Stands in for an SQS queue (`send_many`): what was sent, in order; thread-safe, as
+    workers on threads share it."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.sent: list[Any] = []
+
+    def send_many(self, items: list[Any]) -> None:
+        with self._lock:
+            self.sent.extend(items)
+
+    def take(self) -> list[Any]:
+        with self._lock:
+            taken, self.sent = self.sent, []
+        return taken

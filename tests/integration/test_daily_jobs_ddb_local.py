@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import random
-import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime, timedelta
@@ -22,25 +21,10 @@ from chalicelib.domain.tiers import add_years
 from chalicelib.handlers import jobs, messages, schedules, tiers
 from chalicelib.wiring import services
 from tests.conftest import unique_phone
-from tests.fakes import FakeLambdaContext, set_last_scheduled
+from tests.fakes import FakeLambdaContext, FakeQueue, set_last_scheduled
 
 pytestmark = pytest.mark.integration
 LOW = 1_000  # remaining ms: every page is its task's last, the rest goes on
-
-
-class FakeQueue:
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.sent: list[Any] = []
-
-    def send_many(self, items: list[Any]) -> None:
-        with self._lock:
-            self.sent.extend(items)
-
-    def take(self) -> list[Any]:
-        with self._lock:
-            taken, self.sent = self.sent, []
-        return taken
 
 
 @pytest.fixture

@@ -21,23 +21,9 @@ from chalicelib.domain.tiers import add_years
 from chalicelib.handlers import jobs, schedules, sharded, tiers
 from chalicelib.wiring import services
 from tests.conftest import unique_phone
-from tests.fakes import FakeLambdaContext
+from tests.fakes import FakeLambdaContext, FakeQueue
 
 LOW = 1_000  # remaining ms: below the safety margin, so every page is the task's last
-
-
-class FakeQueue:
-    """Stands in for an SQS queue: what was sent, in order."""
-
-    def __init__(self) -> None:
-        self.sent: list[Any] = []
-
-    def send_many(self, items: list[Any]) -> None:
-        self.sent.extend(items)
-
-    def take(self) -> list[Any]:
-        taken, self.sent = self.sent, []
-        return taken
 
 
 @pytest.fixture
