@@ -5,7 +5,15 @@ from __future__ import annotations
 
 from chalice.app import Blueprint
 
-from chalicelib.api.http import ALL_STAFF, OPS, Access, Call, operation, store_named
+from chalicelib.api.http import (
+    ALL_STAFF,
+    OPS,
+    Access,
+    Call,
+    operation,
+    store_named,
+    store_scoped,
+)
 from chalicelib.auth import Principal
 from chalicelib.domain import member_codes
 from chalicelib.domain import members as domain
@@ -225,6 +233,8 @@ def update_member(call: Call) -> MemberResponse:
         utc_now(),
         # Only ops and admin may change a set birthday: it is worth points.
         by_staff=bool(call.principal.roles & OPS),
+        # Store staff change the members of their own store only.
+        for_store=call.principal.store_id if store_scoped(call.principal) else None,
     )
     return member_view(member, call.principal)
 

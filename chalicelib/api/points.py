@@ -88,7 +88,9 @@ def get_ledger(call: Call) -> LedgerPage:
     bp,
     "/v1/members/{member_id}/activities",
     "POST",
-    access=Access(member_self=True, staff=OPS),
+    # The member's own actions only: staff credit points through adjustments, which are
+    # capped by max_adjustment and carry who made them.
+    access=Access(member_self=True),
     body=ActivityRequest,
     response=ActivityResponse,
     status=201,

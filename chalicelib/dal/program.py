@@ -455,9 +455,12 @@ def _encode_cursor(key: dict[str, Any]) -> str:
 def _decode_cursor(cursor: str, pk: str, prefix: str) -> dict[str, Any]:
     try:
         key = json.loads(base64.urlsafe_b64decode(cursor.encode()))
-        if key["pk"]["S"] != pk or not str(key["sk"]["S"]).startswith(prefix):
+        sk = str(key["sk"]["S"])
+        # A key DynamoDB would refuse (empty, over its 1,024-byte sort-key limit) is a
+        # client's error, not ours: refuse it before the query.
+        if key["pk"]["S"] != pk or not sk.startswith(prefix) or not 0 < len(sk.encode()) <= 1024:
             raise ValueError("cursor of another listing")
-        return {"pk": {"S": pk}, "sk": {"S": str(key["sk"]["S"])}}
+        return {"pk": {"S": pk}, "sk": {"S": sk}}
     except (ValueError, KeyError, TypeError) as exc:
         raise InvalidInput("invalid cursor", code="INVALID_CURSOR") from exc
 

@@ -230,9 +230,12 @@ def update_profile(
     now: datetime,
     *,
     by_staff: bool,
+    for_store: str | None = None,
 ) -> Member:
     """Profile changes only. A member may set a birthday once; changing it afterwards is a
-    staff action, because birthday gifts and birthday multipliers make it worth points."""
+    staff action, because birthday gifts and birthday multipliers make it worth points.
+    Staff acting for one store (`for_store`) change only members registered there (a
+    member's registration store never changes)."""
     unknown = set(changes) - set(PROFILE_FIELDS)
     if unknown:
         raise InvalidInput(
@@ -241,6 +244,8 @@ def update_profile(
             details={"fields": sorted(unknown)},
         )
     current = get_member(member_id, repo)
+    if for_store is not None and current.store_id != for_store:
+        raise Forbidden("this member was registered at another store", code="STORE_MISMATCH")
     if "birthday" in changes:
         new_birthday = changes["birthday"]
         if new_birthday is not None and new_birthday > program_date(now):

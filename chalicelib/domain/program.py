@@ -91,7 +91,14 @@ LIMIT_FIELDS = (
 
 
 def changed_limits(current: ProgramConfig, proposed: ProgramConfig) -> list[str]:
-    return [name for name in LIMIT_FIELDS if getattr(current, name) != getattr(proposed, name)]
+    """The limit fields a proposed configuration changes. An activity rule that grants
+    more per earning than `max_adjustment` counts as one too: otherwise ops could make a
+    check-in worth more than the most an admin lets staff grant by hand."""
+    changed = [name for name in LIMIT_FIELDS if getattr(current, name) != getattr(proposed, name)]
+    for name, rule in sorted(proposed.activities.items()):
+        if rule != current.activities.get(name) and rule.points > proposed.max_adjustment:
+            changed.append(f"activities.{name}")
+    return changed
 
 
 def config_to_dict(config: ProgramConfig) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from chalicelib.dal.outbound import OutboundMessage
 from chalicelib.domain.birthdays import shard_keys
 from chalicelib.domain.clock import program_date, utc_now
 from chalicelib.domain.expiry import dates_to_run
+from chalicelib.errors import DomainError, Unavailable
 from chalicelib.handlers.sharded import schedule, walk_shard
 from chalicelib.observability import logger, metrics
 from chalicelib.wiring import services
@@ -46,19 +47,31 @@ def birthday_task(record: SQSRecord, lambda_context: Any = None) -> None:
     today = date.fromisoformat(task["date"])
     svc = services()
     granted = queued = failures = 0
+    transient: list[str] = []
 
     def greet_page(key: str, start: dict[str, Any] | None) -> tuple[int, dict[str, Any] | None]:
         nonlocal granted, queued, failures
         members, last = svc.members.with_birthday(key, start, BIRTHDAYS_PAGE)
         batch: list[OutboundMessage] = []
         for member in members:
-            # birthday points, once a year (the activity id names the year); one member's
-            # failure is reported, never the end of the task for everyone after them (a
-            # redelivered task grants what is missing, and nothing twice)
+            # birthday points, once a year (the activity id names the year). One member's
+            # failure never ends the task for everyone after them: a refusal for good
+            # (the id taken, a limit) is reported; a transient one (CONTENDED, throttling)
+            # fails the task once the rest are done, so SQS redelivers it and the grant,
+            # idempotent, is made then instead of lost.
             try:
                 granted += grant_activity(member.member_id, "birthday", f"birthday-{today.year}")
+            except DomainError as exc:
+                failures += 1
+                if isinstance(exc, Unavailable):
+                    transient.append(member.member_id)
+                logger.warning(
+                    "birthday points failed",
+                    extra={"member_id": member.member_id, "code": exc.code},
+                )
             except Exception:
                 failures += 1
+                transient.append(member.member_id)
                 logger.exception("birthday points failed", extra={"member_id": member.member_id})
             batch.append(
                 OutboundMessage(
@@ -77,6 +90,13 @@ def birthday_task(record: SQSRecord, lambda_context: Any = None) -> None:
     metrics.add_metric(name="BirthdayGreetingsQueued", unit="Count", value=queued)
     metrics.add_metric(name="BirthdayPointsGranted", unit="Count", value=granted)
     metrics.add_metric(name="BirthdayGrantFailures", unit="Count", value=failures)
+    if transient:
+        raise GrantsToRetry(f"birthday points to retry for {len(transient)} member(s)")
+
+
+class GrantsToRetry(RuntimeError):
+    """Some grants failed for a reason that passes: the task is retried (redelivered by
+    SQS, dead-lettered after five receives), the rest of it being idempotent."""
 
 
 def event_time(event: dict[str, Any]) -> datetime:

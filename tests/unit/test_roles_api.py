@@ -115,7 +115,7 @@ def test_given_a_store_staff_token_without_a_store_when_calling_any_route_then_4
 def test_given_store_staff_when_changing_a_set_birthday_then_422_birthday_locked_but_ops_may(
     seeded, app_client, staff_token
 ):
-    member_id = register(app_client, staff_token, birthday="1990-05-20")
+    member_id = register(app_client, staff_token, birthday="1990-05-20", store_id="store-001")
     change = json.dumps({"birthday": "1990-01-01"})
     refused = app_client.http.patch(
         f"/v1/members/{member_id}", headers=auth(store_staff()), body=change
@@ -360,3 +360,75 @@ def test_given_ops_when_purchasing_or_registering_at_a_closed_store_then_422_sto
     assert (purchase.status_code, error_code(purchase)) == (422, "STORE_INACTIVE")
     registration = post_member(app_client, staff_token, store_id=store_id)
     assert (registration.status_code, error_code(registration)) == (422, "STORE_INACTIVE")
+
+
+# ---- found in review: store scope on profile changes, ops minting through activities ---
+
+
+def test_given_store_staff_of_store_1_when_changing_a_store_2_members_profile_then_403_and_nothing_changes(
+    seeded, app_client, staff_token
+):
+    member_id = register(app_client, staff_token, store_id="store-002")
+    change = {"marketing_consent": True, "email": "x@example.com", "birthday": "1990-01-01"}
+    refused = app_client.http.patch(
+        f"/v1/members/{member_id}", headers=auth(store_staff("store-001")), body=json.dumps(change)
+    )
+    assert refused.status_code == 403
+    assert error_code(refused) == "STORE_MISMATCH"
+    member = app_client.http.get(f"/v1/members/{member_id}", headers=auth(staff_token)).json_body
+    assert member["profile"]["email"] is None
+    assert member["profile"]["birthday"] is None
+    own = app_client.http.patch(
+        f"/v1/members/{member_id}", headers=auth(store_staff("store-002")), body=json.dumps(change)
+    )
+    assert own.status_code == 200, own.json_body
+
+
+def test_given_ops_when_making_an_activity_worth_more_than_max_adjustment_then_403_but_an_admin_may(
+    seeded, app_client, staff_token
+):
+    capped = {**program(app_client, staff_token), "max_adjustment": 1000}
+    set_by_admin = app_client.http.put(
+        "/v1/admin/program", headers=auth(admin()), body=json.dumps(capped)
+    )
+    assert set_by_admin.status_code == 200, set_by_admin.json_body
+    before = program(app_client, staff_token)
+    activities = dict(before["activities"])
+    activities["checkin"] = {"points": 1001, "period": "day", "limit": 1000}
+    proposed = {**before, "activities": activities}
+    refused = app_client.http.put(
+        "/v1/admin/program", headers=auth(staff_token), body=json.dumps(proposed)
+    )
+    assert refused.status_code == 403
+    assert error_code(refused) == "LIMITS_REQUIRE_ADMIN"
+    assert refused.json_body["error"]["details"] == {"fields": ["activities.checkin"]}
+    assert program(app_client, staff_token) == before
+    small = {**activities, "checkin": {"points": 10, "period": "day", "limit": 2}}
+    allowed = app_client.http.put(
+        "/v1/admin/program",
+        headers=auth(staff_token),
+        body=json.dumps({**before, "activities": small}),
+    )
+    assert allowed.status_code == 200, allowed.json_body
+    by_admin = app_client.http.put(
+        "/v1/admin/program",
+        headers=auth(admin()),
+        body=json.dumps({**allowed.json_body["config"], "activities": activities}),
+    )
+    assert by_admin.status_code == 200, by_admin.json_body
+
+
+@pytest.mark.parametrize("role", ["ops", "admin", "store_staff"])
+def test_given_staff_when_posting_a_members_activity_then_403_staff_credit_through_adjustments(
+    seeded, app_client, staff_token, role
+):
+    member_id = register(app_client, staff_token, store_id="store-001")
+    token = store_staff() if role == "store_staff" else token_for(None, role=role)
+    response = app_client.http.post(
+        f"/v1/members/{member_id}/activities",
+        headers=auth(token),
+        body=json.dumps({"activity_id": "c-1", "type": "checkin"}),
+    )
+    assert response.status_code == 403
+    points = app_client.http.get(f"/v1/members/{member_id}/points", headers=auth(staff_token))
+    assert points.json_body["balance"] == 0
