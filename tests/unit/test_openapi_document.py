@@ -134,7 +134,6 @@ def test_given_a_lookup_when_it_gives_exactly_one_key_then_the_document_and_the_
     assert model_accepts(LookupQuery, query, query=True) is valid
 
 
-
 @pytest.mark.parametrize(
     ("body", "valid"),
     [
@@ -153,6 +152,7 @@ def test_given_a_store_patch_when_it_changes_active_or_name_then_the_document_an
     schema = body_schema(document, "/v1/admin/stores/{store_id}", "patch")
     assert validator(document, schema).is_valid(body) is valid
     assert model_accepts(StorePatch, body) is valid
+
 
 def test_given_the_ledger_query_then_limit_is_an_integer_with_its_bounds(document):
     limit = query_schema(document, "/v1/members/{member_id}/ledger", "limit")
