@@ -214,7 +214,10 @@ def run_schemathesis(world: World, role: str, credentials: dict[str, Any]) -> No
     )
     output = done.stdout + done.stderr
     assert done.returncode == 0, output[-20000:]
-    print(output[output.rfind("=== SUMMARY") - 40 :])  # shown with `pytest -rP`
+    # Warnings (operations whose valid requests were all refused, by business rules the
+    # check allowed, or 404s) and the summary, shown with `pytest -rP`.
+    start = output.find("=== WARNINGS")
+    print(output[(start if start >= 0 else output.rfind("=== SUMMARY")) - 40 :])
 
 
 def toml(config: dict[str, Any]) -> str:
