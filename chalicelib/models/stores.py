@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
-from chalicelib.models.common import ClientId, RequestModel, ResponseModel
+from chalicelib.models.common import ClientId, RequestModel, ResponseModel, given_fields
 
 Name = Annotated[str, Field(min_length=1, max_length=100)]
 
@@ -35,6 +35,9 @@ class StoreRequest(RequestModel):
 
 class StorePatch(RequestModel):
     """At least one of the two; `active: false` closes the store to its POS and staff."""
+
+    # The document says it too: `{"active": null, "name": null}` changes nothing.
+    model_config = ConfigDict(json_schema_extra=given_fields(("active", "name")))
 
     active: bool | None = None
     name: Name | None = None

@@ -50,7 +50,7 @@ ALLOWED_REJECTIONS: tuple[Rejection, ...] = (
     ),
     Rejection("update_member", 422, "BIRTHDAY_LOCKED", "a member sets a birthday once"),
     Rejection("*", 422, "INVALID_BIRTHDAY", "a birthday is not in the future"),
-    Rejection("get_ledger", 400, "INVALID_CURSOR", "only a cursor the server returned is valid"),
+    Rejection("*", 400, "INVALID_CURSOR", "only a cursor the server returned is valid"),
     Rejection(
         "post_activity", 400, "UNKNOWN_ACTIVITY", "the program has no rule for this activity type"
     ),
@@ -67,6 +67,31 @@ ALLOWED_REJECTIONS: tuple[Rejection, ...] = (
     Rejection("post_transaction", 422, "INSUFFICIENT_POINTS", "points paid are points held"),
     Rejection("post_transaction", 422, "POINTS_PAYMENT_CAP", "the program's cap on paying"),
     Rejection("post_refund", 422, "UNKNOWN_ITEM", "a refunded item is one of the purchase's"),
+    # Member presence (api.md): a code is issued to the member's app, valid once and briefly.
+    Rejection(
+        "*",
+        403,
+        "MEMBER_CODE_INVALID",
+        "only a code the member's app was issued, unused, unexpired",
+    ),
+    Rejection(
+        "post_transaction",
+        403,
+        "MEMBER_CODE_REQUIRED",
+        "paying with points needs the member's code",
+    ),
+    # Identity (api.md, Members): what a sign-up token registers is what its sign-in vouches for.
+    Rejection("register_member", 403, "PHONE_NOT_VERIFIED", "a sign-up registers its own phone"),
+    Rejection(
+        "register_member",
+        403,
+        "EXTERNAL_ID_NOT_VERIFIED",
+        "cards and WeChat ids come from POS/staff",
+    ),
+    # Roles and stores (api.md, Stores and dealers).
+    Rejection("create_store", 422, "UNKNOWN_DEALER", "a store belongs to a dealer that exists"),
+    Rejection("put_program", 403, "LIMITS_REQUIRE_ADMIN", "only admin changes program limits"),
+    Rejection("*", 403, "STORE_INACTIVE", "a closed store's POS and staff can do nothing"),
     Rejection("post_refund", 422, "REFUND_EXCEEDS_PURCHASE", "no more than was bought"),
 )
 
@@ -149,12 +174,18 @@ def before_call(
     # Members and staff send a bearer token (the run's `headers`); a POS signs each request.
     if ROLE == "pos":
         kwargs["auth"] = PosSignature(CREDENTIALS["pos_key"])
-    # A client knows its store: a valid request names the one store that exists here (a
-    # POS's own), so purchases and refunds get past the store check to the ledger.
+    # A client knows its store: a valid request names the one store it acts for (a POS's
+    # own), so purchases and refunds get past the store check to the ledger. Creating a
+    # store names a new one, of the dealer that exists here.
     if case.meta is not None and case.meta.generation.mode.is_positive:
+        creating_a_store = case.operation.definition.raw.get("operationId") == "create_store"
         for container in (case.body, case.query):
-            if isinstance(container, dict) and isinstance(container.get("store_id"), str):
+            if not isinstance(container, dict):
+                continue
+            if isinstance(container.get("store_id"), str) and not creating_a_store:
                 container["store_id"] = CREDENTIALS["store_id"]
+            if isinstance(container.get("dealer_id"), str) and creating_a_store:
+                container["dealer_id"] = CREDENTIALS["dealer_id"]
 
 
 @schemathesis.check

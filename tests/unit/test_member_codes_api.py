@@ -320,8 +320,12 @@ def test_given_the_openapi_document_then_member_codes_and_the_masked_shape_are_d
     assert "post" in doc["paths"]["/v1/members/{member_id}/member-code"]
     schemas = doc["components"]["schemas"]
     assert "member_code" in schemas["TransactionRequest"]["properties"]
-    lookup = doc["paths"]["/v1/members/lookup"]["get"]["parameters"]
-    assert "member_code" in {p["name"] for p in lookup}
+    # The look-up's keys are one exploded object parameter (exactly one of them is given):
+    # member_code is one of its fields and one of the branches of that rule.
+    (lookup,) = doc["paths"]["/v1/members/lookup"]["get"]["parameters"]
+    assert (lookup["in"], lookup["style"], lookup["explode"]) == ("query", "form", True)
+    assert lookup["schema"]["properties"]["member_code"]["pattern"] == "^[0-9]{18}$"
+    assert {"member_code"} in [set(b["required"]) for b in lookup["schema"]["oneOf"]]
     profile = schemas["Profile"]["properties"]
     assert {"type": "null"} in profile["marketing_consent"]["anyOf"]
     assert "masked" in schemas["MemberResponse"]["required"]

@@ -113,6 +113,9 @@ def test_given_a_refund_when_it_gives_items_or_an_amount_then_the_document_and_t
         ({}, False),
         ({"phone": "+8613900001111", "card": "C1"}, False),
         ({"card": ""}, False),
+        ({"member_code": "123456789012345678"}, True),
+        ({"member_code": "12345"}, False),
+        ({"member_code": "123456789012345678", "phone": "+8613900001111"}, False),
     ],
 )
 def test_given_a_lookup_when_it_gives_exactly_one_key_then_the_document_and_the_model_agree(
@@ -129,6 +132,26 @@ def test_given_a_lookup_when_it_gives_exactly_one_key_then_the_document_and_the_
     )
     assert validator(document, param["schema"]).is_valid(query) is valid
     assert model_accepts(LookupQuery, query, query=True) is valid
+
+
+@pytest.mark.parametrize(
+    ("body", "valid"),
+    [
+        ({"active": False}, True),
+        ({"name": "Jing'an"}, True),
+        ({"active": True, "name": None}, True),
+        ({}, False),
+        ({"active": None, "name": None}, False),  # null is not given: nothing would change
+    ],
+)
+def test_given_a_store_patch_when_it_changes_active_or_name_then_the_document_and_the_model_agree(
+    document, body, valid
+):
+    from chalicelib.models.stores import StorePatch
+
+    schema = body_schema(document, "/v1/admin/stores/{store_id}", "patch")
+    assert validator(document, schema).is_valid(body) is valid
+    assert model_accepts(StorePatch, body) is valid
 
 
 def test_given_the_ledger_query_then_limit_is_an_integer_with_its_bounds(document):
