@@ -121,6 +121,8 @@ class Operation:
 
 
 OPERATIONS: list[Operation] = []
+# Every id in a path is a client id (64 characters at most) or one we made (shorter).
+MAX_PATH_PARAM = 128
 
 # In AWS, API Gateway checks member and staff tokens against the stage's Cognito user pool
 # before the function runs. Chalice wants a literal ARN: this placeholder is replaced by
@@ -203,6 +205,15 @@ def _prepare(op: Operation, request: Request, params: dict[str, str]) -> Call:
     limit = get_settings().max_body_bytes
     if len(raw) > limit:
         raise errors.PayloadTooLarge("request body too large", details={"max_bytes": limit})
+    # Path ids become DynamoDB keys (2,048 bytes at most): a longer one is a client's
+    # error, refused before it reaches a table and comes back as a 500.
+    too_long = sorted(name for name, value in params.items() if len(value) > MAX_PATH_PARAM)
+    if too_long:
+        raise errors.InvalidInput(
+            "path parameter too long",
+            code="VALIDATION_ERROR",
+            details={"fields": [{"field": name, "issue": "too long"} for name in too_long]},
+        )
     principal = None if op.access.public else _authenticate(request, params, raw, op)
     if principal is not None:
         authorize(principal, op.access, params)

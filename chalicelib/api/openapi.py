@@ -9,7 +9,7 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
-from chalicelib.api.http import OPERATIONS, Operation
+from chalicelib.api.http import MAX_PATH_PARAM, OPERATIONS, Operation
 from chalicelib.models.common import ErrorResponse
 
 REF = "#/components/schemas/{model}"
@@ -79,7 +79,11 @@ def _operation(op: Operation, refs: dict[type[BaseModel], str]) -> dict[str, Any
             "name": name,
             "in": "path",
             "required": True,
-            "schema": dict(op.path_params.get(name, {"type": "string", "minLength": 1})),
+            "schema": dict(
+                op.path_params.get(
+                    name, {"type": "string", "minLength": 1, "maxLength": MAX_PATH_PARAM}
+                )
+            ),
         }
         for name in re.findall(r"{(\w+)}", op.path)
     ]

@@ -235,3 +235,32 @@ def test_given_ten_threads_linking_one_sign_in_at_once_then_all_see_the_one_link
     stored = svc.members.get(member.member_id)
     assert stored.external_ids == {"cognito_sub": subject}
     assert stored.version == 2
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/v1/members/{long}"),
+        ("PATCH", "/v1/members/{long}"),
+        ("GET", "/v1/members/{long}/points"),
+        ("GET", "/v1/members/{long}/tier"),
+        ("GET", "/v1/transactions/{long}?store_id=store-001"),
+        ("POST", "/v1/transactions/{long}/refunds"),
+        ("GET", "/v1/admin/jobs/{long}/runs/2026-01-01"),
+    ],
+)
+def test_given_a_path_id_longer_than_any_key_when_called_then_400_not_a_500_from_dynamodb(
+    ddb_local, app_client, method, path
+):
+    from local.tools import member_or_staff_token
+
+    headers = {
+        "Authorization": f"Bearer {member_or_staff_token('admin', None)}",
+        "Content-Type": "application/json",
+    }
+    body = {"PATCH": '{"name": "x"}', "POST": '{"refund_id": "r-1", "amount": 100}'}.get(method)
+    response = app_client.http.request(
+        method, path.replace("{long}", "m" * 2100), headers=headers, body=body
+    )
+    assert response.status_code == 400, response.json_body
+    assert response.json_body["error"]["code"] == "VALIDATION_ERROR"
