@@ -161,7 +161,7 @@ def test_given_the_ledger_query_then_limit_is_an_integer_with_its_bounds(documen
     assert limit["required"] is False
 
 
-def test_given_a_job_run_then_its_date_is_a_date_and_other_path_parameters_are_not_empty(
+def test_given_a_job_run_then_its_date_is_a_date_and_other_path_parameters_are_not_empty_nor_longer_than_an_id(
     document,
 ):
     params = {
@@ -169,7 +169,7 @@ def test_given_a_job_run_then_its_date_is_a_date_and_other_path_parameters_are_n
         for p in document["paths"]["/v1/admin/jobs/{job}/runs/{run_date}"]["get"]["parameters"]
     }
     assert params["run_date"] == {"type": "string", "format": "date"}
-    assert params["job"] == {"type": "string", "minLength": 1}
+    assert params["job"] == {"type": "string", "minLength": 1, "maxLength": 128}
 
 
 @pytest.mark.parametrize(
