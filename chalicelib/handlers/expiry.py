@@ -12,13 +12,12 @@ from chalicelib.dal.outbound import OutboundMessage
 from chalicelib.domain.clock import program_date
 from chalicelib.domain.expiry import EXPIRY_SHARDS, dates_to_run, expire_member
 from chalicelib.handlers.schedules import event_time
+from chalicelib.handlers.sharded import Progress, schedule, walk_shard
 from chalicelib.observability import logger, metrics
 from chalicelib.wiring import points_context, services
 
 JOB = "expiry"
 PAGE = 100
-# A task stops and queues its continuation while this much of its Lambda time is left.
-SAFETY_MS = 60_000
 
 
 def run_points_expiry(event: dict[str, Any]) -> dict[str, Any]:
@@ -28,47 +27,32 @@ def run_points_expiry(event: dict[str, Any]) -> dict[str, Any]:
     through = program_date(event_time(event)) - timedelta(days=1)
     svc = services()
     days = dates_to_run(svc.jobs.last_date(JOB), through)
-    tasks = []
-    for day in days:
-        svc.jobs.start_run(JOB, day, EXPIRY_SHARDS)
-        tasks += [{"job": JOB, "date": day.isoformat(), "shard": s} for s in range(EXPIRY_SHARDS)]
-    svc.tasks.send_many(tasks)
-    for day in days:
-        svc.jobs.advance(JOB, day)  # only once its tasks are safely queued
+    tasks = schedule(JOB, days)
     logger.info("expiry scheduled", extra={"dates": [d.isoformat() for d in days]})
-    return {"job": "points_expiry", "dates": [d.isoformat() for d in days], "tasks": len(tasks)}
+    return {"job": "points_expiry", "dates": [d.isoformat() for d in days], "tasks": tasks}
 
 
 def expiry_task(record: SQSRecord, lambda_context: Any = None) -> None:
     """One (date, shard) of an expiry run. Near the Lambda's time limit it queues the
-    rest of its page chain as a new task and stops."""
+    rest of its page chain as a new task and stops (chalicelib/handlers/sharded.py)."""
     task = json.loads(record.body)
     day = date.fromisoformat(task["date"])
-    shard = int(task["shard"])
-    start = task.get("start")
     svc = services()
     ctx = points_context()
-    while True:
-        ids, last = svc.ledger.members_due(f"{day.isoformat()}#{shard}", start, PAGE)
+
+    def expire_page(
+        key: str, start: dict[str, Any] | None
+    ) -> tuple[Progress, dict[str, Any] | None]:
+        ids, last = svc.ledger.members_due(key, start, PAGE)
         members = lots = points = 0
         for member_id in ids:
             outcome = expire_member(member_id, day, ctx)
             if outcome.lots:
                 members, lots, points = members + 1, lots + outcome.lots, points + outcome.points
         metrics.add_metric(name="PointsExpired", unit="Count", value=points)
-        if last is None:
-            done = svc.jobs.progress(
-                JOB, day, members=members, lots=lots, points=points, shard_done=shard
-            )
-            if done >= EXPIRY_SHARDS:
-                svc.jobs.finish(JOB, day)
-            return
-        svc.jobs.progress(JOB, day, members=members, lots=lots, points=points, shard_done=None)
-        start = last
-        if lambda_context is not None and lambda_context.get_remaining_time_in_millis() < SAFETY_MS:
-            # Large run: hand the rest of this shard to another invocation.
-            svc.tasks.send_many([{**task, "start": last}])
-            return
+        return Progress(members, lots, points), last
+
+    walk_shard(task, [f"{day.isoformat()}#{int(task['shard'])}"], expire_page, lambda_context)
 
 
 def run_expiry_reminders(event: dict[str, Any]) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from chalicelib.domain.birthdays import shard_keys
 from chalicelib.domain.clock import program_date, utc_now
 from chalicelib.domain.expiry import dates_to_run
 from chalicelib.errors import DomainError, Unavailable
-from chalicelib.handlers.sharded import schedule, walk_shard
+from chalicelib.handlers.sharded import Progress, schedule, walk_shard
 from chalicelib.observability import logger, metrics
 from chalicelib.wiring import services
 
@@ -49,7 +49,9 @@ def birthday_task(record: SQSRecord, lambda_context: Any = None) -> None:
     granted = queued = failures = 0
     transient: list[str] = []
 
-    def greet_page(key: str, start: dict[str, Any] | None) -> tuple[int, dict[str, Any] | None]:
+    def greet_page(
+        key: str, start: dict[str, Any] | None
+    ) -> tuple[Progress, dict[str, Any] | None]:
         nonlocal granted, queued, failures
         members, last = svc.members.with_birthday(key, start, BIRTHDAYS_PAGE)
         batch: list[OutboundMessage] = []
@@ -84,7 +86,7 @@ def birthday_task(record: SQSRecord, lambda_context: Any = None) -> None:
             )
         svc.messages.send_many(batch)
         queued += len(batch)
-        return len(batch), last
+        return Progress(len(batch)), last
 
     walk_shard(task, shard_keys(today, int(task["shard"])), greet_page, lambda_context)
     metrics.add_metric(name="BirthdayGreetingsQueued", unit="Count", value=queued)

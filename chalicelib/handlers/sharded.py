@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import date
-from typing import Any
+from typing import Any, NamedTuple
 
 from chalicelib.domain.expiry import EXPIRY_SHARDS
 from chalicelib.wiring import services
@@ -22,8 +22,17 @@ SHARDS = EXPIRY_SHARDS  # the index keys' '#<shard>' suffix, shard_of(member_id)
 # (a page takes seconds; the jobs function has 300 s in AWS).
 SAFETY_MS = 60_000
 
-# page(key, start) -> (members acted on, where the next page starts or None)
-Page = Callable[[str, dict[str, Any] | None], tuple[int, dict[str, Any] | None]]
+
+class Progress(NamedTuple):
+    """What one page did, added to the run's progress (lots and points: the expiry's)."""
+
+    members: int
+    lots: int = 0
+    points: int = 0
+
+
+# page(key, start) -> (what it did, where the next page starts or None)
+Page = Callable[[str, dict[str, Any] | None], tuple[Progress, dict[str, Any] | None]]
 
 
 def schedule(job: str, days: list[date]) -> int:
@@ -48,16 +57,16 @@ def walk_shard(task: dict[str, Any], keys: list[str], page: Page, lambda_context
     job, day, shard = str(task["job"]), date.fromisoformat(task["date"]), int(task["shard"])
     index, start = int(task.get("key", 0)), task.get("start")
     while True:
-        members, start = page(keys[index], start)
+        did, start = page(keys[index], start)
         if start is None:
             index += 1
         if index >= len(keys):
-            done = svc.jobs.progress(job, day, members=members, lots=0, points=0, shard_done=shard)
+            done = svc.jobs.progress(job, day, **did._asdict(), shard_done=shard)
             if done >= SHARDS:
                 svc.jobs.finish(job, day)
             return
-        if members:
-            svc.jobs.progress(job, day, members=members, lots=0, points=0, shard_done=None)
+        if any(did):
+            svc.jobs.progress(job, day, **did._asdict(), shard_done=None)
         if lambda_context is not None and lambda_context.get_remaining_time_in_millis() < SAFETY_MS:
             svc.tasks.send_many([{**task, "key": index, "start": start}])
             return

@@ -17,7 +17,7 @@ from chalicelib.domain.clock import program_date, utc_now
 from chalicelib.domain.expiry import dates_to_run
 from chalicelib.domain.tiering import review_member
 from chalicelib.handlers.schedules import event_time
-from chalicelib.handlers.sharded import schedule, walk_shard
+from chalicelib.handlers.sharded import Progress, schedule, walk_shard
 from chalicelib.observability import logger, metrics
 from chalicelib.wiring import services
 
@@ -52,7 +52,9 @@ def tier_review_task(record: SQSRecord, lambda_context: Any = None) -> None:
     tiers = svc.program.tiers()
     outcomes: Counter[str] = Counter()
 
-    def review_page(key: str, start: dict[str, Any] | None) -> tuple[int, dict[str, Any] | None]:
+    def review_page(
+        key: str, start: dict[str, Any] | None
+    ) -> tuple[Progress, dict[str, Any] | None]:
         ids, last = svc.tiers.due_for_review(key, start, PAGE)
         reviewed = 0
         for member_id in ids:
@@ -69,7 +71,7 @@ def tier_review_task(record: SQSRecord, lambda_context: Any = None) -> None:
             if change is not None:
                 outcomes[change.reason] += 1
                 reviewed += 1
-        return reviewed, last
+        return Progress(reviewed), last
 
     walk_shard(task, [f"{day.isoformat()}#{int(task['shard'])}"], review_page, lambda_context)
     for outcome, count in outcomes.items():

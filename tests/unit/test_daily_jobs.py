@@ -162,13 +162,15 @@ def test_given_a_shard_over_two_keys_when_time_runs_low_then_a_continuation_resu
     day = date(2027, 9, 1)
     services().jobs.start_run("walk", day, sharded.SHARDS)
     pages = {
-        ("k0", None): (2, {"pk": {"S": "after-2"}}),
-        ("k0", "after-2"): (1, None),
-        ("k1", None): (0, None),
+        ("k0", None): (sharded.Progress(2), {"pk": {"S": "after-2"}}),
+        ("k0", "after-2"): (sharded.Progress(1), None),
+        ("k1", None): (sharded.Progress(0), None),
     }
     seen: list[tuple[str, str | None]] = []
 
-    def page(key: str, start: dict[str, Any] | None) -> tuple[int, dict[str, Any] | None]:
+    def page(
+        key: str, start: dict[str, Any] | None
+    ) -> tuple[sharded.Progress, dict[str, Any] | None]:
         at = (key, start["pk"]["S"] if start else None)
         seen.append(at)
         return pages[at]
