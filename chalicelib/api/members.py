@@ -22,7 +22,7 @@ from chalicelib.domain.members import Member
 from chalicelib.domain.phone import mask_name, mask_phone
 from chalicelib.domain.stores import open_store
 from chalicelib.domain.tiers import tier_by_code
-from chalicelib.errors import InvalidInput, MemberExists
+from chalicelib.errors import MemberExists
 from chalicelib.models.members import (
     NOT_WRITABLE_FIELDS,
     ClaimMemberRequest,
@@ -166,14 +166,7 @@ def claim_member(call: Call) -> MemberResponse:
     error_statuses=(400, 401, 403, 404),
 )
 def lookup_member(call: Call) -> MemberResponse:
-    query: LookupQuery = call.query
-    names = ("phone", "card", "wechat_unionid", "member_code")
-    given = [name for name in names if getattr(query, name)]
-    if len(given) != 1:
-        raise InvalidInput(
-            "give exactly one of phone, card, wechat_unionid, member_code",
-            code="VALIDATION_ERROR",
-        )
+    query: LookupQuery = call.query  # exactly one key given (LookupQuery checks it)
     svc = services()
     if query.member_code:
         member_id = member_codes.member_of(query.member_code, svc.codes, utc_now())
