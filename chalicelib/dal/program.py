@@ -310,19 +310,11 @@ class DynamoProgramRepository:
 
     def stores(self, limit: int, cursor: str | None) -> tuple[list[Store], str | None]:
         ids, next_cursor = _listing("STORES", "", limit, cursor)
-        items = {
-            item.pk.removeprefix("STORE#"): item
-            for item in ProgramItem.batch_get([(f"STORE#{i}", "STORE") for i in ids])
-        }
-        return [_store(i, _data(items[i])) for i in ids if i in items], next_cursor
+        return [_store(i, data) for i, data in _listed_data("STORE", ids)], next_cursor
 
     def dealers(self, limit: int, cursor: str | None) -> tuple[list[Dealer], str | None]:
         ids, next_cursor = _listing("DEALERS", "", limit, cursor)
-        items = {
-            item.pk.removeprefix("DEALER#"): item
-            for item in ProgramItem.batch_get([(f"DEALER#{i}", "DEALER") for i in ids])
-        }
-        return [_dealer(i, _data(items[i])) for i in ids if i in items], next_cursor
+        return [_dealer(i, data) for i, data in _listed_data("DEALER", ids)], next_cursor
 
     def store_keys(
         self, store_id: str, limit: int, cursor: str | None
@@ -450,6 +442,16 @@ def _listing(pk: str, prefix: str, limit: int, cursor: str | None) -> tuple[list
 
 def _encode_cursor(key: dict[str, Any]) -> str:
     return base64.urlsafe_b64encode(json.dumps(key, separators=(",", ":")).encode()).decode()
+
+
+def _listed_data(kind: str, ids: list[str]) -> list[tuple[str, dict[str, Any]]]:
+    """The `<KIND>#<id>/<KIND>` items of a page of listed ids, in the listing's order, in
+    one BatchGetItem (an id whose item is missing is left out)."""
+    items = {
+        item.pk.removeprefix(f"{kind}#"): item
+        for item in ProgramItem.batch_get([(f"{kind}#{i}", kind) for i in ids])
+    }
+    return [(i, _data(items[i])) for i in ids if i in items]
 
 
 def _decode_cursor(cursor: str, pk: str, prefix: str) -> dict[str, Any]:
