@@ -12,7 +12,6 @@ import random
 from dataclasses import dataclass
 from datetime import date, timedelta
 
-from chalicelib.domain import ledger
 from chalicelib.domain.points import Context, Planner, VersionConflict
 from chalicelib.errors import Unavailable
 
@@ -63,16 +62,7 @@ def expire_member(member_id: str, through: date, ctx: Context) -> Expired:
         due = sorted(d for d in planner.wallet.lots if d <= through)
         points = 0
         for day in due:
-            planner.wallet, movement = ledger.expire(planner.wallet, day)
-            points += -movement.points
-            planner.record(
-                "expire",
-                movement,
-                "points expired",
-                "expiry",
-                f"expiry-{day.isoformat()}",
-                {"expired_on": day.isoformat()},
-            )
+            points += planner.expire_date(day, {"expired_on": day.isoformat()})
         if not planner.entries:
             return Expired(member_id, 0, 0)
         try:

@@ -288,14 +288,20 @@ class Planner:
             if lot.expires_on < today:
                 # Held past its expiry date (a very long return window): it expires now,
                 # since the daily run has already passed that date.
-                self.wallet, movement = ledger.expire(self.wallet, lot.expires_on)
-                self.record(
-                    "expire",
-                    movement,
-                    "points expired",
-                    "expiry",
-                    f"expiry-{lot.expires_on.isoformat()}",
-                )
+                self.expire_date(lot.expires_on)
+
+    def expire_date(self, expires_on: date, detail: dict[str, Any] | None = None) -> int:
+        """Expire the lot of `expires_on` with its ledger entry; the points it held."""
+        self.wallet, movement = ledger.expire(self.wallet, expires_on)
+        self.record(
+            "expire",
+            movement,
+            "points expired",
+            "expiry",
+            f"expiry-{expires_on.isoformat()}",
+            detail,
+        )
+        return -movement.points
 
     def credit(
         self,
@@ -773,17 +779,9 @@ def _return_points_paid(
             kind="reverse",
             counts_as_earned=False,
         )
-        if expires_on < today:
-            plan.wallet, movement = ledger.expire(plan.wallet, expires_on)
-            if movement.points:
-                plan.record(
-                    "expire",
-                    movement,
-                    "points expired",
-                    "expiry",
-                    f"expiry-{expires_on.isoformat()}",
-                    {"expired_on": expires_on.isoformat(), "returned_by": cmd.refund_id},
-                )
+        if expires_on < today and plan.wallet.lots.get(expires_on):
+            detail = {"expired_on": expires_on.isoformat(), "returned_by": cmd.refund_id}
+            plan.expire_date(expires_on, detail)
 
 
 # ---- activities and adjustments ----------------------------------------------------------
