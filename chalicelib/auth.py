@@ -224,7 +224,9 @@ def bearer_token(headers: Mapping[str, str]) -> str | None:
 
 # ---- POS signatures -------------------------------------------------------------------
 
-_ID_SHAPE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}")
+# The shape client ids are created with (models/common.ClientId); a POS header or a path id
+# of any other shape names nothing and never reaches a DynamoDB key.
+ID_SHAPE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}")
 POS_HEADERS = ("x-store-id", "x-key-id", "x-timestamp", "x-nonce", "x-signature")
 
 
@@ -269,7 +271,7 @@ def verify_pos_request(
     if len(nonce) > 128:
         raise Unauthenticated("nonce too long", code="INVALID_NONCE")
     # Both end up in DynamoDB keys: refuse what no real id looks like before any read.
-    if not (_ID_SHAPE.fullmatch(store_id) and _ID_SHAPE.fullmatch(key_id)):
+    if not (ID_SHAPE.fullmatch(store_id) and ID_SHAPE.fullmatch(key_id)):
         raise Unauthenticated("malformed store or key id", code="INVALID_SIGNATURE")
     try:
         sent_at = datetime.fromisoformat(timestamp.replace("Z", "+00:00"))

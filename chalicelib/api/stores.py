@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import re
-
 from chalice.app import Blueprint
 
 from chalicelib.api.http import ADMIN, ALL_STAFF, OPS, Access, Call, operation, store_named
+from chalicelib.auth import ID_SHAPE
 from chalicelib.domain import stores as domain
 from chalicelib.domain.clock import utc_now
 from chalicelib.errors import NotFound
@@ -28,14 +27,11 @@ from chalicelib.wiring import services
 bp = Blueprint(__name__)
 TAGS = ("stores",)
 ADMIN_ONLY = Access(staff=ADMIN)
-# The shape ids are created with (models/common.ClientId): anything else names nothing,
-# and never reaches a DynamoDB key.
-_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}")
 
 
 def _path_id(call: Call, name: str, code: str) -> str:
     value = call.params[name]
-    if not _ID.fullmatch(value):
+    if not ID_SHAPE.fullmatch(value):
         raise NotFound(f"no such {name.removesuffix('_id')}", code=code)
     return value
 
