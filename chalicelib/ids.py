@@ -1,10 +1,14 @@
-"""Time-sortable identifiers (ULID layout: 48-bit ms timestamp + 80 random bits)."""
+"""Time-sortable identifiers (ULID layout: 48-bit ms timestamp + 80 random bits), and the
+hash that makes a client id's request idempotent."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import threading
 import time
+from typing import Any
 
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 
@@ -36,3 +40,9 @@ def ulid(now_ms: int | None = None) -> str:
 
 def new_member_id() -> str:
     return "mbr_" + ulid().lower()
+
+
+def request_hash(document: Any) -> str:
+    """The same request, however formatted, hashes the same."""
+    canonical = json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()

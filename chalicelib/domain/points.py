@@ -10,8 +10,6 @@ a replay finds the request record and gets the first answer back.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import random
 import time
 from collections.abc import Callable
@@ -41,6 +39,7 @@ from chalicelib.errors import (
     NotFound,
     Unavailable,
 )
+from chalicelib.ids import request_hash as request_hash  # callers hash requests here too
 from chalicelib.ids import ulid
 
 COMMIT_ATTEMPTS = 10
@@ -157,12 +156,6 @@ class Context:
 
 
 # ---- idempotency -----------------------------------------------------------------------
-
-
-def request_hash(document: Any) -> str:
-    """The same request, however formatted, hashes the same."""
-    canonical = json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def replay(record: RequestRecord, hashed: str) -> tuple[int, dict[str, Any]]:

@@ -7,8 +7,6 @@ the same body answers what the first request answered; another body is a conflic
 
 from __future__ import annotations
 
-import hashlib
-import json
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
@@ -16,6 +14,7 @@ from typing import Any, Protocol
 
 from chalicelib.domain.clock import rfc3339
 from chalicelib.errors import BusinessRuleViolation, Conflict, NotFound
+from chalicelib.ids import request_hash
 
 
 @dataclass(frozen=True)
@@ -71,11 +70,6 @@ class StoreRepository(Protocol):
     def add_store_key(self, key: StoreKey) -> bool: ...
 
     def revoke_store_key(self, store_id: str, key_id: str, now: str) -> StoreKey | None: ...
-
-
-def request_hash(document: dict[str, Any]) -> str:
-    canonical = json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def dealer_view(dealer: Dealer) -> dict[str, Any]:
