@@ -6,9 +6,9 @@ import time
 from datetime import date
 from typing import Any
 
-from pynamodb.exceptions import DoesNotExist, PutError, UpdateError
+from pynamodb.exceptions import DoesNotExist, UpdateError
 
-from chalicelib.dal.tables import JobRunItem
+from chalicelib.dal.tables import JobRunItem, save_if_new
 from chalicelib.domain.clock import rfc3339, utc_now
 
 RUN_RETENTION_SECONDS = 400 * 24 * 3600  # a year of runs stays readable
@@ -37,19 +37,14 @@ class DynamoJobRepository:
 
     def start_run(self, job: str, day: date, tasks: int) -> bool:
         """Create the run's progress record; False if the day was already started."""
-        try:
-            JobRunItem(
-                pk=f"JOB#{job}#{day.isoformat()}",
-                sk="RUN",
-                started_at=rfc3339(utc_now()),
-                tasks=tasks,
-                expires_at=int(time.time()) + RUN_RETENTION_SECONDS,
-            ).save(condition=JobRunItem.pk.does_not_exist())
-        except PutError as exc:
-            if exc.cause_response_code == "ConditionalCheckFailedException":
-                return False
-            raise
-        return True
+        run = JobRunItem(
+            pk=f"JOB#{job}#{day.isoformat()}",
+            sk="RUN",
+            started_at=rfc3339(utc_now()),
+            tasks=tasks,
+            expires_at=int(time.time()) + RUN_RETENTION_SECONDS,
+        )
+        return save_if_new(run, JobRunItem.pk.does_not_exist())
 
     def progress(
         self, job: str, day: date, *, members: int, lots: int, points: int, shard_done: int | None

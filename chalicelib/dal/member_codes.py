@@ -7,10 +7,10 @@ import hashlib
 from datetime import UTC, datetime
 from typing import Any
 
-from pynamodb.exceptions import DoesNotExist, PutError
+from pynamodb.exceptions import DoesNotExist
 from pynamodb.expressions.condition import Condition
 
-from chalicelib.dal.tables import MemberCodeItem
+from chalicelib.dal.tables import MemberCodeItem, save_if_new
 from chalicelib.domain.clock import rfc3339
 from chalicelib.domain.member_codes import CodeUse, MemberCode
 
@@ -60,13 +60,7 @@ class DynamoMemberCodeRepository:
             member_id=code.member_id,
             expires_at=epoch(code.expires_at),
         )
-        try:
-            item.save(condition=MemberCodeItem.pk.does_not_exist())
-        except PutError as exc:
-            if exc.cause_response_code == "ConditionalCheckFailedException":
-                return False
-            raise
-        return True
+        return save_if_new(item, MemberCodeItem.pk.does_not_exist())
 
     def get(self, code: str) -> MemberCode | None:
         return find_member_code(code)

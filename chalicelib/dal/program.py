@@ -12,7 +12,7 @@ from pynamodb.connection import Connection
 from pynamodb.exceptions import DoesNotExist, PutError, TransactWriteError, UpdateError
 from pynamodb.transactions import TransactWrite
 
-from chalicelib.dal.tables import GuardItem, ProgramItem, StoreKeyItem
+from chalicelib.dal.tables import GuardItem, ProgramItem, StoreKeyItem, save_if_new
 from chalicelib.domain.clock import rfc3339, utc_now
 from chalicelib.domain.program import (
     DEFAULT_PROGRAM,
@@ -134,28 +134,25 @@ class DynamoProgramRepository:
             latest = list(ProgramItem.query("TIER_RULES", scan_index_forward=False, limit=1))
             version = int(latest[0].sk[1:]) + 1 if latest else 2  # version 1: the seed
             empty = {"scanned": 0, "up": 0, "down": 0, "same": 0, "changed": 0}
-            try:
-                ProgramItem(
-                    pk="TIER_RULES",
-                    sk=f"v{version:06d}",
-                    kind="tier_rules",
-                    data={
-                        "version": version,
-                        "status": "draft",
-                        "tiers": [asdict(t) for t in tiers],
-                        "dry_run": dict(empty),
-                        "apply": dict(empty),
-                        # segment -> true once its counts were added (exactly once)
-                        "dry_run_done": {},
-                        "apply_done": {},
-                        "created_at": rfc3339(utc_now()),
-                    },
-                    updated_at=rfc3339(utc_now()),
-                ).save(condition=ProgramItem.pk.does_not_exist())
-            except PutError as exc:
-                if exc.cause_response_code == "ConditionalCheckFailedException":
-                    continue
-                raise
+            draft = ProgramItem(
+                pk="TIER_RULES",
+                sk=f"v{version:06d}",
+                kind="tier_rules",
+                data={
+                    "version": version,
+                    "status": "draft",
+                    "tiers": [asdict(t) for t in tiers],
+                    "dry_run": dict(empty),
+                    "apply": dict(empty),
+                    # segment -> true once its counts were added (exactly once)
+                    "dry_run_done": {},
+                    "apply_done": {},
+                    "created_at": rfc3339(utc_now()),
+                },
+                updated_at=rfc3339(utc_now()),
+            )
+            if not save_if_new(draft, ProgramItem.pk.does_not_exist()):
+                continue  # another version took this number meanwhile
             return version
         raise Conflict("tier rules are being changed concurrently; retry", code="VERSION_CONFLICT")
 
@@ -480,13 +477,7 @@ class DynamoGuardRepository:
             expires_at=int(time.time()) + ttl_seconds,
             info=info,
         )
-        try:
-            item.save(condition=GuardItem.pk.does_not_exist())
-        except PutError as exc:
-            if exc.cause_response_code == "ConditionalCheckFailedException":
-                return False
-            raise
-        return True
+        return save_if_new(item, GuardItem.pk.does_not_exist())
 
 
 def _tier_from_dict(raw: dict[str, Any]) -> Tier:

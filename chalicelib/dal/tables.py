@@ -25,6 +25,7 @@ from pynamodb.attributes import (
     UnicodeSetAttribute,
 )
 from pynamodb.connection import Connection
+from pynamodb.expressions.condition import Condition
 from pynamodb.indexes import GlobalSecondaryIndex, IncludeProjection, KeysOnlyProjection
 from pynamodb.models import Model
 
@@ -291,6 +292,20 @@ MEMBERS_TABLE_MODELS: tuple[type[Model], ...] = (
 )
 PROGRAM_TABLE_MODELS: tuple[type[Model], ...] = (ProgramItem, StoreKeyItem)
 RUNTIME_TABLE_MODELS: tuple[type[Model], ...] = (GuardItem, JobRunItem, MemberCodeItem)
+
+
+def save_if_new(item: Model, absent: Condition) -> bool:
+    """Put `item` on condition `absent` (its key's `does_not_exist()`), one conditional
+    write: True if written, False if the key was taken."""
+    from pynamodb.exceptions import PutError
+
+    try:
+        item.save(condition=absent)
+    except PutError as exc:
+        if exc.cause_response_code == "ConditionalCheckFailedException":
+            return False
+        raise
+    return True
 
 
 def bind(settings: Settings) -> None:
