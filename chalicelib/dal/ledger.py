@@ -19,7 +19,7 @@ from chalicelib.domain.clock import rfc3339
 from chalicelib.domain.expiry import expiry_key
 from chalicelib.domain.ledger import PendingLot, Wallet
 from chalicelib.domain.member_codes import MemberCode
-from chalicelib.domain.points import (
+from chalicelib.domain.records import (
     Account,
     Commit,
     Entry,

@@ -12,7 +12,8 @@ import random
 from dataclasses import dataclass
 from datetime import date, timedelta
 
-from chalicelib.domain.points import Context, Planner, VersionConflict
+from chalicelib.domain.points import Context, Planner
+from chalicelib.domain.records import VersionConflict
 from chalicelib.errors import Unavailable
 
 EXPIRY_SHARDS = 16  # spreads one busy month-end date over 16 index partitions

@@ -13,9 +13,9 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
-from typing import Any, Protocol
+from typing import Any
 
 from chalicelib.domain import ledger
 from chalicelib.domain.clock import PROGRAM_TZ, program_date, rfc3339
@@ -26,10 +26,21 @@ from chalicelib.domain.earning import (
     reversal_for_amount,
     reversal_for_units,
 )
-from chalicelib.domain.ledger import InsufficientPoints, Movement, PendingLot, Wallet
-from chalicelib.domain.member_codes import CodeUse, MemberCode, code_required, invalid_code, usable
+from chalicelib.domain.ledger import InsufficientPoints, Movement, PendingLot
+from chalicelib.domain.member_codes import CodeUse, code_required, invalid_code, usable
 from chalicelib.domain.members import Member
 from chalicelib.domain.program import ProgramConfig
+from chalicelib.domain.records import (
+    Account,
+    Commit,
+    Entry,
+    LedgerRepository,
+    MemberCodeTaken,
+    RecordUpdate,
+    RequestExists,
+    RequestRecord,
+    VersionConflict,
+)
 from chalicelib.domain.tiers import Tier, tier_by_code
 from chalicelib.errors import (
     BusinessRuleViolation,
@@ -45,105 +56,6 @@ from chalicelib.ids import ulid
 COMMIT_ATTEMPTS = 10
 MAX_TRANSACTION_AGE = timedelta(days=30)
 MAX_CLOCK_AHEAD = timedelta(minutes=5)
-
-
-# ---- what the repository stores -------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Account:
-    member: Member
-    wallet: Wallet
-    version: int
-    activity_counts: dict[str, tuple[str, int]] = field(default_factory=dict)
-    referred_by: str | None = None
-    first_purchase_at: datetime | None = None
-
-
-@dataclass(frozen=True)
-class Entry:
-    entry_id: str
-    member_id: str
-    type: str  # earn | redeem | expire | adjust | reverse
-    points: int
-    balance_after: int
-    reason: str
-    source: str  # transaction | activity | campaign | staff | expiry
-    created_at: datetime
-    source_id: str | None = None
-    store_id: str | None = None
-    lots: dict[date, int] = field(default_factory=dict)
-    detail: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class RequestRecord:
-    pk: str
-    sk: str
-    kind: str
-    member_id: str
-    request_hash: str
-    status: int
-    response: dict[str, Any]
-    created_at: datetime
-    data: dict[str, Any] = field(default_factory=dict)
-    version: int = 1
-
-
-@dataclass(frozen=True)
-class RecordUpdate:
-    """A change to an existing request record (a refund's to its purchase): only these
-    `data` fields are set, conditional on the record's version (which goes up by one).
-    The record is never rewritten whole, so what others mark on it meanwhile (the
-    stream's `tier_counted`) is kept."""
-
-    pk: str
-    sk: str
-    expected_version: int
-    data: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class Commit:
-    member_id: str
-    expected_version: int
-    wallet: Wallet
-    entries: list[Entry]
-    new_requests: list[RequestRecord]
-    activity_counts: dict[str, tuple[str, int]] | None = None
-    member_fields: dict[str, Any] = field(default_factory=dict)
-    # A refund changes its purchase's record.
-    updated_request: RecordUpdate | None = None
-    # A purchase consumes the member code presented at the till, in the same commit.
-    member_code: CodeUse | None = None
-
-
-class VersionConflict(Exception):
-    """Someone changed the member (or the purchase) since it was read: re-read, re-plan."""
-
-
-class RequestExists(Exception):
-    """A request record with this client id already exists."""
-
-
-class MemberCodeTaken(Exception):
-    """The commit's member code was used, expired or is not the member's any more."""
-
-
-class LedgerRepository(Protocol):
-    def load(self, member_id: str) -> Account | None: ...
-
-    def commit(self, commit: Commit) -> None: ...
-
-    def get_request(self, pk: str, sk: str, *, consistent: bool = True) -> RequestRecord | None: ...
-
-    def member_code(self, code: str) -> MemberCode | None:
-        """The code as stored now (a consistent read), used or not; None if unknown."""
-        ...
-
-    def list_entries(
-        self, member_id: str, limit: int, cursor: str | None
-    ) -> tuple[list[Entry], str | None]: ...
 
 
 @dataclass(frozen=True)

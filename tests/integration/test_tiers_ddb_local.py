@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from chalicelib.domain import points as domain
+from chalicelib.domain.records import Commit
 from chalicelib.domain.tiering import (
     TierChange,
     review_key,
@@ -253,7 +254,7 @@ class CountsBeforeCommit:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._repo, name)
 
-    def commit(self, commit: domain.Commit) -> None:
+    def commit(self, commit: Commit) -> None:
         stream, self._stream = self._stream, None
         if stream is not None:
             stream()

@@ -24,18 +24,11 @@ from chalicelib.domain.ledger import Wallet
 from chalicelib.domain.member_codes import MemberCode
 from chalicelib.domain.members import Member
 from chalicelib.domain.points import (
-    Account,
     Activity,
     Adjustment,
-    Commit,
     Context,
-    Entry,
-    MemberCodeTaken,
     Purchase,
     Refund,
-    RequestExists,
-    RequestRecord,
-    VersionConflict,
     points_view,
     record_activity,
     record_adjustment,
@@ -45,6 +38,15 @@ from chalicelib.domain.points import (
     request_hash,
 )
 from chalicelib.domain.program import ProgramConfig
+from chalicelib.domain.records import (
+    Account,
+    Commit,
+    Entry,
+    MemberCodeTaken,
+    RequestExists,
+    RequestRecord,
+    VersionConflict,
+)
 from chalicelib.domain.tiers import DEFAULT_TIERS
 from chalicelib.errors import (
     BusinessRuleViolation,

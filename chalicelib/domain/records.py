@@ -1,0 +1,113 @@
+"""What a points operation reads and writes, and the repository that stores it.
+
+An operation (chalicelib/domain/points.py) reads an Account, plans one Commit (the
+member's new wallet, its ledger entries, the request record that makes the client id
+idempotent) and hands it to a LedgerRepository, which applies all of it or nothing
+(chalicelib/dal/ledger.py stores it in DynamoDB; the tests keep it in memory).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any, Protocol
+
+from chalicelib.domain.ledger import Wallet
+from chalicelib.domain.member_codes import CodeUse, MemberCode
+from chalicelib.domain.members import Member
+
+
+@dataclass(frozen=True)
+class Account:
+    member: Member
+    wallet: Wallet
+    version: int
+    activity_counts: dict[str, tuple[str, int]] = field(default_factory=dict)
+    referred_by: str | None = None
+    first_purchase_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Entry:
+    entry_id: str
+    member_id: str
+    type: str  # earn | redeem | expire | adjust | reverse
+    points: int
+    balance_after: int
+    reason: str
+    source: str  # transaction | activity | campaign | staff | expiry
+    created_at: datetime
+    source_id: str | None = None
+    store_id: str | None = None
+    lots: dict[date, int] = field(default_factory=dict)
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RequestRecord:
+    pk: str
+    sk: str
+    kind: str
+    member_id: str
+    request_hash: str
+    status: int
+    response: dict[str, Any]
+    created_at: datetime
+    data: dict[str, Any] = field(default_factory=dict)
+    version: int = 1
+
+
+@dataclass(frozen=True)
+class RecordUpdate:
+    """A change to an existing request record (a refund's to its purchase): only these
+    `data` fields are set, conditional on the record's version (which goes up by one).
+    The record is never rewritten whole, so what others mark on it meanwhile (the
+    stream's `tier_counted`) is kept."""
+
+    pk: str
+    sk: str
+    expected_version: int
+    data: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Commit:
+    member_id: str
+    expected_version: int
+    wallet: Wallet
+    entries: list[Entry]
+    new_requests: list[RequestRecord]
+    activity_counts: dict[str, tuple[str, int]] | None = None
+    member_fields: dict[str, Any] = field(default_factory=dict)
+    # A refund changes its purchase's record.
+    updated_request: RecordUpdate | None = None
+    # A purchase consumes the member code presented at the till, in the same commit.
+    member_code: CodeUse | None = None
+
+
+class VersionConflict(Exception):
+    """Someone changed the member (or the purchase) since it was read: re-read, re-plan."""
+
+
+class RequestExists(Exception):
+    """A request record with this client id already exists."""
+
+
+class MemberCodeTaken(Exception):
+    """The commit's member code was used, expired or is not the member's any more."""
+
+
+class LedgerRepository(Protocol):
+    def load(self, member_id: str) -> Account | None: ...
+
+    def commit(self, commit: Commit) -> None: ...
+
+    def get_request(self, pk: str, sk: str, *, consistent: bool = True) -> RequestRecord | None: ...
+
+    def member_code(self, code: str) -> MemberCode | None:
+        """The code as stored now (a consistent read), used or not; None if unknown."""
+        ...
+
+    def list_entries(
+        self, member_id: str, limit: int, cursor: str | None
+    ) -> tuple[list[Entry], str | None]: ...
