@@ -36,9 +36,13 @@ from chalicelib.domain.records import (
     Entry,
     LedgerRepository,
     MemberCodeTaken,
+    MemberRequestRef,
+    PurchaseRef,
     RecordUpdate,
+    RefundRef,
     RequestExists,
     RequestRecord,
+    RequestRef,
     VersionConflict,
 )
 from chalicelib.domain.tiers import Tier, tier_by_code
@@ -75,22 +79,20 @@ def replay(record: RequestRecord, hashed: str) -> tuple[int, dict[str, Any]]:
         raise Conflict(
             "this id was already used with a different request",
             code="IDEMPOTENCY_CONFLICT",
-            # the client's id: the last part of the refund/request sort key, or of the
-            # purchase's partition key (TXN#<store>#<transaction_id>)
-            details={"id": (record.pk if record.sk == "TXN" else record.sk).split("#")[-1]},
+            details={"id": record.ref.client_id},
         )
     return record.status, record.response
 
 
 def _run(
     ctx: Context,
-    key: tuple[str, str],
+    key: RequestRef,
     hashed: str,
     plan: Callable[[], tuple[Commit, dict[str, Any]]],
 ) -> tuple[int, dict[str, Any]]:
     """Plan (reading what the plan needs) and commit, until the commit lands, the request
     turns out to be done already (replay), or the retries run out (503, retry later)."""
-    existing = ctx.repo.get_request(*key, consistent=False)
+    existing = ctx.repo.get_request(key, consistent=False)
     if existing is not None:
         return replay(existing, hashed)
     for attempt in range(COMMIT_ATTEMPTS):
@@ -99,7 +101,7 @@ def _run(
         except DomainError:
             # A replay of a request that already took effect must get its first answer,
             # not an error computed from the state that request itself produced.
-            existing = ctx.repo.get_request(*key, consistent=True)
+            existing = ctx.repo.get_request(key, consistent=True)
             if existing is not None:
                 return replay(existing, hashed)
             raise
@@ -107,14 +109,14 @@ def _run(
             ctx.repo.commit(commit)
             return 201, response
         except RequestExists:
-            existing = ctx.repo.get_request(*key, consistent=True)
+            existing = ctx.repo.get_request(key, consistent=True)
             if existing is None:  # pragma: no cover - the condition said it exists
                 raise Unavailable("request record vanished; retry") from None
             return replay(existing, hashed)
         except VersionConflict:
             # Often the winner of the race was this very request sent twice (a POS retry
             # storm): then the answer is already there and there is nothing to redo.
-            existing = ctx.repo.get_request(*key, consistent=True)
+            existing = ctx.repo.get_request(key, consistent=True)
             if existing is not None:
                 return replay(existing, hashed)
             ctx.sleep(min(0.005 * 2**attempt, 0.2) * (0.5 + random.random()))  # noqa: S311
@@ -296,28 +298,24 @@ class Purchase:
     member_code_required: bool = False
 
 
-def purchase_key(store_id: str, transaction_id: str) -> tuple[str, str]:
-    return f"TXN#{store_id}#{transaction_id}", "TXN"
-
-
 def record_purchase(cmd: Purchase, ctx: Context) -> tuple[int, dict[str, Any]]:
     # The checks run inside the plan: a retry of a purchase accepted long ago must get its
     # first answer (found before planning), not TRANSACTION_TOO_OLD, and a retry of a
     # purchase whose member code it consumed, not MEMBER_CODE_INVALID.
-    key = purchase_key(cmd.store_id, cmd.transaction_id)
+    key = PurchaseRef(cmd.store_id, cmd.transaction_id)
     try:
         return _run(ctx, key, cmd.request_hash, lambda: _plan_present_purchase(cmd, ctx, key))
     except MemberCodeTaken:
         # Another purchase consumed the code between our read and our commit (two tills
         # at once), unless that other purchase was this very request.
-        existing = ctx.repo.get_request(*key, consistent=True)
+        existing = ctx.repo.get_request(key, consistent=True)
         if existing is not None:
             return replay(existing, cmd.request_hash)
         raise invalid_code() from None
 
 
 def _plan_present_purchase(
-    cmd: Purchase, ctx: Context, key: tuple[str, str]
+    cmd: Purchase, ctx: Context, key: PurchaseRef
 ) -> tuple[Commit, dict[str, Any]]:
     """Who the member is and that they are present, then the purchase itself; the member
     code (when given) is consumed in the purchase's own commit, so it pays once."""
@@ -335,7 +333,9 @@ def _plan_present_purchase(
         member_id = code.member_id
     commit, response = _plan_purchase(_account(ctx, member_id), cmd, ctx, key)
     if code is not None:
-        use = CodeUse(code=code.code, member_id=member_id, at=ctx.now, used_by=key[0])
+        use = CodeUse(
+            code=code.code, member_id=member_id, at=ctx.now, used_by=ctx.repo.reference(key)
+        )
         commit = replace(commit, member_code=use)
     return commit, response
 
@@ -356,7 +356,7 @@ def _check_purchase(cmd: Purchase, now: datetime) -> None:
 
 
 def _plan_purchase(
-    account: Account, cmd: Purchase, ctx: Context, key: tuple[str, str]
+    account: Account, cmd: Purchase, ctx: Context, key: PurchaseRef
 ) -> tuple[Commit, dict[str, Any]]:
     _check_purchase(cmd, ctx.now)
     program = ctx.program
@@ -392,7 +392,7 @@ def _plan_purchase(
         plan.wallet = ledger.add_pending(
             plan.wallet,
             PendingLot(
-                source_id=key[0],
+                source_id=ctx.repo.reference(key),
                 points=earning.points,
                 release_at=cmd.occurred_at + timedelta(days=program.pending_days),
                 expires_on=expires_on,
@@ -433,8 +433,7 @@ def _plan_purchase(
         "breakdown": _breakdown(earning),
     }
     record = RequestRecord(
-        pk=key[0],
-        sk=key[1],
+        ref=key,
         kind="purchase",
         member_id=account.member.member_id,
         request_hash=cmd.request_hash,
@@ -531,11 +530,11 @@ class Refund:
 
 
 def record_refund(cmd: Refund, ctx: Context) -> tuple[int, dict[str, Any]]:
-    txn_key = purchase_key(cmd.store_id, cmd.transaction_id)
-    key = (txn_key[0], f"REFUND#{cmd.refund_id}")
+    txn_key = PurchaseRef(cmd.store_id, cmd.transaction_id)
+    key = RefundRef(txn_key, cmd.refund_id)
 
     def plan() -> tuple[Commit, dict[str, Any]]:
-        purchase = ctx.repo.get_request(*txn_key, consistent=True)
+        purchase = ctx.repo.get_request(txn_key, consistent=True)
         if purchase is None:
             raise NotFound("no such transaction at this store", code="TRANSACTION_NOT_FOUND")
         return _plan_refund(_account(ctx, purchase.member_id), purchase, cmd, ctx, key)
@@ -544,7 +543,7 @@ def record_refund(cmd: Refund, ctx: Context) -> tuple[int, dict[str, Any]]:
 
 
 def _plan_refund(
-    account: Account, purchase: RequestRecord, cmd: Refund, ctx: Context, key: tuple[str, str]
+    account: Account, purchase: RequestRecord, cmd: Refund, ctx: Context, key: RefundRef
 ) -> tuple[Commit, dict[str, Any]]:
     data = dict(purchase.data)
     items: list[list[Any]] = [list(row) for row in data["items"]]
@@ -616,7 +615,9 @@ def _plan_refund(
     if points_now > 0:
         still_pending = 0
         if data.get("pending"):
-            plan.wallet, still_pending = ledger.reduce_pending(plan.wallet, purchase.pk, points_now)
+            plan.wallet, still_pending = ledger.reduce_pending(
+                plan.wallet, ctx.repo.reference(key.purchase), points_now
+            )
         if points_now - still_pending > 0:
             expires_on = date.fromisoformat(str(data["expires_on"]))
             plan.claw_back(points_now - still_pending, expires_on, "refund", cmd.transaction_id)
@@ -637,8 +638,7 @@ def _plan_refund(
         "balance": plan.wallet.balance,
     }
     record = RequestRecord(
-        pk=key[0],
-        sk=key[1],
+        ref=key,
         kind="refund",
         member_id=account.member.member_id,
         request_hash=cmd.request_hash,
@@ -654,7 +654,7 @@ def _plan_refund(
             "qualifying_delta": -(amount_now * int(data["cash_due"]) // total) if total else 0,
         },
     )
-    updated = RecordUpdate(purchase.pk, purchase.sk, purchase.version, purchase_changes)
+    updated = RecordUpdate(purchase.ref, purchase.version, purchase_changes)
     return plan.commit([record], updated_request=updated), response
 
 
@@ -711,7 +711,7 @@ class Activity:
     referrer_member_id: str | None = None
     reference: str | None = None  # e.g. the reviewed order or shared page
     # Granted by the program itself (sign-up bonus, birthday, referral reward), not posted
-    # by the member: recorded in its own key space (see `activity_key`).
+    # by the member: recorded in its own space of ids (see `activity_ref`).
     granted: bool = False
 
 
@@ -719,12 +719,12 @@ class Activity:
 PROGRAM_GRANTS = frozenset({"signup", "birthday", "referral_reward"})
 
 
-def activity_key(member_id: str, activity_id: str, *, granted: bool) -> tuple[str, str]:
+def activity_ref(member_id: str, activity_id: str, *, granted: bool) -> MemberRequestRef:
     """The request record of an activity. Members choose their activity ids, so the
-    program's grants (`signup`, `birthday-<year>`, `referral-reward-<referee>`) live under
-    another prefix: no member request can ever occupy a grant's key (and make the grant
-    an IDEMPOTENCY_CONFLICT, or a replay of the member's own answer)."""
-    return f"MEMBER#{member_id}", f"REQ#{'grant' if granted else 'activity'}#{activity_id}"
+    program's grants (`signup`, `birthday-<year>`, `referral-reward-<referee>`) have a
+    space of their own: no member request can ever occupy a grant's id (and make the
+    grant an IDEMPOTENCY_CONFLICT, or a replay of the member's own answer)."""
+    return MemberRequestRef(member_id, "grant" if granted else "activity", activity_id)
 
 
 # Which rule pays (and counts) an activity. A referral pays both sides: the referee when
@@ -742,13 +742,13 @@ def record_activity(cmd: Activity, ctx: Context) -> tuple[int, dict[str, Any]]:
         raise InvalidInput("unknown activity type", code="UNKNOWN_ACTIVITY")
     if cmd.type == "referral":
         _check_referrer(cmd, ctx)
-    key = activity_key(cmd.member_id, cmd.activity_id, granted=cmd.granted)
+    key = activity_ref(cmd.member_id, cmd.activity_id, granted=cmd.granted)
     if cmd.granted:
-        # Grants recorded before they had a key space of their own sit under the member
-        # prefix: a grant found there with the program's own request hash is a replay.
+        # Grants recorded before they had a space of their own sit among the member's
+        # activities: a grant found there with the program's own request hash is a replay.
         # (A member's request there never has that hash: its body has other fields.)
-        legacy_key = activity_key(cmd.member_id, cmd.activity_id, granted=False)
-        legacy = ctx.repo.get_request(*legacy_key, consistent=False)
+        legacy_key = activity_ref(cmd.member_id, cmd.activity_id, granted=False)
+        legacy = ctx.repo.get_request(legacy_key, consistent=False)
         if legacy is not None and legacy.request_hash == cmd.request_hash:
             return replay(legacy, cmd.request_hash)
 
@@ -793,8 +793,7 @@ def record_activity(cmd: Activity, ctx: Context) -> tuple[int, dict[str, Any]]:
             "balance": planner.wallet.balance,
         }
         record = RequestRecord(
-            pk=key[0],
-            sk=key[1],
+            ref=key,
             kind="grant" if cmd.granted else "activity",
             member_id=cmd.member_id,
             request_hash=cmd.request_hash,
@@ -845,7 +844,7 @@ def record_adjustment(cmd: Adjustment, ctx: Context) -> tuple[int, dict[str, Any
             code="INVALID_ADJUSTMENT",
             details={"max": ctx.program.max_adjustment},
         )
-    key = (f"MEMBER#{cmd.member_id}", f"REQ#adjust#{cmd.adjustment_id}")
+    key = MemberRequestRef(cmd.member_id, "adjust", cmd.adjustment_id)
 
     def plan(account: Account) -> tuple[Commit, dict[str, Any]]:
         planner = Planner(account, ctx)
@@ -874,8 +873,7 @@ def record_adjustment(cmd: Adjustment, ctx: Context) -> tuple[int, dict[str, Any
             "balance": planner.wallet.balance,
         }
         record = RequestRecord(
-            pk=key[0],
-            sk=key[1],
+            ref=key,
             kind="adjustment",
             member_id=cmd.member_id,
             request_hash=cmd.request_hash,

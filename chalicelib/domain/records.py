@@ -10,11 +10,57 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from chalicelib.domain.ledger import Wallet
 from chalicelib.domain.member_codes import CodeUse, MemberCode
 from chalicelib.domain.members import Member
+
+# ---- which request a record answers -----------------------------------------------------
+# Requests are named by what they mean; the repository decides the keys they are stored
+# under (chalicelib/dal/ledger.py, `request_key`).
+
+
+@dataclass(frozen=True)
+class PurchaseRef:
+    """A purchase as the till names it: a transaction id is unique within its store."""
+
+    store_id: str
+    transaction_id: str
+
+    @property
+    def client_id(self) -> str:
+        return self.transaction_id
+
+
+@dataclass(frozen=True)
+class RefundRef:
+    purchase: PurchaseRef
+    refund_id: str
+
+    @property
+    def client_id(self) -> str:
+        return self.refund_id
+
+
+@dataclass(frozen=True)
+class MemberRequestRef:
+    """A member's own request (`activity`, `adjust`) or a points grant of the program's
+    (`grant`): each space has its own ids, so a member can never take a grant's id."""
+
+    member_id: str
+    space: Literal["activity", "grant", "adjust"]
+    request_id: str
+
+    @property
+    def client_id(self) -> str:
+        return self.request_id
+
+
+RequestRef = PurchaseRef | RefundRef | MemberRequestRef
+
+
+# ---- what an operation reads and writes --------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -45,8 +91,7 @@ class Entry:
 
 @dataclass(frozen=True)
 class RequestRecord:
-    pk: str
-    sk: str
+    ref: RequestRef
     kind: str
     member_id: str
     request_hash: str
@@ -64,8 +109,7 @@ class RecordUpdate:
     The record is never rewritten whole, so what others mark on it meanwhile (the
     stream's `tier_counted`) is kept."""
 
-    pk: str
-    sk: str
+    ref: RequestRef
     expected_version: int
     data: dict[str, Any]
 
@@ -102,7 +146,12 @@ class LedgerRepository(Protocol):
 
     def commit(self, commit: Commit) -> None: ...
 
-    def get_request(self, pk: str, sk: str, *, consistent: bool = True) -> RequestRecord | None: ...
+    def get_request(self, ref: RequestRef, *, consistent: bool = True) -> RequestRecord | None: ...
+
+    def reference(self, purchase: PurchaseRef) -> str:
+        """The purchase's id in other items that point at it (a pending lot's source, the
+        member code it consumed): stored, so always the same for the same purchase."""
+        ...
 
     def member_code(self, code: str) -> MemberCode | None:
         """The code as stored now (a consistent read), used or not; None if unknown."""

@@ -17,11 +17,12 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
+from chalicelib.dal.ledger import expiry_key
 from chalicelib.dal.tables import MemberItem
 from chalicelib.domain import points as domain
 from chalicelib.domain.clock import program_date
 from chalicelib.domain.earning import Item
-from chalicelib.domain.expiry import expire_member, expiry_key
+from chalicelib.domain.expiry import expire_member
 from chalicelib.domain.records import Entry
 from chalicelib.errors import BusinessRuleViolation
 from chalicelib.wiring import services
