@@ -9,7 +9,7 @@ from chalicelib.api.points import replayable
 from chalicelib.domain import points as domain
 from chalicelib.domain.earning import Item
 from chalicelib.domain.phone import normalise_phone
-from chalicelib.domain.records import PurchaseRef
+from chalicelib.domain.records import PurchaseRecord, PurchaseRef
 from chalicelib.domain.stores import open_store
 from chalicelib.errors import NotFound
 from chalicelib.models.points import (
@@ -119,13 +119,14 @@ def get_transaction(call: Call) -> TransactionView:
     if record is None:
         raise NotFound("no such transaction at this store", code="TRANSACTION_NOT_FOUND")
     refunds = repo.refunds(purchase)
+    bought = PurchaseRecord.from_data(record.data)
     return TransactionView(
         transaction=TransactionResponse.model_validate(record.response),
-        occurred_at=str(record.data["occurred_at"]),
-        total=int(record.data["total"]),
-        refunded_amount=int(record.data["refunded_amount"]),
-        points_reversed=int(record.data["points_reversed"]),
-        points_returned=int(record.data["points_returned"]),
+        occurred_at=bought.occurred_at,
+        total=bought.total,
+        refunded_amount=bought.refunded_amount,
+        points_reversed=bought.points_reversed,
+        points_returned=bought.points_returned,
         refunds=[RefundResponse.model_validate(r.response) for r in refunds],
     )
 

@@ -37,8 +37,11 @@ from chalicelib.domain.records import (
     LedgerRepository,
     MemberCodeTaken,
     MemberRequestRef,
+    PurchaseLine,
+    PurchaseRecord,
     PurchaseRef,
     RecordUpdate,
+    RefundRecord,
     RefundRef,
     RequestExists,
     RequestRecord,
@@ -359,54 +362,22 @@ def _plan_purchase(
     account: Account, cmd: Purchase, ctx: Context, key: PurchaseRef
 ) -> tuple[Commit, dict[str, Any]]:
     _check_purchase(cmd, ctx.now)
-    program = ctx.program
     plan = Planner(account, ctx, cmd.store_id)
     plan.release_due()
     tier = tier_by_code(account.member.tier_code, ctx.tiers)
-    paid_with_points_fen = 0
-    paid_lots: dict[str, int] = {}
-    if cmd.pay_with_points:
-        paid_with_points_fen = _points_payment_value(cmd, program)
-        redeemed = plan.debit(
-            cmd.pay_with_points,
-            "points paid at the till (积分抵现)",
-            "transaction",
-            cmd.transaction_id,
-            detail={"value_fen": paid_with_points_fen},
-        )
-        # a refund returns these points to the lots they came from (their expiry dates)
-        paid_lots = {d.isoformat(): -p for d, p in redeemed.lots.items()}
-    cash_due = cmd.total - paid_with_points_fen
+    points_value, paid_lots = _pay_with_points(plan, cmd)
+    cash_due = cmd.total - points_value
     earning = compute(
         cmd.items,
         total=cmd.total,
         cash_paid=cash_due,
-        program=program,
+        program=ctx.program,
         tier_multiplier=tier.benefits.earn_multiplier,
         store_id=cmd.store_id,
         at=cmd.occurred_at,
     )
     expires_on = plan.expires_on(cmd.occurred_at)
-    pending = program.pending_days > 0 and earning.points > 0
-    if pending:
-        plan.wallet = ledger.add_pending(
-            plan.wallet,
-            PendingLot(
-                source_id=ctx.repo.reference(key),
-                points=earning.points,
-                release_at=cmd.occurred_at + timedelta(days=program.pending_days),
-                expires_on=expires_on,
-            ),
-        )
-    elif earning.points > 0:
-        plan.credit(
-            earning.points,
-            expires_on,
-            "purchase",
-            "transaction",
-            cmd.transaction_id,
-            detail={"total": cmd.total, "cash_due": cash_due},
-        )
+    pending = _earn(plan, cmd, earning.points, expires_on, cash_due, key)
     first_purchase = account.first_purchase_at is None
     response = {
         "transaction_id": cmd.transaction_id,
@@ -415,7 +386,7 @@ def _plan_purchase(
         "points_earned": earning.points,
         "points_pending": earning.points if pending else 0,
         "points_spent": cmd.pay_with_points,
-        "points_value": paid_with_points_fen,
+        "points_value": points_value,
         "cash_due": cash_due,
         "currency": cmd.currency,
         "balance": plan.wallet.balance,
@@ -432,6 +403,28 @@ def _plan_purchase(
         ],
         "breakdown": _breakdown(earning),
     }
+    bought = PurchaseRecord(
+        store_id=cmd.store_id,
+        transaction_id=cmd.transaction_id,
+        occurred_at=rfc3339(cmd.occurred_at),
+        total=cmd.total,
+        cash_due=cash_due,
+        lines=tuple(
+            PurchaseLine(i.sku, i.category, i.quantity, i.unit_price, p.points)
+            for i, p in zip(cmd.items, earning.items, strict=True)
+        ),
+        points_earned=earning.points,
+        points_spent=cmd.pay_with_points,
+        expires_on=expires_on,
+        pending=pending,
+        first_purchase=first_purchase,
+        referred_by=account.referred_by,
+        paid_lots=paid_lots,
+        refunded_qty=(0,) * len(cmd.items),
+        # tiers count what was paid in cash, in the purchase's program month
+        month=program_date(cmd.occurred_at).strftime("%Y-%m"),
+        qualifying_delta=cash_due,
+    )
     record = RequestRecord(
         ref=key,
         kind="purchase",
@@ -440,37 +433,57 @@ def _plan_purchase(
         status=201,
         response=response,
         created_at=ctx.now,
-        data={
-            "store_id": cmd.store_id,
-            "transaction_id": cmd.transaction_id,
-            "occurred_at": rfc3339(cmd.occurred_at),
-            "total": cmd.total,
-            "cash_due": cash_due,
-            # [sku, category, quantity, unit_price, points earned]: enough for refunds
-            "items": [
-                [i.sku, i.category, i.quantity, i.unit_price, p.points]
-                for i, p in zip(cmd.items, earning.items, strict=True)
-            ],
-            "points_earned": earning.points,
-            "points_spent": cmd.pay_with_points,
-            **({"paid_lots": paid_lots} if paid_lots else {}),  # never an empty map
-            "expires_on": expires_on.isoformat(),
-            "pending": pending,
-            "refunded_amount": 0,
-            "refunded_qty": [0] * len(cmd.items),
-            "points_reversed": 0,
-            "points_returned": 0,
-            "first_purchase": first_purchase,
-            "referred_by": account.referred_by,
-            # tiers count what was paid in cash, in the purchase's program month
-            "month": program_date(cmd.occurred_at).strftime("%Y-%m"),
-            "qualifying_delta": cash_due,
-        },
+        data=bought.to_data(),
     )
     fields: dict[str, Any] = {"last_purchase_at": cmd.occurred_at}
     if first_purchase:
         fields["first_purchase_at"] = cmd.occurred_at
     return plan.commit([record], member_fields=fields), response
+
+
+def _pay_with_points(plan: Planner, cmd: Purchase) -> tuple[int, dict[date, int]]:
+    """Spend the points offered as payment: what they are worth (fen) and the lots they
+    came from (expiry date -> points), which a refund returns them to."""
+    if not cmd.pay_with_points:
+        return 0, {}
+    value = _points_payment_value(cmd, plan.ctx.program)
+    redeemed = plan.debit(
+        cmd.pay_with_points,
+        "points paid at the till (积分抵现)",
+        "transaction",
+        cmd.transaction_id,
+        detail={"value_fen": value},
+    )
+    return value, {d: -p for d, p in redeemed.lots.items()}
+
+
+def _earn(
+    plan: Planner, cmd: Purchase, points: int, expires_on: date, cash_due: int, key: PurchaseRef
+) -> bool:
+    """Credit the points the purchase earned, or hold them for the program's return
+    window; True when they are held (pending)."""
+    program = plan.ctx.program
+    if program.pending_days > 0 and points > 0:
+        plan.wallet = ledger.add_pending(
+            plan.wallet,
+            PendingLot(
+                source_id=plan.ctx.repo.reference(key),
+                points=points,
+                release_at=cmd.occurred_at + timedelta(days=program.pending_days),
+                expires_on=expires_on,
+            ),
+        )
+        return True
+    if points > 0:
+        plan.credit(
+            points,
+            expires_on,
+            "purchase",
+            "transaction",
+            cmd.transaction_id,
+            detail={"total": cmd.total, "cash_due": cash_due},
+        )
+    return False
 
 
 def _points_payment_value(cmd: Purchase, program: ProgramConfig) -> int:
@@ -545,98 +558,39 @@ def record_refund(cmd: Refund, ctx: Context) -> tuple[int, dict[str, Any]]:
 def _plan_refund(
     account: Account, purchase: RequestRecord, cmd: Refund, ctx: Context, key: RefundRef
 ) -> tuple[Commit, dict[str, Any]]:
-    data = dict(purchase.data)
-    items: list[list[Any]] = [list(row) for row in data["items"]]
-    refunded_qty: list[int] = [int(q) for q in data["refunded_qty"]]
-    total = int(data["total"])
-    points_earned = int(data["points_earned"])
-    points_spent = int(data["points_spent"])
-    refunded_before = int(data["refunded_amount"])
-    reversed_before = int(data["points_reversed"])
-    returned_before = int(data["points_returned"])
-
-    amount_now = 0
-    points_now = 0
+    bought = PurchaseRecord.from_data(purchase.data)
     if cmd.items is not None:
-        for sku, quantity in cmd.items:
-            lines = [i for i, row in enumerate(items) if row[0] == sku]
-            if not lines:
-                raise BusinessRuleViolation(
-                    "item not in this purchase", code="UNKNOWN_ITEM", details={"sku": sku}
-                )
-            left = quantity
-            for index in lines:
-                _sku, _category, line_qty, unit_price, line_points = items[index]
-                free = int(line_qty) - refunded_qty[index]
-                take = min(left, free)
-                if take <= 0:
-                    continue
-                points_now += reversal_for_units(
-                    int(line_points), int(line_qty), refunded_qty[index], take
-                )
-                amount_now += take * int(unit_price)
-                refunded_qty[index] += take
-                left -= take
-            if left:
-                raise BusinessRuleViolation(
-                    "more units than were bought and not yet refunded",
-                    code="REFUND_EXCEEDS_PURCHASE",
-                    details={"sku": sku},
-                )
+        share = _units_refunded(bought, cmd.items)
     else:
         assert cmd.amount is not None
-        amount_now = cmd.amount
-        if refunded_before + amount_now > total:
-            raise BusinessRuleViolation(
-                "refund larger than what remains of the purchase",
-                code="REFUND_EXCEEDS_PURCHASE",
-                details={"refundable": total - refunded_before},
-            )
-        points_now = reversal_for_amount(points_earned, total, refunded_before, amount_now)
-    refunded_after = refunded_before + amount_now
-    if refunded_after > total:
-        raise BusinessRuleViolation(
-            "refund larger than the purchase", code="REFUND_EXCEEDS_PURCHASE"
-        )
-    fully = refunded_after == total
-    points_now = (
-        points_earned - reversed_before
-        if fully
-        else min(points_now, points_earned - reversed_before)
-    )
-    returned_now = (
-        points_spent - returned_before
-        if fully
-        else reversal_for_amount(points_spent, total, refunded_before, amount_now)
-    )
+        share = _amount_refunded(bought, cmd.amount)
+    after = _after_refund(bought, share)
+    points_now = after.points_reversed - bought.points_reversed
+    returned_now = after.points_returned - bought.points_returned
 
     plan = Planner(account, ctx, cmd.store_id)
     plan.release_due()
     if points_now > 0:
-        still_pending = 0
-        if data.get("pending"):
-            plan.wallet, still_pending = ledger.reduce_pending(
-                plan.wallet, ctx.repo.reference(key.purchase), points_now
-            )
-        if points_now - still_pending > 0:
-            expires_on = date.fromisoformat(str(data["expires_on"]))
-            plan.claw_back(points_now - still_pending, expires_on, "refund", cmd.transaction_id)
+        _reverse_points_earned(plan, bought, points_now, key, cmd)
     if returned_now > 0:
-        _return_points_paid(plan, data, returned_before, returned_now, cmd)
-    purchase_changes = {
-        "refunded_amount": refunded_after,
-        "refunded_qty": refunded_qty,
-        "points_reversed": reversed_before + points_now,
-        "points_returned": returned_before + returned_now,
-    }
+        _return_points_paid(plan, bought, returned_now, cmd)
     response = {
         "refund_id": cmd.refund_id,
         "transaction_id": cmd.transaction_id,
-        "amount": amount_now,
+        "amount": share.amount,
         "points_reversed": points_now,
         "points_returned": returned_now,
         "balance": plan.wallet.balance,
     }
+    total = bought.total
+    refunded = RefundRecord(
+        amount=share.amount,
+        points_reversed=points_now,
+        points_returned=returned_now,
+        # the refunded share of what was paid in cash leaves the purchase's month
+        month=bought.month,
+        qualifying_delta=-(share.amount * bought.cash_due // total) if total else 0,
+    )
     record = RequestRecord(
         ref=key,
         kind="refund",
@@ -645,34 +599,116 @@ def _plan_refund(
         status=201,
         response=response,
         created_at=ctx.now,
-        data={
-            "amount": amount_now,
-            "points_reversed": points_now,
-            "points_returned": returned_now,
-            # the refunded share of what was paid in cash leaves the purchase's month
-            "month": data.get("month"),
-            "qualifying_delta": -(amount_now * int(data["cash_due"]) // total) if total else 0,
-        },
+        data=refunded.to_data(),
     )
-    updated = RecordUpdate(purchase.ref, purchase.version, purchase_changes)
+    updated = RecordUpdate(purchase.ref, purchase.version, after.refunded_fields())
     return plan.commit([record], updated_request=updated), response
 
 
-def _return_points_paid(
-    plan: Planner, data: dict[str, Any], returned_before: int, points: int, cmd: Refund
+@dataclass(frozen=True)
+class _Share:
+    """What one refund takes of its purchase, before the full-refund rule."""
+
+    amount: int  # fen
+    points: int  # of the points the purchase earned
+    refunded_qty: tuple[int, ...]  # per line, this refund's units included
+
+
+def _units_refunded(bought: PurchaseRecord, items: list[tuple[str, int]]) -> _Share:
+    """Returned units, taken from the purchase's lines of their sku in order: exactly the
+    points those units earned."""
+    refunded_qty = list(bought.refunded_qty)
+    amount = points = 0
+    for sku, quantity in items:
+        lines = [i for i, line in enumerate(bought.lines) if line.sku == sku]
+        if not lines:
+            raise BusinessRuleViolation(
+                "item not in this purchase", code="UNKNOWN_ITEM", details={"sku": sku}
+            )
+        left = quantity
+        for index in lines:
+            line = bought.lines[index]
+            take = min(left, line.quantity - refunded_qty[index])
+            if take <= 0:
+                continue
+            points += reversal_for_units(line.points, line.quantity, refunded_qty[index], take)
+            amount += take * line.unit_price
+            refunded_qty[index] += take
+            left -= take
+        if left:
+            raise BusinessRuleViolation(
+                "more units than were bought and not yet refunded",
+                code="REFUND_EXCEEDS_PURCHASE",
+                details={"sku": sku},
+            )
+    return _Share(amount, points, tuple(refunded_qty))
+
+
+def _amount_refunded(bought: PurchaseRecord, amount: int) -> _Share:
+    """An amount without items: points in proportion to the share of the bill."""
+    if bought.refunded_amount + amount > bought.total:
+        raise BusinessRuleViolation(
+            "refund larger than what remains of the purchase",
+            code="REFUND_EXCEEDS_PURCHASE",
+            details={"refundable": bought.total - bought.refunded_amount},
+        )
+    points = reversal_for_amount(bought.points_earned, bought.total, bought.refunded_amount, amount)
+    return _Share(amount, points, bought.refunded_qty)
+
+
+def _after_refund(bought: PurchaseRecord, share: _Share) -> PurchaseRecord:
+    """The purchase with this refund counted. The refund that completes it reverses
+    whatever rounding left of the points earned and returns the rest of those spent;
+    none reverses more than was earned."""
+    refunded_after = bought.refunded_amount + share.amount
+    if refunded_after > bought.total:
+        raise BusinessRuleViolation(
+            "refund larger than the purchase", code="REFUND_EXCEEDS_PURCHASE"
+        )
+    earned_left = bought.points_earned - bought.points_reversed
+    if refunded_after == bought.total:
+        reversed_now = earned_left
+        returned_now = bought.points_spent - bought.points_returned
+    else:
+        reversed_now = min(share.points, earned_left)
+        returned_now = reversal_for_amount(
+            bought.points_spent, bought.total, bought.refunded_amount, share.amount
+        )
+    return replace(
+        bought,
+        refunded_amount=refunded_after,
+        refunded_qty=share.refunded_qty,
+        points_reversed=bought.points_reversed + reversed_now,
+        points_returned=bought.points_returned + returned_now,
+    )
+
+
+def _reverse_points_earned(
+    plan: Planner, bought: PurchaseRecord, points: int, key: RefundRef, cmd: Refund
 ) -> None:
+    """Take back points the purchase earned: from its pending points while they wait for
+    the return window, the rest from the wallet (its own lot first)."""
+    still_pending = 0
+    if bought.pending:
+        plan.wallet, still_pending = ledger.reduce_pending(
+            plan.wallet, plan.ctx.repo.reference(key.purchase), points
+        )
+    if points - still_pending > 0:
+        plan.claw_back(points - still_pending, bought.expires_on, "refund", cmd.transaction_id)
+
+
+def _return_points_paid(plan: Planner, bought: PurchaseRecord, points: int, cmd: Refund) -> None:
     """Points that paid a bill go back with the expiry dates of the lots they were taken
     from: a refund must not give them a fresh date (buying and refunding would keep
     points alive forever). Those whose date has passed expire again at once, in the same
     commit, as the daily run already passed that date: the ledger shows both entries, and
     the balance, the lots and the expiry index stay as the run would have left them."""
-    if "paid_lots" in data:
-        paid = {date.fromisoformat(d): int(p) for d, p in dict(data["paid_lots"]).items()}
-        back = ledger.returned_lots(paid, returned_before, points)
+    if bought.paid_lots:
+        back = ledger.returned_lots(bought.paid_lots, bought.points_returned, points)
     else:
         # Recorded before purchases kept the lots that paid them: the purchase's own
         # expiry date stands in for theirs (never a fresh one).
-        back = {date.fromisoformat(str(data["expires_on"])): points}
+        back = {bought.expires_on: points}
     today = program_date(plan.ctx.now)
     for expires_on, returned in sorted(back.items()):
         plan.credit(

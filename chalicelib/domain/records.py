@@ -8,6 +8,7 @@ idempotent) and hands it to a LedgerRepository, which applies all of it or nothi
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, Literal, Protocol
@@ -160,3 +161,149 @@ class LedgerRepository(Protocol):
     def list_entries(
         self, member_id: str, limit: int, cursor: str | None
     ) -> tuple[list[Entry], str | None]: ...
+
+
+# ---- what a purchase and a refund record -------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PurchaseLine:
+    sku: str
+    category: str
+    quantity: int
+    unit_price: int  # fen
+    points: int  # what the line earned: a refund of its units takes back their share
+
+
+@dataclass(frozen=True, slots=True)
+class PurchaseRecord:
+    """What a purchase recorded (its request record's `data`): what its refunds, `GET
+    /v1/transactions/{id}` and the members stream read. Stored as the same plain map as
+    ever, so records written before a field existed still read (`paid_lots` before
+    purchases kept the lots that paid them; `month`, `qualifying_delta` before tiers)."""
+
+    store_id: str
+    transaction_id: str
+    occurred_at: str  # RFC 3339, as recorded
+    total: int
+    cash_due: int
+    lines: tuple[PurchaseLine, ...]
+    points_earned: int
+    points_spent: int
+    expires_on: date  # of the lot the points earned went to
+    pending: bool  # the points earned wait for the return window
+    first_purchase: bool
+    referred_by: str | None
+    # what paid with points came from: lot expiry date -> points (never stored empty)
+    paid_lots: dict[date, int] = field(default_factory=dict)
+    refunded_amount: int = 0
+    refunded_qty: tuple[int, ...] = ()  # per line
+    points_reversed: int = 0  # of the points earned
+    points_returned: int = 0  # of the points spent
+    month: str | None = None  # the program month whose qualifying spend this counts in
+    qualifying_delta: int = 0  # what it adds to that month: the cash paid
+
+    @classmethod
+    def from_data(cls, data: Mapping[str, Any]) -> PurchaseRecord:
+        """From the stored map (numbers may come back as Decimal)."""
+        return cls(
+            store_id=str(data["store_id"]),
+            transaction_id=str(data["transaction_id"]),
+            occurred_at=str(data["occurred_at"]),
+            total=int(data["total"]),
+            cash_due=int(data["cash_due"]),
+            lines=tuple(
+                PurchaseLine(str(sku), str(category), int(qty), int(price), int(points))
+                for sku, category, qty, price, points in data["items"]
+            ),
+            points_earned=int(data["points_earned"]),
+            points_spent=int(data["points_spent"]),
+            expires_on=date.fromisoformat(str(data["expires_on"])),
+            pending=bool(data.get("pending")),
+            first_purchase=bool(data.get("first_purchase")),
+            referred_by=_text(data.get("referred_by")),
+            paid_lots={
+                date.fromisoformat(str(d)): int(p) for d, p in (data.get("paid_lots") or {}).items()
+            },
+            refunded_amount=int(data["refunded_amount"]),
+            refunded_qty=tuple(int(q) for q in data["refunded_qty"]),
+            points_reversed=int(data["points_reversed"]),
+            points_returned=int(data["points_returned"]),
+            month=_text(data.get("month")),
+            qualifying_delta=int(data.get("qualifying_delta") or 0),
+        )
+
+    def to_data(self) -> dict[str, Any]:
+        return {
+            "store_id": self.store_id,
+            "transaction_id": self.transaction_id,
+            "occurred_at": self.occurred_at,
+            "total": self.total,
+            "cash_due": self.cash_due,
+            # one list per line, [sku, category, quantity, unit_price, points]: a purchase
+            # record stays small (one write unit less per purchase)
+            "items": [
+                [line.sku, line.category, line.quantity, line.unit_price, line.points]
+                for line in self.lines
+            ],
+            "points_earned": self.points_earned,
+            "points_spent": self.points_spent,
+            **(
+                {"paid_lots": {d.isoformat(): p for d, p in self.paid_lots.items()}}
+                if self.paid_lots
+                else {}
+            ),
+            "expires_on": self.expires_on.isoformat(),
+            "pending": self.pending,
+            **self.refunded_fields(),
+            "first_purchase": self.first_purchase,
+            "referred_by": self.referred_by,
+            "month": self.month,
+            "qualifying_delta": self.qualifying_delta,
+        }
+
+    def refunded_fields(self) -> dict[str, Any]:
+        """The fields a refund changes, as stored: a refund sets only these (RecordUpdate),
+        so the stream's mark on the same record is kept."""
+        return {
+            "refunded_amount": self.refunded_amount,
+            "refunded_qty": list(self.refunded_qty),
+            "points_reversed": self.points_reversed,
+            "points_returned": self.points_returned,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class RefundRecord:
+    """What a refund recorded (its request record's `data`), read by the members stream
+    for tier counting. `month` and `qualifying_delta` are those of its purchase (absent on
+    refunds recorded before tiers)."""
+
+    amount: int
+    points_reversed: int
+    points_returned: int
+    month: str | None = None
+    qualifying_delta: int = 0  # the refunded share of the cash paid, negative
+
+    @classmethod
+    def from_data(cls, data: Mapping[str, Any]) -> RefundRecord:
+        return cls(
+            amount=int(data["amount"]),
+            points_reversed=int(data["points_reversed"]),
+            points_returned=int(data["points_returned"]),
+            month=_text(data.get("month")),
+            qualifying_delta=int(data.get("qualifying_delta") or 0),
+        )
+
+    def to_data(self) -> dict[str, Any]:
+        return {
+            "amount": self.amount,
+            "points_reversed": self.points_reversed,
+            "points_returned": self.points_returned,
+            "month": self.month,
+            "qualifying_delta": self.qualifying_delta,
+        }
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None else str(value)
