@@ -47,6 +47,7 @@ from chalicelib.domain.records import (
     RequestRecord,
     RequestRef,
     VersionConflict,
+    client_id,
 )
 from chalicelib.domain.tiers import Tier, tier_by_code
 from chalicelib.errors import (
@@ -82,7 +83,7 @@ def replay(record: RequestRecord, hashed: str) -> tuple[int, dict[str, Any]]:
         raise Conflict(
             "this id was already used with a different request",
             code="IDEMPOTENCY_CONFLICT",
-            details={"id": record.ref.client_id},
+            details={"id": client_id(record.ref)},
         )
     return record.status, record.response
 

@@ -29,19 +29,11 @@ class PurchaseRef:
     store_id: str
     transaction_id: str
 
-    @property
-    def client_id(self) -> str:
-        return self.transaction_id
-
 
 @dataclass(frozen=True)
 class RefundRef:
     purchase: PurchaseRef
     refund_id: str
-
-    @property
-    def client_id(self) -> str:
-        return self.refund_id
 
 
 @dataclass(frozen=True)
@@ -53,12 +45,17 @@ class MemberRequestRef:
     space: Literal["activity", "grant", "adjust"]
     request_id: str
 
-    @property
-    def client_id(self) -> str:
-        return self.request_id
-
 
 RequestRef = PurchaseRef | RefundRef | MemberRequestRef
+
+
+def client_id(ref: RequestRef) -> str:
+    """The id the client chose for its request (what an IDEMPOTENCY_CONFLICT names)."""
+    if isinstance(ref, PurchaseRef):
+        return ref.transaction_id
+    if isinstance(ref, RefundRef):
+        return ref.refund_id
+    return ref.request_id
 
 
 # ---- what an operation reads and writes --------------------------------------------------
@@ -229,8 +226,7 @@ class PurchaseRecord:
             refunded_qty=tuple(int(q) for q in data["refunded_qty"]),
             points_reversed=int(data["points_reversed"]),
             points_returned=int(data["points_returned"]),
-            month=_text(data.get("month")),
-            qualifying_delta=int(data.get("qualifying_delta") or 0),
+            **_qualifying_spend(data),
         )
 
     def to_data(self) -> dict[str, Any]:
@@ -291,8 +287,7 @@ class RefundRecord:
             amount=int(data["amount"]),
             points_reversed=int(data["points_reversed"]),
             points_returned=int(data["points_returned"]),
-            month=_text(data.get("month")),
-            qualifying_delta=int(data.get("qualifying_delta") or 0),
+            **_qualifying_spend(data),
         )
 
     def to_data(self) -> dict[str, Any]:
@@ -303,6 +298,16 @@ class RefundRecord:
             "month": self.month,
             "qualifying_delta": self.qualifying_delta,
         }
+
+
+def _qualifying_spend(data: Mapping[str, Any]) -> dict[str, Any]:
+    """`month` and `qualifying_delta` of a purchase or refund record: absent on records
+    from before tiers, which count in no month."""
+    month = data.get("month")
+    return {
+        "month": None if month is None else str(month),
+        "qualifying_delta": int(data.get("qualifying_delta") or 0),
+    }
 
 
 def _text(value: Any) -> str | None:
