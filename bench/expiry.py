@@ -148,7 +148,7 @@ class Program:
 
     def item(self, index: int, *, expired: bool = False) -> Item:
         """Member `index`'s item as populated, or (expired=True) as the run must leave it."""
-        from chalicelib.domain.expiry import expiry_key
+        from chalicelib.dal.ledger import expiry_key
 
         member_id = self.ids[index]
         lots = lots_of(index, self.due)

@@ -219,7 +219,7 @@ class Program:
 
     def item(self, index: int, *, reviewed: bool = False) -> Item:
         """Member `index`'s item as populated, or (reviewed=True) as the review leaves it."""
-        from chalicelib.domain.expiry import expiry_key
+        from chalicelib.dal.ledger import expiry_key
 
         member_id = self.ids[index]
         lot_day = date(2027, 12, 31)

@@ -9,6 +9,7 @@ from chalicelib.api.points import replayable
 from chalicelib.domain import points as domain
 from chalicelib.domain.earning import Item
 from chalicelib.domain.phone import normalise_phone
+from chalicelib.domain.records import PurchaseRecord, PurchaseRef
 from chalicelib.domain.stores import open_store
 from chalicelib.errors import NotFound
 from chalicelib.models.points import (
@@ -113,18 +114,19 @@ def get_transaction(call: Call) -> TransactionView:
     assert call.principal is not None
     store_id = acting_store(call.principal, query.store_id)
     repo = services().ledger
-    pk, sk = domain.purchase_key(store_id, call.params["transaction_id"])
-    record = repo.get_request(pk, sk, consistent=False)
+    purchase = PurchaseRef(store_id, call.params["transaction_id"])
+    record = repo.get_request(purchase, consistent=False)
     if record is None:
         raise NotFound("no such transaction at this store", code="TRANSACTION_NOT_FOUND")
-    refunds = repo.refunds(pk)
+    refunds = repo.refunds(purchase)
+    bought = PurchaseRecord.from_data(record.data)
     return TransactionView(
         transaction=TransactionResponse.model_validate(record.response),
-        occurred_at=str(record.data["occurred_at"]),
-        total=int(record.data["total"]),
-        refunded_amount=int(record.data["refunded_amount"]),
-        points_reversed=int(record.data["points_reversed"]),
-        points_returned=int(record.data["points_returned"]),
+        occurred_at=bought.occurred_at,
+        total=bought.total,
+        refunded_amount=bought.refunded_amount,
+        points_reversed=bought.points_reversed,
+        points_returned=bought.points_returned,
         refunds=[RefundResponse.model_validate(r.response) for r in refunds],
     )
 

@@ -16,19 +16,53 @@ from chalicelib.dal.member_codes import consume_code, find_member_code
 from chalicelib.dal.members import MEMBER_SK, from_item, member_pk
 from chalicelib.dal.tables import LedgerEntryItem, MemberItem, RequestItem
 from chalicelib.domain.clock import rfc3339
-from chalicelib.domain.expiry import expiry_key
+from chalicelib.domain.expiry import shard_of
 from chalicelib.domain.ledger import PendingLot, Wallet
 from chalicelib.domain.member_codes import MemberCode
-from chalicelib.domain.points import (
+from chalicelib.domain.records import (
     Account,
     Commit,
     Entry,
     MemberCodeTaken,
+    PurchaseRef,
+    RefundRef,
     RequestExists,
     RequestRecord,
+    RequestRef,
     VersionConflict,
 )
 from chalicelib.errors import InvalidInput
+
+# Where each request record lives (the keys stored data is found by: never change them).
+PURCHASE_SK = "TXN"
+REFUND_PREFIX = "REFUND#"
+
+
+def purchase_pk(purchase: PurchaseRef) -> str:
+    """A purchase and its refunds share this partition key; pending lots and member codes
+    keep it as the purchase's id (`DynamoLedgerRepository.reference`)."""
+    return f"TXN#{purchase.store_id}#{purchase.transaction_id}"
+
+
+def request_key(ref: RequestRef) -> tuple[str, str]:
+    """(pk, sk) of a request record: a purchase `TXN#<store>#<txn>` / `TXN`, a refund
+    `TXN#<store>#<txn>` / `REFUND#<id>`, a member's request or a grant `MEMBER#<id>` /
+    `REQ#<activity|adjust|grant>#<id>`."""
+    if isinstance(ref, PurchaseRef):
+        return purchase_pk(ref), PURCHASE_SK
+    if isinstance(ref, RefundRef):
+        return purchase_pk(ref.purchase), f"{REFUND_PREFIX}{ref.refund_id}"
+    return member_pk(ref.member_id), f"REQ#{ref.space}#{ref.request_id}"
+
+
+def expiry_shard_key(day: date, shard: int) -> str:
+    """A key of the sparse expiry index: '<earliest lot date>#<shard>'."""
+    return f"{day.isoformat()}#{shard}"
+
+
+def expiry_key(day: date, member_id: str) -> str:
+    """The member's key on the expiry index, when its earliest lot expires on `day`."""
+    return expiry_shard_key(day, shard_of(member_id))
 
 
 def wallet_from_item(item: MemberItem) -> Wallet:
@@ -102,9 +136,10 @@ def _entry(item: LedgerEntryItem) -> Entry:
 
 
 def _request_item(record: RequestRecord) -> RequestItem:
+    pk, sk = request_key(record.ref)
     return RequestItem(
-        pk=record.pk,
-        sk=record.sk,
+        pk=pk,
+        sk=sk,
         kind=record.kind,
         member_id=record.member_id,
         request_hash=bytes.fromhex(record.request_hash),
@@ -119,10 +154,9 @@ def _request_item(record: RequestRecord) -> RequestItem:
     )
 
 
-def _request(item: RequestItem) -> RequestRecord:
+def _request(item: RequestItem, ref: RequestRef) -> RequestRecord:
     return RequestRecord(
-        pk=item.pk,
-        sk=item.sk,
+        ref=ref,
         kind=item.kind,
         member_id=item.member_id,
         request_hash=bytes(item.request_hash).hex(),
@@ -146,11 +180,14 @@ class DynamoLedgerRepository:
             return None
         return account_from_item(item)
 
-    def get_request(self, pk: str, sk: str, *, consistent: bool = True) -> RequestRecord | None:
+    def get_request(self, ref: RequestRef, *, consistent: bool = True) -> RequestRecord | None:
         try:
-            return _request(RequestItem.get(pk, sk, consistent_read=consistent))
+            return _request(RequestItem.get(*request_key(ref), consistent_read=consistent), ref)
         except DoesNotExist:
             return None
+
+    def reference(self, purchase: PurchaseRef) -> str:
+        return purchase_pk(purchase)
 
     def member_code(self, code: str) -> MemberCode | None:
         return find_member_code(code)
@@ -174,8 +211,9 @@ class DynamoLedgerRepository:
                     # record `tier_counted` without a version, and a whole-item write
                     # would erase that mark (and the spend would be counted again).
                     update = commit.updated_request
+                    pk, sk = request_key(update.ref)
                     txn.update(
-                        RequestItem(pk=update.pk, sk=update.sk),
+                        RequestItem(pk=pk, sk=sk),
                         actions=[
                             *(RequestItem.data[name].set(v) for name, v in update.data.items()),
                             RequestItem.version.add(1),
@@ -274,10 +312,11 @@ class DynamoLedgerRepository:
         ids = [item.pk.removeprefix("MEMBER#") for item in query]
         return ids, query.last_evaluated_key
 
-    def refunds(self, purchase_pk: str) -> list[RequestRecord]:
+    def refunds(self, purchase: PurchaseRef) -> list[RequestRecord]:
+        query = RequestItem.query(purchase_pk(purchase), RequestItem.sk.startswith(REFUND_PREFIX))
         return [
-            _request(item)
-            for item in RequestItem.query(purchase_pk, RequestItem.sk.startswith("REFUND#"))
+            _request(item, RefundRef(purchase, item.sk.removeprefix(REFUND_PREFIX)))
+            for item in query
         ]
 
     def list_entries(

@@ -2,7 +2,8 @@
 
 Lots valid through day D (program time) expire when D is over: the run that fires at
 00:05 on D+1 in Asia/Shanghai processes D. Members due on D are found through the sparse
-`expiry-index` (key '<earliest lot date>#<shard>'), so a run reads only what expires.
+`expiry-index` (by earliest lot date and shard: chalicelib/dal/ledger.py), so a run
+reads only what expires.
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ import random
 from dataclasses import dataclass
 from datetime import date, timedelta
 
-from chalicelib.domain.points import Context, Planner, VersionConflict
+from chalicelib.domain.points import Context, Planner
+from chalicelib.domain.records import VersionConflict
 from chalicelib.errors import Unavailable
 
 EXPIRY_SHARDS = 16  # spreads one busy month-end date over 16 index partitions
@@ -23,10 +25,6 @@ FIRST_RUN_DAYS = 7
 
 def shard_of(member_id: str) -> int:
     return int(hashlib.sha256(member_id.encode()).hexdigest()[:8], 16) % EXPIRY_SHARDS
-
-
-def expiry_key(day: date, member_id: str) -> str:
-    return f"{day.isoformat()}#{shard_of(member_id)}"
 
 
 def dates_to_run(

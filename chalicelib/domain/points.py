@@ -13,9 +13,9 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
-from typing import Any, Protocol
+from typing import Any
 
 from chalicelib.domain import ledger
 from chalicelib.domain.clock import PROGRAM_TZ, program_date, rfc3339
@@ -26,10 +26,29 @@ from chalicelib.domain.earning import (
     reversal_for_amount,
     reversal_for_units,
 )
-from chalicelib.domain.ledger import InsufficientPoints, Movement, PendingLot, Wallet
-from chalicelib.domain.member_codes import CodeUse, MemberCode, code_required, invalid_code, usable
+from chalicelib.domain.ledger import InsufficientPoints, Movement, PendingLot
+from chalicelib.domain.member_codes import CodeUse, code_required, invalid_code, usable
 from chalicelib.domain.members import Member
 from chalicelib.domain.program import ProgramConfig
+from chalicelib.domain.records import (
+    Account,
+    Commit,
+    Entry,
+    LedgerRepository,
+    MemberCodeTaken,
+    MemberRequestRef,
+    PurchaseLine,
+    PurchaseRecord,
+    PurchaseRef,
+    RecordUpdate,
+    RefundRecord,
+    RefundRef,
+    RequestExists,
+    RequestRecord,
+    RequestRef,
+    VersionConflict,
+    client_id,
+)
 from chalicelib.domain.tiers import Tier, tier_by_code
 from chalicelib.errors import (
     BusinessRuleViolation,
@@ -45,105 +64,6 @@ from chalicelib.ids import ulid
 COMMIT_ATTEMPTS = 10
 MAX_TRANSACTION_AGE = timedelta(days=30)
 MAX_CLOCK_AHEAD = timedelta(minutes=5)
-
-
-# ---- what the repository stores -------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Account:
-    member: Member
-    wallet: Wallet
-    version: int
-    activity_counts: dict[str, tuple[str, int]] = field(default_factory=dict)
-    referred_by: str | None = None
-    first_purchase_at: datetime | None = None
-
-
-@dataclass(frozen=True)
-class Entry:
-    entry_id: str
-    member_id: str
-    type: str  # earn | redeem | expire | adjust | reverse
-    points: int
-    balance_after: int
-    reason: str
-    source: str  # transaction | activity | campaign | staff | expiry
-    created_at: datetime
-    source_id: str | None = None
-    store_id: str | None = None
-    lots: dict[date, int] = field(default_factory=dict)
-    detail: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class RequestRecord:
-    pk: str
-    sk: str
-    kind: str
-    member_id: str
-    request_hash: str
-    status: int
-    response: dict[str, Any]
-    created_at: datetime
-    data: dict[str, Any] = field(default_factory=dict)
-    version: int = 1
-
-
-@dataclass(frozen=True)
-class RecordUpdate:
-    """A change to an existing request record (a refund's to its purchase): only these
-    `data` fields are set, conditional on the record's version (which goes up by one).
-    The record is never rewritten whole, so what others mark on it meanwhile (the
-    stream's `tier_counted`) is kept."""
-
-    pk: str
-    sk: str
-    expected_version: int
-    data: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class Commit:
-    member_id: str
-    expected_version: int
-    wallet: Wallet
-    entries: list[Entry]
-    new_requests: list[RequestRecord]
-    activity_counts: dict[str, tuple[str, int]] | None = None
-    member_fields: dict[str, Any] = field(default_factory=dict)
-    # A refund changes its purchase's record.
-    updated_request: RecordUpdate | None = None
-    # A purchase consumes the member code presented at the till, in the same commit.
-    member_code: CodeUse | None = None
-
-
-class VersionConflict(Exception):
-    """Someone changed the member (or the purchase) since it was read: re-read, re-plan."""
-
-
-class RequestExists(Exception):
-    """A request record with this client id already exists."""
-
-
-class MemberCodeTaken(Exception):
-    """The commit's member code was used, expired or is not the member's any more."""
-
-
-class LedgerRepository(Protocol):
-    def load(self, member_id: str) -> Account | None: ...
-
-    def commit(self, commit: Commit) -> None: ...
-
-    def get_request(self, pk: str, sk: str, *, consistent: bool = True) -> RequestRecord | None: ...
-
-    def member_code(self, code: str) -> MemberCode | None:
-        """The code as stored now (a consistent read), used or not; None if unknown."""
-        ...
-
-    def list_entries(
-        self, member_id: str, limit: int, cursor: str | None
-    ) -> tuple[list[Entry], str | None]: ...
 
 
 @dataclass(frozen=True)
@@ -163,22 +83,20 @@ def replay(record: RequestRecord, hashed: str) -> tuple[int, dict[str, Any]]:
         raise Conflict(
             "this id was already used with a different request",
             code="IDEMPOTENCY_CONFLICT",
-            # the client's id: the last part of the refund/request sort key, or of the
-            # purchase's partition key (TXN#<store>#<transaction_id>)
-            details={"id": (record.pk if record.sk == "TXN" else record.sk).split("#")[-1]},
+            details={"id": client_id(record.ref)},
         )
     return record.status, record.response
 
 
 def _run(
     ctx: Context,
-    key: tuple[str, str],
+    key: RequestRef,
     hashed: str,
     plan: Callable[[], tuple[Commit, dict[str, Any]]],
 ) -> tuple[int, dict[str, Any]]:
     """Plan (reading what the plan needs) and commit, until the commit lands, the request
     turns out to be done already (replay), or the retries run out (503, retry later)."""
-    existing = ctx.repo.get_request(*key, consistent=False)
+    existing = ctx.repo.get_request(key, consistent=False)
     if existing is not None:
         return replay(existing, hashed)
     for attempt in range(COMMIT_ATTEMPTS):
@@ -187,7 +105,7 @@ def _run(
         except DomainError:
             # A replay of a request that already took effect must get its first answer,
             # not an error computed from the state that request itself produced.
-            existing = ctx.repo.get_request(*key, consistent=True)
+            existing = ctx.repo.get_request(key, consistent=True)
             if existing is not None:
                 return replay(existing, hashed)
             raise
@@ -195,14 +113,14 @@ def _run(
             ctx.repo.commit(commit)
             return 201, response
         except RequestExists:
-            existing = ctx.repo.get_request(*key, consistent=True)
+            existing = ctx.repo.get_request(key, consistent=True)
             if existing is None:  # pragma: no cover - the condition said it exists
                 raise Unavailable("request record vanished; retry") from None
             return replay(existing, hashed)
         except VersionConflict:
             # Often the winner of the race was this very request sent twice (a POS retry
             # storm): then the answer is already there and there is nothing to redo.
-            existing = ctx.repo.get_request(*key, consistent=True)
+            existing = ctx.repo.get_request(key, consistent=True)
             if existing is not None:
                 return replay(existing, hashed)
             ctx.sleep(min(0.005 * 2**attempt, 0.2) * (0.5 + random.random()))  # noqa: S311
@@ -384,28 +302,24 @@ class Purchase:
     member_code_required: bool = False
 
 
-def purchase_key(store_id: str, transaction_id: str) -> tuple[str, str]:
-    return f"TXN#{store_id}#{transaction_id}", "TXN"
-
-
 def record_purchase(cmd: Purchase, ctx: Context) -> tuple[int, dict[str, Any]]:
     # The checks run inside the plan: a retry of a purchase accepted long ago must get its
     # first answer (found before planning), not TRANSACTION_TOO_OLD, and a retry of a
     # purchase whose member code it consumed, not MEMBER_CODE_INVALID.
-    key = purchase_key(cmd.store_id, cmd.transaction_id)
+    key = PurchaseRef(cmd.store_id, cmd.transaction_id)
     try:
         return _run(ctx, key, cmd.request_hash, lambda: _plan_present_purchase(cmd, ctx, key))
     except MemberCodeTaken:
         # Another purchase consumed the code between our read and our commit (two tills
         # at once), unless that other purchase was this very request.
-        existing = ctx.repo.get_request(*key, consistent=True)
+        existing = ctx.repo.get_request(key, consistent=True)
         if existing is not None:
             return replay(existing, cmd.request_hash)
         raise invalid_code() from None
 
 
 def _plan_present_purchase(
-    cmd: Purchase, ctx: Context, key: tuple[str, str]
+    cmd: Purchase, ctx: Context, key: PurchaseRef
 ) -> tuple[Commit, dict[str, Any]]:
     """Who the member is and that they are present, then the purchase itself; the member
     code (when given) is consumed in the purchase's own commit, so it pays once."""
@@ -423,7 +337,9 @@ def _plan_present_purchase(
         member_id = code.member_id
     commit, response = _plan_purchase(_account(ctx, member_id), cmd, ctx, key)
     if code is not None:
-        use = CodeUse(code=code.code, member_id=member_id, at=ctx.now, used_by=key[0])
+        use = CodeUse(
+            code=code.code, member_id=member_id, at=ctx.now, used_by=ctx.repo.reference(key)
+        )
         commit = replace(commit, member_code=use)
     return commit, response
 
@@ -444,57 +360,25 @@ def _check_purchase(cmd: Purchase, now: datetime) -> None:
 
 
 def _plan_purchase(
-    account: Account, cmd: Purchase, ctx: Context, key: tuple[str, str]
+    account: Account, cmd: Purchase, ctx: Context, key: PurchaseRef
 ) -> tuple[Commit, dict[str, Any]]:
     _check_purchase(cmd, ctx.now)
-    program = ctx.program
     plan = Planner(account, ctx, cmd.store_id)
     plan.release_due()
     tier = tier_by_code(account.member.tier_code, ctx.tiers)
-    paid_with_points_fen = 0
-    paid_lots: dict[str, int] = {}
-    if cmd.pay_with_points:
-        paid_with_points_fen = _points_payment_value(cmd, program)
-        redeemed = plan.debit(
-            cmd.pay_with_points,
-            "points paid at the till (积分抵现)",
-            "transaction",
-            cmd.transaction_id,
-            detail={"value_fen": paid_with_points_fen},
-        )
-        # a refund returns these points to the lots they came from (their expiry dates)
-        paid_lots = {d.isoformat(): -p for d, p in redeemed.lots.items()}
-    cash_due = cmd.total - paid_with_points_fen
+    points_value, paid_lots = _pay_with_points(plan, cmd)
+    cash_due = cmd.total - points_value
     earning = compute(
         cmd.items,
         total=cmd.total,
         cash_paid=cash_due,
-        program=program,
+        program=ctx.program,
         tier_multiplier=tier.benefits.earn_multiplier,
         store_id=cmd.store_id,
         at=cmd.occurred_at,
     )
     expires_on = plan.expires_on(cmd.occurred_at)
-    pending = program.pending_days > 0 and earning.points > 0
-    if pending:
-        plan.wallet = ledger.add_pending(
-            plan.wallet,
-            PendingLot(
-                source_id=key[0],
-                points=earning.points,
-                release_at=cmd.occurred_at + timedelta(days=program.pending_days),
-                expires_on=expires_on,
-            ),
-        )
-    elif earning.points > 0:
-        plan.credit(
-            earning.points,
-            expires_on,
-            "purchase",
-            "transaction",
-            cmd.transaction_id,
-            detail={"total": cmd.total, "cash_due": cash_due},
-        )
+    pending = _earn(plan, cmd, earning.points, expires_on, cash_due, key)
     first_purchase = account.first_purchase_at is None
     response = {
         "transaction_id": cmd.transaction_id,
@@ -503,7 +387,7 @@ def _plan_purchase(
         "points_earned": earning.points,
         "points_pending": earning.points if pending else 0,
         "points_spent": cmd.pay_with_points,
-        "points_value": paid_with_points_fen,
+        "points_value": points_value,
         "cash_due": cash_due,
         "currency": cmd.currency,
         "balance": plan.wallet.balance,
@@ -520,46 +404,87 @@ def _plan_purchase(
         ],
         "breakdown": _breakdown(earning),
     }
+    bought = PurchaseRecord(
+        store_id=cmd.store_id,
+        transaction_id=cmd.transaction_id,
+        occurred_at=rfc3339(cmd.occurred_at),
+        total=cmd.total,
+        cash_due=cash_due,
+        lines=tuple(
+            PurchaseLine(i.sku, i.category, i.quantity, i.unit_price, p.points)
+            for i, p in zip(cmd.items, earning.items, strict=True)
+        ),
+        points_earned=earning.points,
+        points_spent=cmd.pay_with_points,
+        expires_on=expires_on,
+        pending=pending,
+        first_purchase=first_purchase,
+        referred_by=account.referred_by,
+        paid_lots=paid_lots,
+        refunded_qty=(0,) * len(cmd.items),
+        # tiers count what was paid in cash, in the purchase's program month
+        month=program_date(cmd.occurred_at).strftime("%Y-%m"),
+        qualifying_delta=cash_due,
+    )
     record = RequestRecord(
-        pk=key[0],
-        sk=key[1],
+        ref=key,
         kind="purchase",
         member_id=account.member.member_id,
         request_hash=cmd.request_hash,
         status=201,
         response=response,
         created_at=ctx.now,
-        data={
-            "store_id": cmd.store_id,
-            "transaction_id": cmd.transaction_id,
-            "occurred_at": rfc3339(cmd.occurred_at),
-            "total": cmd.total,
-            "cash_due": cash_due,
-            # [sku, category, quantity, unit_price, points earned]: enough for refunds
-            "items": [
-                [i.sku, i.category, i.quantity, i.unit_price, p.points]
-                for i, p in zip(cmd.items, earning.items, strict=True)
-            ],
-            "points_earned": earning.points,
-            "points_spent": cmd.pay_with_points,
-            **({"paid_lots": paid_lots} if paid_lots else {}),  # never an empty map
-            "expires_on": expires_on.isoformat(),
-            "pending": pending,
-            "refunded_amount": 0,
-            "refunded_qty": [0] * len(cmd.items),
-            "points_reversed": 0,
-            "points_returned": 0,
-            "first_purchase": first_purchase,
-            "referred_by": account.referred_by,
-            # tiers count what was paid in cash, in the purchase's program month
-            "month": program_date(cmd.occurred_at).strftime("%Y-%m"),
-            "qualifying_delta": cash_due,
-        },
+        data=bought.to_data(),
     )
     fields: dict[str, Any] = {"last_purchase_at": cmd.occurred_at}
     if first_purchase:
         fields["first_purchase_at"] = cmd.occurred_at
     return plan.commit([record], member_fields=fields), response
+
+
+def _pay_with_points(plan: Planner, cmd: Purchase) -> tuple[int, dict[date, int]]:
+    """Spend the points offered as payment: what they are worth (fen) and the lots they
+    came from (expiry date -> points), which a refund returns them to."""
+    if not cmd.pay_with_points:
+        return 0, {}
+    value = _points_payment_value(cmd, plan.ctx.program)
+    redeemed = plan.debit(
+        cmd.pay_with_points,
+        "points paid at the till (积分抵现)",
+        "transaction",
+        cmd.transaction_id,
+        detail={"value_fen": value},
+    )
+    return value, {d: -p for d, p in redeemed.lots.items()}
+
+
+def _earn(
+    plan: Planner, cmd: Purchase, points: int, expires_on: date, cash_due: int, key: PurchaseRef
+) -> bool:
+    """Credit the points the purchase earned, or hold them for the program's return
+    window; True when they are held (pending)."""
+    program = plan.ctx.program
+    if program.pending_days > 0 and points > 0:
+        plan.wallet = ledger.add_pending(
+            plan.wallet,
+            PendingLot(
+                source_id=plan.ctx.repo.reference(key),
+                points=points,
+                release_at=cmd.occurred_at + timedelta(days=program.pending_days),
+                expires_on=expires_on,
+            ),
+        )
+        return True
+    if points > 0:
+        plan.credit(
+            points,
+            expires_on,
+            "purchase",
+            "transaction",
+            cmd.transaction_id,
+            detail={"total": cmd.total, "cash_due": cash_due},
+        )
+    return False
 
 
 def _points_payment_value(cmd: Purchase, program: ProgramConfig) -> int:
@@ -619,11 +544,11 @@ class Refund:
 
 
 def record_refund(cmd: Refund, ctx: Context) -> tuple[int, dict[str, Any]]:
-    txn_key = purchase_key(cmd.store_id, cmd.transaction_id)
-    key = (txn_key[0], f"REFUND#{cmd.refund_id}")
+    txn_key = PurchaseRef(cmd.store_id, cmd.transaction_id)
+    key = RefundRef(txn_key, cmd.refund_id)
 
     def plan() -> tuple[Commit, dict[str, Any]]:
-        purchase = ctx.repo.get_request(*txn_key, consistent=True)
+        purchase = ctx.repo.get_request(txn_key, consistent=True)
         if purchase is None:
             raise NotFound("no such transaction at this store", code="TRANSACTION_NOT_FOUND")
         return _plan_refund(_account(ctx, purchase.member_id), purchase, cmd, ctx, key)
@@ -632,135 +557,159 @@ def record_refund(cmd: Refund, ctx: Context) -> tuple[int, dict[str, Any]]:
 
 
 def _plan_refund(
-    account: Account, purchase: RequestRecord, cmd: Refund, ctx: Context, key: tuple[str, str]
+    account: Account, purchase: RequestRecord, cmd: Refund, ctx: Context, key: RefundRef
 ) -> tuple[Commit, dict[str, Any]]:
-    data = dict(purchase.data)
-    items: list[list[Any]] = [list(row) for row in data["items"]]
-    refunded_qty: list[int] = [int(q) for q in data["refunded_qty"]]
-    total = int(data["total"])
-    points_earned = int(data["points_earned"])
-    points_spent = int(data["points_spent"])
-    refunded_before = int(data["refunded_amount"])
-    reversed_before = int(data["points_reversed"])
-    returned_before = int(data["points_returned"])
-
-    amount_now = 0
-    points_now = 0
+    bought = PurchaseRecord.from_data(purchase.data)
     if cmd.items is not None:
-        for sku, quantity in cmd.items:
-            lines = [i for i, row in enumerate(items) if row[0] == sku]
-            if not lines:
-                raise BusinessRuleViolation(
-                    "item not in this purchase", code="UNKNOWN_ITEM", details={"sku": sku}
-                )
-            left = quantity
-            for index in lines:
-                _sku, _category, line_qty, unit_price, line_points = items[index]
-                free = int(line_qty) - refunded_qty[index]
-                take = min(left, free)
-                if take <= 0:
-                    continue
-                points_now += reversal_for_units(
-                    int(line_points), int(line_qty), refunded_qty[index], take
-                )
-                amount_now += take * int(unit_price)
-                refunded_qty[index] += take
-                left -= take
-            if left:
-                raise BusinessRuleViolation(
-                    "more units than were bought and not yet refunded",
-                    code="REFUND_EXCEEDS_PURCHASE",
-                    details={"sku": sku},
-                )
+        share = _units_refunded(bought, cmd.items)
     else:
         assert cmd.amount is not None
-        amount_now = cmd.amount
-        if refunded_before + amount_now > total:
-            raise BusinessRuleViolation(
-                "refund larger than what remains of the purchase",
-                code="REFUND_EXCEEDS_PURCHASE",
-                details={"refundable": total - refunded_before},
-            )
-        points_now = reversal_for_amount(points_earned, total, refunded_before, amount_now)
-    refunded_after = refunded_before + amount_now
-    if refunded_after > total:
-        raise BusinessRuleViolation(
-            "refund larger than the purchase", code="REFUND_EXCEEDS_PURCHASE"
-        )
-    fully = refunded_after == total
-    points_now = (
-        points_earned - reversed_before
-        if fully
-        else min(points_now, points_earned - reversed_before)
-    )
-    returned_now = (
-        points_spent - returned_before
-        if fully
-        else reversal_for_amount(points_spent, total, refunded_before, amount_now)
-    )
+        share = _amount_refunded(bought, cmd.amount)
+    after = _after_refund(bought, share)
+    points_now = after.points_reversed - bought.points_reversed
+    returned_now = after.points_returned - bought.points_returned
 
     plan = Planner(account, ctx, cmd.store_id)
     plan.release_due()
     if points_now > 0:
-        still_pending = 0
-        if data.get("pending"):
-            plan.wallet, still_pending = ledger.reduce_pending(plan.wallet, purchase.pk, points_now)
-        if points_now - still_pending > 0:
-            expires_on = date.fromisoformat(str(data["expires_on"]))
-            plan.claw_back(points_now - still_pending, expires_on, "refund", cmd.transaction_id)
+        _reverse_points_earned(plan, bought, points_now, key, cmd)
     if returned_now > 0:
-        _return_points_paid(plan, data, returned_before, returned_now, cmd)
-    purchase_changes = {
-        "refunded_amount": refunded_after,
-        "refunded_qty": refunded_qty,
-        "points_reversed": reversed_before + points_now,
-        "points_returned": returned_before + returned_now,
-    }
+        _return_points_paid(plan, bought, returned_now, cmd)
     response = {
         "refund_id": cmd.refund_id,
         "transaction_id": cmd.transaction_id,
-        "amount": amount_now,
+        "amount": share.amount,
         "points_reversed": points_now,
         "points_returned": returned_now,
         "balance": plan.wallet.balance,
     }
+    total = bought.total
+    refunded = RefundRecord(
+        amount=share.amount,
+        points_reversed=points_now,
+        points_returned=returned_now,
+        # the refunded share of what was paid in cash leaves the purchase's month
+        month=bought.month,
+        qualifying_delta=-(share.amount * bought.cash_due // total) if total else 0,
+    )
     record = RequestRecord(
-        pk=key[0],
-        sk=key[1],
+        ref=key,
         kind="refund",
         member_id=account.member.member_id,
         request_hash=cmd.request_hash,
         status=201,
         response=response,
         created_at=ctx.now,
-        data={
-            "amount": amount_now,
-            "points_reversed": points_now,
-            "points_returned": returned_now,
-            # the refunded share of what was paid in cash leaves the purchase's month
-            "month": data.get("month"),
-            "qualifying_delta": -(amount_now * int(data["cash_due"]) // total) if total else 0,
-        },
+        data=refunded.to_data(),
     )
-    updated = RecordUpdate(purchase.pk, purchase.sk, purchase.version, purchase_changes)
+    updated = RecordUpdate(purchase.ref, purchase.version, after.refunded_fields())
     return plan.commit([record], updated_request=updated), response
 
 
-def _return_points_paid(
-    plan: Planner, data: dict[str, Any], returned_before: int, points: int, cmd: Refund
+@dataclass(frozen=True)
+class _Share:
+    """What one refund takes of its purchase, before the full-refund rule."""
+
+    amount: int  # fen
+    points: int  # of the points the purchase earned
+    refunded_qty: tuple[int, ...]  # per line, this refund's units included
+
+
+def _units_refunded(bought: PurchaseRecord, items: list[tuple[str, int]]) -> _Share:
+    """Returned units, taken from the purchase's lines of their sku in order: exactly the
+    points those units earned."""
+    refunded_qty = list(bought.refunded_qty)
+    amount = points = 0
+    for sku, quantity in items:
+        lines = [i for i, line in enumerate(bought.lines) if line.sku == sku]
+        if not lines:
+            raise BusinessRuleViolation(
+                "item not in this purchase", code="UNKNOWN_ITEM", details={"sku": sku}
+            )
+        left = quantity
+        for index in lines:
+            line = bought.lines[index]
+            take = min(left, line.quantity - refunded_qty[index])
+            if take <= 0:
+                continue
+            points += reversal_for_units(line.points, line.quantity, refunded_qty[index], take)
+            amount += take * line.unit_price
+            refunded_qty[index] += take
+            left -= take
+        if left:
+            raise BusinessRuleViolation(
+                "more units than were bought and not yet refunded",
+                code="REFUND_EXCEEDS_PURCHASE",
+                details={"sku": sku},
+            )
+    return _Share(amount, points, tuple(refunded_qty))
+
+
+def _amount_refunded(bought: PurchaseRecord, amount: int) -> _Share:
+    """An amount without items: points in proportion to the share of the bill."""
+    if bought.refunded_amount + amount > bought.total:
+        raise BusinessRuleViolation(
+            "refund larger than what remains of the purchase",
+            code="REFUND_EXCEEDS_PURCHASE",
+            details={"refundable": bought.total - bought.refunded_amount},
+        )
+    points = reversal_for_amount(bought.points_earned, bought.total, bought.refunded_amount, amount)
+    return _Share(amount, points, bought.refunded_qty)
+
+
+def _after_refund(bought: PurchaseRecord, share: _Share) -> PurchaseRecord:
+    """The purchase with this refund counted. The refund that completes it reverses
+    whatever rounding left of the points earned and returns the rest of those spent;
+    none reverses more than was earned."""
+    refunded_after = bought.refunded_amount + share.amount
+    if refunded_after > bought.total:
+        raise BusinessRuleViolation(
+            "refund larger than the purchase", code="REFUND_EXCEEDS_PURCHASE"
+        )
+    earned_left = bought.points_earned - bought.points_reversed
+    if refunded_after == bought.total:
+        reversed_now = earned_left
+        returned_now = bought.points_spent - bought.points_returned
+    else:
+        reversed_now = min(share.points, earned_left)
+        returned_now = reversal_for_amount(
+            bought.points_spent, bought.total, bought.refunded_amount, share.amount
+        )
+    return replace(
+        bought,
+        refunded_amount=refunded_after,
+        refunded_qty=share.refunded_qty,
+        points_reversed=bought.points_reversed + reversed_now,
+        points_returned=bought.points_returned + returned_now,
+    )
+
+
+def _reverse_points_earned(
+    plan: Planner, bought: PurchaseRecord, points: int, key: RefundRef, cmd: Refund
 ) -> None:
+    """Take back points the purchase earned: from its pending points while they wait for
+    the return window, the rest from the wallet (its own lot first)."""
+    still_pending = 0
+    if bought.pending:
+        plan.wallet, still_pending = ledger.reduce_pending(
+            plan.wallet, plan.ctx.repo.reference(key.purchase), points
+        )
+    if points - still_pending > 0:
+        plan.claw_back(points - still_pending, bought.expires_on, "refund", cmd.transaction_id)
+
+
+def _return_points_paid(plan: Planner, bought: PurchaseRecord, points: int, cmd: Refund) -> None:
     """Points that paid a bill go back with the expiry dates of the lots they were taken
     from: a refund must not give them a fresh date (buying and refunding would keep
     points alive forever). Those whose date has passed expire again at once, in the same
     commit, as the daily run already passed that date: the ledger shows both entries, and
     the balance, the lots and the expiry index stay as the run would have left them."""
-    if "paid_lots" in data:
-        paid = {date.fromisoformat(d): int(p) for d, p in dict(data["paid_lots"]).items()}
-        back = ledger.returned_lots(paid, returned_before, points)
+    if bought.paid_lots:
+        back = ledger.returned_lots(bought.paid_lots, bought.points_returned, points)
     else:
         # Recorded before purchases kept the lots that paid them: the purchase's own
         # expiry date stands in for theirs (never a fresh one).
-        back = {date.fromisoformat(str(data["expires_on"])): points}
+        back = {bought.expires_on: points}
     today = program_date(plan.ctx.now)
     for expires_on, returned in sorted(back.items()):
         plan.credit(
@@ -799,7 +748,7 @@ class Activity:
     referrer_member_id: str | None = None
     reference: str | None = None  # e.g. the reviewed order or shared page
     # Granted by the program itself (sign-up bonus, birthday, referral reward), not posted
-    # by the member: recorded in its own key space (see `activity_key`).
+    # by the member: recorded in its own space of ids (see `activity_ref`).
     granted: bool = False
 
 
@@ -807,12 +756,12 @@ class Activity:
 PROGRAM_GRANTS = frozenset({"signup", "birthday", "referral_reward"})
 
 
-def activity_key(member_id: str, activity_id: str, *, granted: bool) -> tuple[str, str]:
+def activity_ref(member_id: str, activity_id: str, *, granted: bool) -> MemberRequestRef:
     """The request record of an activity. Members choose their activity ids, so the
-    program's grants (`signup`, `birthday-<year>`, `referral-reward-<referee>`) live under
-    another prefix: no member request can ever occupy a grant's key (and make the grant
-    an IDEMPOTENCY_CONFLICT, or a replay of the member's own answer)."""
-    return f"MEMBER#{member_id}", f"REQ#{'grant' if granted else 'activity'}#{activity_id}"
+    program's grants (`signup`, `birthday-<year>`, `referral-reward-<referee>`) have a
+    space of their own: no member request can ever occupy a grant's id (and make the
+    grant an IDEMPOTENCY_CONFLICT, or a replay of the member's own answer)."""
+    return MemberRequestRef(member_id, "grant" if granted else "activity", activity_id)
 
 
 # Which rule pays (and counts) an activity. A referral pays both sides: the referee when
@@ -830,13 +779,13 @@ def record_activity(cmd: Activity, ctx: Context) -> tuple[int, dict[str, Any]]:
         raise InvalidInput("unknown activity type", code="UNKNOWN_ACTIVITY")
     if cmd.type == "referral":
         _check_referrer(cmd, ctx)
-    key = activity_key(cmd.member_id, cmd.activity_id, granted=cmd.granted)
+    key = activity_ref(cmd.member_id, cmd.activity_id, granted=cmd.granted)
     if cmd.granted:
-        # Grants recorded before they had a key space of their own sit under the member
-        # prefix: a grant found there with the program's own request hash is a replay.
+        # Grants recorded before they had a space of their own sit among the member's
+        # activities: a grant found there with the program's own request hash is a replay.
         # (A member's request there never has that hash: its body has other fields.)
-        legacy_key = activity_key(cmd.member_id, cmd.activity_id, granted=False)
-        legacy = ctx.repo.get_request(*legacy_key, consistent=False)
+        legacy_key = activity_ref(cmd.member_id, cmd.activity_id, granted=False)
+        legacy = ctx.repo.get_request(legacy_key, consistent=False)
         if legacy is not None and legacy.request_hash == cmd.request_hash:
             return replay(legacy, cmd.request_hash)
 
@@ -881,8 +830,7 @@ def record_activity(cmd: Activity, ctx: Context) -> tuple[int, dict[str, Any]]:
             "balance": planner.wallet.balance,
         }
         record = RequestRecord(
-            pk=key[0],
-            sk=key[1],
+            ref=key,
             kind="grant" if cmd.granted else "activity",
             member_id=cmd.member_id,
             request_hash=cmd.request_hash,
@@ -933,7 +881,7 @@ def record_adjustment(cmd: Adjustment, ctx: Context) -> tuple[int, dict[str, Any
             code="INVALID_ADJUSTMENT",
             details={"max": ctx.program.max_adjustment},
         )
-    key = (f"MEMBER#{cmd.member_id}", f"REQ#adjust#{cmd.adjustment_id}")
+    key = MemberRequestRef(cmd.member_id, "adjust", cmd.adjustment_id)
 
     def plan(account: Account) -> tuple[Commit, dict[str, Any]]:
         planner = Planner(account, ctx)
@@ -962,8 +910,7 @@ def record_adjustment(cmd: Adjustment, ctx: Context) -> tuple[int, dict[str, Any
             "balance": planner.wallet.balance,
         }
         record = RequestRecord(
-            pk=key[0],
-            sk=key[1],
+            ref=key,
             kind="adjustment",
             member_id=cmd.member_id,
             request_hash=cmd.request_hash,

@@ -8,6 +8,7 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
+from chalicelib.dal.ledger import expiry_shard_key
 from chalicelib.dal.outbound import OutboundMessage
 from chalicelib.domain.clock import program_date
 from chalicelib.domain.expiry import EXPIRY_SHARDS, dates_to_run, expire_member
@@ -52,7 +53,7 @@ def expiry_task(record: SQSRecord, lambda_context: Any = None) -> None:
         metrics.add_metric(name="PointsExpired", unit="Count", value=points)
         return Progress(members, lots, points), last
 
-    walk_shard(task, [f"{day.isoformat()}#{int(task['shard'])}"], expire_page, lambda_context)
+    walk_shard(task, [expiry_shard_key(day, int(task["shard"]))], expire_page, lambda_context)
 
 
 def run_expiry_reminders(event: dict[str, Any]) -> dict[str, Any]:
@@ -67,7 +68,7 @@ def run_expiry_reminders(event: dict[str, Any]) -> dict[str, Any]:
     for offset in range(1, window + 1):
         day = today + timedelta(days=offset)
         for shard in range(EXPIRY_SHARDS):
-            for member_id in svc.members.due_for_reminder(f"{day.isoformat()}#{shard}", day):
+            for member_id in svc.members.due_for_reminder(expiry_shard_key(day, shard), day):
                 batch.append(
                     OutboundMessage(
                         message_id=f"expiry-reminder#{member_id}#{day.isoformat()}",

@@ -103,10 +103,12 @@ def _count_for_tier(image: dict[str, Any]) -> None:
     """Qualifying spend for tiers, kept per month on the member; an upgrade happens as
     soon as a purchase crosses a threshold (seconds after it was accepted)."""
     from chalicelib.domain.clock import utc_now
+    from chalicelib.domain.records import PurchaseRecord, RefundRecord
     from chalicelib.domain.tiering import apply_spend
 
     data = image.get("data") or {}
-    if not data.get("month"):
+    record = (PurchaseRecord if image["kind"] == "purchase" else RefundRecord).from_data(data)
+    if not record.month:
         return
     svc = services()
     change = apply_spend(
@@ -115,8 +117,8 @@ def _count_for_tier(image: dict[str, Any]) -> None:
         record_pk=str(image["pk"]),
         record_sk=str(image["sk"]),
         member_id=str(image["member_id"]),
-        month=str(data["month"]),
-        delta=int(data.get("qualifying_delta") or 0),
+        month=record.month,
+        delta=record.qualifying_delta,
         now=utc_now(),
     )
     if change is not None:
@@ -177,9 +179,11 @@ EVENT_NAMES = {
 
 def _purchase_recorded(image: dict[str, Any]) -> None:
     """A referee's first purchase earns the referrer their reward (once per referee)."""
-    data = image.get("data") or {}
-    referrer = data.get("referred_by")
-    if data.get("first_purchase") and referrer:
+    from chalicelib.domain.records import PurchaseRecord
+
+    purchase = PurchaseRecord.from_data(image.get("data") or {})
+    referrer = purchase.referred_by
+    if purchase.first_purchase and referrer:
         referee = str(image["member_id"])
         _grant_from_stream(str(referrer), "referral_reward", f"referral-reward-{referee}", referee)
 

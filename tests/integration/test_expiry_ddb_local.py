@@ -8,9 +8,11 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
+from chalicelib.dal.ledger import expiry_key
 from chalicelib.domain import points as domain
-from chalicelib.domain.expiry import EXPIRY_SHARDS, dates_to_run, expire_member, expiry_key
+from chalicelib.domain.expiry import EXPIRY_SHARDS, dates_to_run, expire_member
 from chalicelib.domain.program import ProgramConfig
+from chalicelib.domain.records import PurchaseRef
 from chalicelib.errors import DomainError
 from chalicelib.handlers.expiry import run_points_expiry
 from chalicelib.wiring import services
@@ -213,7 +215,7 @@ def test_given_points_paid_from_a_lot_that_has_since_expired_when_the_bill_is_re
         occurred_at=bought_at,
     )
     domain.record_purchase(bill, ctx_at(bought_at))  # 300 of October's lot, 100 of November's
-    record = services().ledger.get_request(*domain.purchase_key("store-001", bill.transaction_id))
+    record = services().ledger.get_request(PurchaseRef("store-001", bill.transaction_id))
     assert record.data["paid_lots"] == {"2026-10-31": 300, "2026-11-30": 100}
     expire_member(member_id, date(2026, 10, 31), ctx_at(datetime(2026, 10, 31, 16, 5, tzinfo=UTC)))
 

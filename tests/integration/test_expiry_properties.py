@@ -17,11 +17,13 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
+from chalicelib.dal.ledger import expiry_key
 from chalicelib.dal.tables import MemberItem
 from chalicelib.domain import points as domain
 from chalicelib.domain.clock import program_date
 from chalicelib.domain.earning import Item
-from chalicelib.domain.expiry import expire_member, expiry_key
+from chalicelib.domain.expiry import expire_member
+from chalicelib.domain.records import Entry
 from chalicelib.errors import BusinessRuleViolation
 from chalicelib.wiring import services
 from tests.integration.test_ledger_ddb_local import check_invariants, new_member
@@ -29,7 +31,7 @@ from tests.integration.test_ledger_ddb_local import check_invariants, new_member
 pytestmark = pytest.mark.integration
 
 
-def all_entries(member_id: str) -> list[domain.Entry]:
+def all_entries(member_id: str) -> list[Entry]:
     found, cursor = [], None
     while True:
         page, cursor = services().ledger.list_entries(member_id, 100, cursor)

@@ -12,7 +12,9 @@ from typing import Any
 
 import pytest
 
+from chalicelib.dal.ledger import request_key
 from chalicelib.domain import points as domain
+from chalicelib.domain.records import Commit, PurchaseRef
 from chalicelib.domain.tiering import (
     TierChange,
     review_key,
@@ -70,7 +72,7 @@ def test_given_a_purchase_over_the_gold_threshold_when_its_record_streams_then_g
     member_id = new_member()
     txn = purchase(member_id, f"gold-{uuid.uuid4().hex[:8]}", [520_000])
     domain.record_purchase(txn, context())
-    event = stream_event([domain.purchase_key(txn.store_id, txn.transaction_id)])
+    event = stream_event([record_key(txn)])
 
     first = member_stream.handle(event, None)
     replay = member_stream.handle(event, None)  # a retried batch
@@ -91,9 +93,7 @@ def test_given_a_refund_below_the_threshold_then_the_tier_stays_until_the_review
     member_id = new_member()
     txn = purchase(member_id, f"rf-{uuid.uuid4().hex[:8]}", [520_000])
     domain.record_purchase(txn, context())
-    member_stream.handle(
-        stream_event([domain.purchase_key(txn.store_id, txn.transaction_id)]), None
-    )
+    member_stream.handle(stream_event([record_key(txn)]), None)
     domain.record_refund(
         domain.Refund(
             refund_id="half",
@@ -253,11 +253,16 @@ class CountsBeforeCommit:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._repo, name)
 
-    def commit(self, commit: domain.Commit) -> None:
+    def commit(self, commit: Commit) -> None:
         stream, self._stream = self._stream, None
         if stream is not None:
             stream()
         self._repo.commit(commit)
+
+
+def record_key(txn: domain.Purchase) -> tuple[str, str]:
+    """Where the purchase's request record is stored (what its stream record carries)."""
+    return request_key(PurchaseRef(txn.store_id, txn.transaction_id))
 
 
 def refund_of(
@@ -282,7 +287,7 @@ def test_given_the_stream_counting_a_purchase_between_a_refunds_read_and_write_w
     member_id = new_member()
     txn = purchase(member_id, f"race-{uuid.uuid4().hex[:8]}", [290_000, 10_000])  # ¥3,000
     domain.record_purchase(txn, context())
-    key = domain.purchase_key(txn.store_id, txn.transaction_id)
+    key = record_key(txn)
     purchase_record = stream_event([key])  # the INSERT record, as the stream delivers it
 
     def stream_counts() -> None:
@@ -301,7 +306,7 @@ def test_given_the_stream_counting_a_purchase_between_a_refunds_read_and_write_w
     state = services().tiers.state(member_id)
     assert sum(state.monthly_spend.values()) == 290_000  # ¥3,000 once, less the refund
     assert state.tier_code == "silver"  # counted twice, ¥6,000 would have made gold
-    record = services().ledger.get_request(*key)
+    record = services().ledger.get_request(PurchaseRef(txn.store_id, txn.transaction_id))
     assert record.data["tier_counted"] is True
     assert record.data["refunded_amount"] == 10_000
     assert record.data["refunded_qty"] == [0, 1]
@@ -315,7 +320,7 @@ def test_given_a_refund_committed_between_the_streams_read_of_a_purchase_and_its
     member_id = new_member()
     txn = purchase(member_id, f"race-{uuid.uuid4().hex[:8]}", [300_000])
     domain.record_purchase(txn, context())
-    key = domain.purchase_key(txn.store_id, txn.transaction_id)
+    key = record_key(txn)
     purchase_record = stream_event([key])
     tiers = services().tiers
     real_count = tiers.count_spend

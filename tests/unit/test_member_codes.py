@@ -12,7 +12,8 @@ import pytest
 from chalicelib.domain import member_codes
 from chalicelib.domain.ledger import Wallet
 from chalicelib.domain.member_codes import MemberCode
-from chalicelib.domain.points import Commit, MemberCodeTaken, Purchase, record_purchase
+from chalicelib.domain.points import Purchase, record_purchase
+from chalicelib.domain.records import Commit, MemberCodeTaken
 from chalicelib.errors import BusinessRuleViolation, DomainError, Forbidden, Unavailable
 from tests.unit.test_points_domain import NOW, InMemoryLedger, context, purchase
 

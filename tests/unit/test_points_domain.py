@@ -18,24 +18,18 @@ from typing import Any
 import pytest
 
 from chalicelib import ids
+from chalicelib.dal.ledger import purchase_pk, request_key
 from chalicelib.domain import points as domain
 from chalicelib.domain.earning import Item
 from chalicelib.domain.ledger import Wallet
 from chalicelib.domain.member_codes import MemberCode
 from chalicelib.domain.members import Member
 from chalicelib.domain.points import (
-    Account,
     Activity,
     Adjustment,
-    Commit,
     Context,
-    Entry,
-    MemberCodeTaken,
     Purchase,
     Refund,
-    RequestExists,
-    RequestRecord,
-    VersionConflict,
     points_view,
     record_activity,
     record_adjustment,
@@ -45,6 +39,18 @@ from chalicelib.domain.points import (
     request_hash,
 )
 from chalicelib.domain.program import ProgramConfig
+from chalicelib.domain.records import (
+    Account,
+    Commit,
+    Entry,
+    MemberCodeTaken,
+    MemberRequestRef,
+    PurchaseRef,
+    RequestExists,
+    RequestRecord,
+    RequestRef,
+    VersionConflict,
+)
 from chalicelib.domain.tiers import DEFAULT_TIERS
 from chalicelib.errors import (
     BusinessRuleViolation,
@@ -103,17 +109,20 @@ class InMemoryLedger:
     def load(self, member_id: str) -> Account | None:
         return self.accounts.get(member_id)
 
-    def get_request(self, pk: str, sk: str, *, consistent: bool = True) -> RequestRecord | None:
+    def get_request(self, ref: RequestRef, *, consistent: bool = True) -> RequestRecord | None:
         if self.stale_reads and not consistent:
             return None
-        return self.requests.get((pk, sk))
+        return self.requests.get(request_key(ref))
+
+    def reference(self, purchase: PurchaseRef) -> str:
+        return purchase_pk(purchase)
 
     def member_code(self, code: str) -> MemberCode | None:
         return self.codes.get(code)
 
     def commit(self, commit: Commit) -> None:
         # Every condition first; nothing is applied unless all of them hold.
-        keys = [(r.pk, r.sk) for r in commit.new_requests]
+        keys = [request_key(r.ref) for r in commit.new_requests]
         if len(set(keys)) != len(keys) or any(key in self.requests for key in keys):
             raise RequestExists()
         use = commit.member_code
@@ -126,7 +135,7 @@ class InMemoryLedger:
             raise VersionConflict()
         if commit.updated_request is not None:
             update = commit.updated_request
-            current = self.requests.get((update.pk, update.sk))
+            current = self.requests.get(request_key(update.ref))
             if current is None or current.version != update.expected_version:
                 raise VersionConflict()
         fields = dict(commit.member_fields)
@@ -151,11 +160,11 @@ class InMemoryLedger:
         )
         self.fields[commit.member_id].update(fields)
         for record in commit.new_requests:
-            self.requests[(record.pk, record.sk)] = record
+            self.requests[request_key(record.ref)] = record
         if commit.updated_request is not None:
             update = commit.updated_request
-            current = self.requests[(update.pk, update.sk)]
-            self.requests[(update.pk, update.sk)] = replace(
+            current = self.requests[request_key(update.ref)]
+            self.requests[request_key(update.ref)] = replace(
                 current, data={**current.data, **update.data}, version=current.version + 1
             )
         self.entries[commit.member_id].extend(commit.entries)
@@ -1118,8 +1127,7 @@ def test_given_a_grant_recorded_under_the_member_prefix_before_the_split_when_gr
 ):
     grant_cmd = program_grant(member, "referral-reward-mbr_x", "referral_reward")
     legacy = RequestRecord(
-        pk=f"MEMBER#{member}",
-        sk="REQ#activity#referral-reward-mbr_x",
+        ref=MemberRequestRef(member, "activity", "referral-reward-mbr_x"),
         kind="activity",
         member_id=member,
         request_hash=grant_cmd.request_hash,
@@ -1127,7 +1135,7 @@ def test_given_a_grant_recorded_under_the_member_prefix_before_the_split_when_gr
         response={"activity_id": "referral-reward-mbr_x", "points_earned": 200, "balance": 200},
         created_at=NOW,
     )
-    repo.requests[(legacy.pk, legacy.sk)] = legacy
+    repo.requests[request_key(legacy.ref)] = legacy
 
     assert record_activity(grant_cmd, context(repo)) == (201, legacy.response)
     assert repo.commits == []
