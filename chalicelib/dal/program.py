@@ -23,6 +23,7 @@ from chalicelib.domain.program import (
 from chalicelib.domain.stores import Dealer, FirstAnswer, Store, StoreKey
 from chalicelib.domain.tiers import DEFAULT_TIERS, Tier, TierBenefits
 from chalicelib.errors import Conflict, InvalidInput, Unavailable
+from chalicelib.retry import Again, retry
 
 TIERS_PK, TIERS_SK = "PROGRAM", "TIERS"
 CONFIG_PK, CONFIG_SK = "PROGRAM", "CONFIG"
@@ -130,8 +131,13 @@ class DynamoProgramRepository:
 
     def create_rules_version(self, tiers: tuple[Tier, ...]) -> int:
         """A new draft version after the highest existing one (a race retries)."""
-        for _ in range(5):
-            latest = list(ProgramItem.query("TIER_RULES", scan_index_forward=False, limit=1))
+
+        def attempt() -> int:
+            latest = list(
+                ProgramItem.query(
+                    "TIER_RULES", scan_index_forward=False, limit=1, consistent_read=True
+                )
+            )
             version = int(latest[0].sk[1:]) + 1 if latest else 2  # version 1: the seed
             empty = {"scanned": 0, "up": 0, "down": 0, "same": 0, "changed": 0}
             draft = ProgramItem(
@@ -152,9 +158,17 @@ class DynamoProgramRepository:
                 updated_at=rfc3339(utc_now()),
             )
             if not save_if_new(draft, ProgramItem.pk.does_not_exist()):
-                continue  # another version took this number meanwhile
+                raise Again  # another version took this number meanwhile
             return version
-        raise Conflict("tier rules are being changed concurrently; retry", code="VERSION_CONFLICT")
+
+        return retry(
+            attempt,
+            attempts=5,
+            retry_on=Again,
+            exhausted=lambda: Conflict(
+                "tier rules are being changed concurrently; retry", code="VERSION_CONFLICT"
+            ),
+        )
 
     def rules_version(self, version: int) -> dict[str, Any] | None:
         try:
