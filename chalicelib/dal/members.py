@@ -11,7 +11,7 @@ from pynamodb.connection import Connection
 from pynamodb.exceptions import DoesNotExist, TransactWriteError, UpdateError
 from pynamodb.transactions import TransactWrite
 
-from chalicelib.dal.tables import IdentityItem, MemberItem
+from chalicelib.dal.tables import IdentityItem, MemberItem, reason_codes
 from chalicelib.domain.birthdays import birthday_key
 from chalicelib.domain.clock import rfc3339
 from chalicelib.domain.members import Identity, Member
@@ -282,10 +282,7 @@ def _set_or_remove(attribute: Any, value: Any) -> list[Any]:
 
 def _is_conflict(exc: TransactWriteError) -> bool:
     return (
-        any(
-            reason is not None and reason.code == "TransactionConflict"
-            for reason in exc.cancellation_reasons or []
-        )
+        "TransactionConflict" in reason_codes(exc)
         or exc.cause_response_code == "TransactionConflictException"
     )
 

@@ -10,7 +10,7 @@ from pynamodb.exceptions import DoesNotExist, TransactWriteError
 from pynamodb.transactions import TransactWrite
 
 from chalicelib.dal.members import MEMBER_SK, member_pk
-from chalicelib.dal.tables import MemberItem, RequestItem, TierHistoryItem
+from chalicelib.dal.tables import MemberItem, RequestItem, TierHistoryItem, reason_codes
 from chalicelib.domain.clock import rfc3339
 from chalicelib.domain.tiering import TierChange, TierState
 from chalicelib.errors import Unavailable
@@ -58,7 +58,7 @@ class DynamoTierRepository:
                     condition=MemberItem.pk.exists() & condition,
                 )
         except TransactWriteError as exc:
-            codes = _codes(exc)
+            codes = reason_codes(exc)
             if codes[:1] == ["ConditionalCheckFailed"]:
                 return "already"
             if codes[1:2] == ["ConditionalCheckFailed"]:
@@ -119,7 +119,7 @@ class DynamoTierRepository:
             except TransactWriteError as exc:
                 # pynamodb sends puts before updates, so the member's reason is not first;
                 # the history put has no condition: a failed condition is the member's.
-                if "ConditionalCheckFailed" in _codes(exc):
+                if "ConditionalCheckFailed" in reason_codes(exc):
                     return False  # moved meanwhile: by a replay, a rerun or an upgrade
                 raise
             return True
@@ -130,7 +130,7 @@ class DynamoTierRepository:
             attempt,
             attempts=5,
             retry_on=TransactWriteError,
-            retry_if=lambda exc: "TransactionConflict" in _codes(exc),
+            retry_if=lambda exc: "TransactionConflict" in reason_codes(exc),
             exhausted=lambda: Unavailable(
                 "member too busy for a tier change; retried later", code="CONTENDED"
             ),
@@ -197,8 +197,3 @@ def _state(item: MemberItem) -> TierState:
         review_due=item.review_due,
         monthly_spend={str(k): int(v) for k, v in spend.items()},
     )
-
-
-def _codes(exc: TransactWriteError) -> list[str | None]:
-    """The cancellation reason of each action of a failed transaction, in order."""
-    return [r.code if r is not None else None for r in exc.cancellation_reasons or []]

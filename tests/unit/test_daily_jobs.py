@@ -19,6 +19,7 @@ from chalicelib.domain.expiry import EXPIRY_SHARDS, shard_of
 from chalicelib.domain.tiering import TierChange, start_of_day
 from chalicelib.domain.tiers import add_years
 from chalicelib.handlers import jobs, schedules, sharded, tiers
+from chalicelib.handlers.payloads import ShardTask
 from chalicelib.wiring import services
 from tests.conftest import unique_phone
 from tests.fakes import FakeLambdaContext, FakeQueue
@@ -175,16 +176,17 @@ def test_given_a_shard_over_two_keys_when_time_runs_low_then_a_continuation_resu
         seen.append(at)
         return pages[at]
 
-    task = {"job": "walk", "date": day.isoformat(), "shard": 7}
+    task = ShardTask(job="walk", date=day, shard=7)
     # plenty of time after the first page, little after the second
     sharded.walk_shard(task, ["k0", "k1"], page, FakeLambdaContext(script=[120_000, LOW]))
 
     assert seen == [("k0", None), ("k0", "after-2")]
-    continuation = {**task, "key": 1, "start": None}
+    continuation = {"job": "walk", "date": day.isoformat(), "shard": 7, "key": 1}
     assert tasks.take() == [continuation]
     assert services().jobs.run("walk", day)["tasks_done"] == 0
 
-    sharded.walk_shard(continuation, ["k0", "k1"], page, FakeLambdaContext(remaining_ms=LOW))
+    resumed = ShardTask.model_validate(continuation)
+    sharded.walk_shard(resumed, ["k0", "k1"], page, FakeLambdaContext(remaining_ms=LOW))
     assert seen[2:] == [("k1", None)]
     assert tasks.sent == []  # the shard is done: nothing more to queue
     run = services().jobs.run("walk", day)
