@@ -297,3 +297,36 @@ def test_given_job_tasks_when_dispatched_then_each_job_runs_and_the_batch_report
     ]
     assert services().jobs.run("tier_review", day)["tasks_done"] == 1
     assert services().jobs.run("birthdays", day)["tasks_done"] == 1
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "{not json",
+        json.dumps({"job": "tier_review", "date": "2027-11-31", "shard": 2}),  # no such day
+        json.dumps({"job": "tier_review", "date": "2027-11-11"}),  # no shard
+        json.dumps({"job": "tier_rules", "version": 3, "mode": "guess", "segment": 0, "total": 8}),
+    ],
+    ids=["not-json", "bad-date", "no-shard", "unknown-mode"],
+)
+def test_given_a_malformed_task_when_dispatched_then_its_record_fails_and_nothing_runs(
+    queues, body
+):
+    day = date(2027, 11, 12)
+    services().jobs.start_run("tier_review", day, 16)
+    bad = {**sqs_message({}), "body": body}
+    good = sqs_message({"job": "tier_review", "date": day.isoformat(), "shard": 3})
+    response = jobs.handle_tasks({"Records": [bad, good]}, FakeLambdaContext())
+    assert response["batchItemFailures"] == [{"itemIdentifier": bad["messageId"]}]
+    assert services().jobs.run("tier_review", day)["tasks_done"] == 1  # the good one only
+
+
+def test_given_the_tasks_a_tier_rules_run_queues_then_the_worker_reads_each_as_queued():
+    from chalicelib.domain.tier_rules import SCAN_SEGMENTS, recalculation_tasks
+    from chalicelib.handlers.payloads import TierRulesTask, parse_task
+
+    queued = recalculation_tasks(7, "apply")
+    read = [parse_task(json.dumps(task)) for task in queued]
+    assert all(isinstance(task, TierRulesTask) for task in read)
+    assert [t.segment for t in read] == list(range(SCAN_SEGMENTS))  # type: ignore[union-attr]
+    assert [t.body() for t in read] == [{k: v for k, v in q.items() if v != {}} for q in queued]
