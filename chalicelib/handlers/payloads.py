@@ -24,8 +24,9 @@ from chalicelib.domain.clock import utc_now
 
 class Payload(BaseModel):
     # Fields a newer producer adds are ignored, so a deployment that changes a body
-    # does not fail the records still queued in the old shape.
-    model_config = ConfigDict(frozen=True, extra="ignore")
+    # does not fail the records still queued in the old shape. Each worker reads only
+    # some of these models: a validator is built when its model is first used.
+    model_config = ConfigDict(frozen=True, extra="ignore", defer_build=True)
 
     def body(self) -> dict[str, Any]:
         """As queued: JSON types, and only what differs from the defaults (a first task
