@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import threading
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from types import SimpleNamespace
 from typing import Any
@@ -119,19 +120,15 @@ def test_given_two_applies_that_both_read_a_draft_when_they_write_then_one_wins_
 
     queued: list[dict[str, Any]] = []
     tasks = SimpleNamespace(send_many=queued.extend)
-    outcomes: list[object] = []
 
-    def apply() -> None:
+    def apply(_: int) -> object:
         try:
-            outcomes.append(tier_rules.start_apply(str(version), ReadThenWait(), tasks))
+            return tier_rules.start_apply(str(version), ReadThenWait(), tasks)
         except Conflict as exc:
-            outcomes.append(exc)
+            return exc
 
-    threads = [threading.Thread(target=apply) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=30)
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        outcomes = list(pool.map(apply, range(2), timeout=30))
 
     wins = [o for o in outcomes if o == version]
     losses = [o for o in outcomes if isinstance(o, Conflict)]
