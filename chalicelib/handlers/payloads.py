@@ -7,8 +7,8 @@ other error (partial batch failure, then redelivery and the dead-letter queue) i
 of failing somewhere in the middle of the work. Handlers import this module when they
 run, never app.py, so these models cost nothing at the API's cold start.
 
-Purchase and refund records on the stream are read by the tier counting as stored
-(chalicelib/handlers/member_stream.py), not modelled here.
+Purchase and refund records on the stream are read through their own typed record
+(chalicelib/domain/records.py), which purchase, refund and the transaction view share.
 """
 
 from __future__ import annotations
