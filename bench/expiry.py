@@ -328,7 +328,7 @@ def prepare(admin: Any, program: Program, env: dict[str, str], region: str) -> S
 
 def run_task(meter: Meter, setup: Setup, shard: int) -> None:
     """One (DAY, shard) task of the run, timed and metered."""
-    from chalicelib.handlers.expiry import expiry_task
+    from chalicelib.handlers.jobs import task_handler
     from chalicelib.observability import metrics
 
     with bound(setup):
@@ -336,7 +336,7 @@ def run_task(meter: Meter, setup: Setup, shard: int) -> None:
         meter.active = True
         try:
             t0 = time.perf_counter()
-            expiry_task(setup.records[shard])
+            task_handler(setup.records[shard])  # the jobs worker runs expiry_task
             setup.seconds += time.perf_counter() - t0
         finally:
             meter.active = False

@@ -128,9 +128,7 @@ def get_store(call: Call) -> StoreView:
     assert call.principal is not None
     store_id = _path_id(call, "store_id", "STORE_NOT_FOUND")
     store_named(call.principal, store_id)
-    store = services().program.store(store_id, fresh=True)
-    if store is None:
-        raise NotFound("no such store", code="STORE_NOT_FOUND")
+    store = domain.existing_store(store_id, services().program)
     return StoreView.model_validate(domain.store_view(store))
 
 
@@ -189,8 +187,7 @@ def list_keys(call: Call) -> StoreKeyList:
     query: PageQuery = call.query
     store_id = _path_id(call, "store_id", "STORE_NOT_FOUND")
     svc = services()
-    if svc.program.store(store_id, fresh=True) is None:
-        raise NotFound("no such store", code="STORE_NOT_FOUND")
+    domain.existing_store(store_id, svc.program)
     keys, cursor = svc.program.store_keys(store_id, query.limit, query.cursor)
     return StoreKeyList(
         keys=[StoreKeyView.model_validate(domain.key_view(k)) for k in keys], next_cursor=cursor

@@ -7,23 +7,14 @@ from typing import Any
 from chalice.app import Blueprint, Response
 
 from chalicelib.api.http import ADMIN, JSON_HEADERS, OPS, Access, Call, operation
-from chalicelib.domain.tier_rules import validate
+from chalicelib.domain import tier_rules as domain
 from chalicelib.domain.tiers import Tier, TierBenefits
-from chalicelib.errors import BusinessRuleViolation, NotFound
 from chalicelib.models.tier_rules import TierRulesRequest, TierRulesView
 from chalicelib.wiring import services
 
 bp = Blueprint(__name__)
 TAGS = ("admin",)
 STAFF = Access(staff=OPS)
-
-
-def _load(version: str) -> tuple[int, dict[str, Any]]:
-    number = int(version) if version.isdigit() else -1
-    data = services().program.rules_version(number) if number > 0 else None
-    if data is None:
-        raise NotFound("no such tier rules version", code="RULES_NOT_FOUND")
-    return number, data
 
 
 def _view(data: dict[str, Any]) -> TierRulesView:
@@ -58,10 +49,10 @@ def create_rules(call: Call) -> TierRulesView:
         )
         for t in request.tiers
     )
-    validate(tiers)
+    domain.validate(tiers)
     svc = services()
     version = svc.program.create_rules_version(tiers)
-    _, data = _load(str(version))
+    _, data = domain.load(str(version), svc.program)
     return _view(data)
 
 
@@ -76,7 +67,7 @@ def create_rules(call: Call) -> TierRulesView:
     error_statuses=(401, 403, 404),
 )
 def get_rules(call: Call) -> TierRulesView:
-    return _view(_load(call.params["version"])[1])
+    return _view(domain.load(call.params["version"], services().program)[1])
 
 
 @operation(
@@ -88,17 +79,11 @@ def get_rules(call: Call) -> TierRulesView:
     status=202,
     tags=TAGS,
     summary="Count how many members would move up or down (asynchronous; poll the version)",
-    error_statuses=(401, 403, 404, 422),
+    error_statuses=(401, 403, 404, 409, 422),
 )
 def dry_run(call: Call) -> Response:
-    from chalicelib.handlers.tier_rules import queue_recalculation
-
-    version, data = _load(call.params["version"])
-    if data["status"] not in ("draft", "dry_run_done"):
-        raise BusinessRuleViolation("only a draft can be dry-run", code="RULES_NOT_DRAFT")
-    services().program.set_rules_status(version, "dry_run_running")
-    queue_recalculation(version, "dry_run")
-    return _accepted(version)
+    svc = services()
+    return _accepted(domain.start_dry_run(call.params["version"], svc.program, svc.tasks))
 
 
 @operation(
@@ -110,23 +95,15 @@ def dry_run(call: Call) -> Response:
     status=202,
     tags=TAGS,
     summary="Make this ladder current and recalculate every member (asynchronous)",
-    error_statuses=(401, 403, 404, 422),
+    error_statuses=(401, 403, 404, 409, 422),
 )
 def apply_rules(call: Call) -> Response:
-    from chalicelib.handlers.tier_rules import queue_recalculation
-
-    version, data = _load(call.params["version"])
-    if data["status"] in ("applying", "applied"):
-        raise BusinessRuleViolation("this version is already applied", code="RULES_APPLIED")
     svc = services()
-    svc.program.save_tiers(svc.program.rules_tiers(version), version)
-    svc.program.set_rules_status(version, "applying")
-    queue_recalculation(version, "apply")
-    return _accepted(version)
+    return _accepted(domain.start_apply(call.params["version"], svc.program, svc.tasks))
 
 
 def _accepted(version: int) -> Response:
-    _, data = _load(str(version))
+    _, data = domain.load(str(version), services().program)
     return Response(
         body=_view(data).model_dump(mode="json"), status_code=202, headers=dict(JSON_HEADERS)
     )

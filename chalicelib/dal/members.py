@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import random
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import date, datetime
@@ -13,11 +11,12 @@ from pynamodb.connection import Connection
 from pynamodb.exceptions import DoesNotExist, TransactWriteError, UpdateError
 from pynamodb.transactions import TransactWrite
 
-from chalicelib.dal.tables import IdentityItem, MemberItem
+from chalicelib.dal.tables import IdentityItem, MemberItem, reason_codes
 from chalicelib.domain.birthdays import birthday_key
 from chalicelib.domain.clock import rfc3339
 from chalicelib.domain.members import Identity, Member
 from chalicelib.errors import MemberExists, NotFound, Unavailable
+from chalicelib.retry import retry
 
 MEMBER_SK = "MEMBER"
 MARKABLE_FIELDS = frozenset({"expiry_reminded"})
@@ -124,7 +123,8 @@ class DynamoMemberRepository:
             )
             for identity in identities
         ]
-        for attempt in range(_TXN_ATTEMPTS):
+
+        def attempt() -> None:
             try:
                 # One transaction: the member exists only if every claim on phone and
                 # external ids was free. Two registrations of one phone at the same
@@ -133,18 +133,23 @@ class DynamoMemberRepository:
                     txn.save(item, condition=MemberItem.pk.does_not_exist())
                     for claim in claims:
                         txn.save(claim, condition=IdentityItem.pk.does_not_exist())
-                return
             except TransactWriteError as exc:
                 taken = self._taken_claim(exc, identities)
                 if taken is not None:
                     raise taken from exc
-                if not _is_conflict(exc) or attempt == _TXN_ATTEMPTS - 1:
-                    if _is_conflict(exc):
-                        raise Unavailable("registration contended; retry") from exc
-                    raise
-                # Another transaction holds one of the same claims; it will either
-                # commit (next attempt sees MEMBER_EXISTS) or fail (next attempt wins).
-                time.sleep(0.02 * (2**attempt) * (1 + random.random()))  # noqa: S311
+                raise
+
+        # Another transaction holds one of the same claims; it will either commit (the
+        # next attempt sees MEMBER_EXISTS) or fail (the next attempt wins).
+        retry(
+            attempt,
+            attempts=_TXN_ATTEMPTS,
+            retry_on=TransactWriteError,
+            retry_if=_is_conflict,
+            exhausted=lambda: Unavailable("registration contended; retry"),
+            base=0.04,
+            cap=0.4,
+        )
 
     def _taken_claim(
         self, exc: TransactWriteError, identities: list[Identity]
@@ -277,10 +282,7 @@ def _set_or_remove(attribute: Any, value: Any) -> list[Any]:
 
 def _is_conflict(exc: TransactWriteError) -> bool:
     return (
-        any(
-            reason is not None and reason.code == "TransactionConflict"
-            for reason in exc.cancellation_reasons or []
-        )
+        "TransactionConflict" in reason_codes(exc)
         or exc.cause_response_code == "TransactionConflictException"
     )
 

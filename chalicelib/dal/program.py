@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import time
+from collections.abc import Collection
 from dataclasses import asdict, replace
 from typing import Any
 
@@ -12,7 +13,13 @@ from pynamodb.connection import Connection
 from pynamodb.exceptions import DoesNotExist, PutError, TransactWriteError, UpdateError
 from pynamodb.transactions import TransactWrite
 
-from chalicelib.dal.tables import GuardItem, ProgramItem, StoreKeyItem, save_if_new
+from chalicelib.dal.tables import (
+    GuardItem,
+    ProgramItem,
+    StoreKeyItem,
+    reason_codes,
+    save_if_new,
+)
 from chalicelib.domain.clock import rfc3339, utc_now
 from chalicelib.domain.program import (
     DEFAULT_PROGRAM,
@@ -23,6 +30,7 @@ from chalicelib.domain.program import (
 from chalicelib.domain.stores import Dealer, FirstAnswer, Store, StoreKey
 from chalicelib.domain.tiers import DEFAULT_TIERS, Tier, TierBenefits
 from chalicelib.errors import Conflict, InvalidInput, Unavailable
+from chalicelib.retry import Again, retry
 
 TIERS_PK, TIERS_SK = "PROGRAM", "TIERS"
 CONFIG_PK, CONFIG_SK = "PROGRAM", "CONFIG"
@@ -117,21 +125,20 @@ class DynamoProgramRepository:
         return saved
 
     def save_tiers(self, tiers: tuple[Tier, ...], version: int = 1) -> None:
-        ProgramItem(
-            pk=TIERS_PK,
-            sk=TIERS_SK,
-            kind="tiers",
-            data={"tiers": [asdict(t) for t in tiers], "version": version},
-            updated_at=rfc3339(utc_now()),
-        ).save()
+        _tiers_item(tiers, version).save()
         self._cache.clear()
 
     # ---- tier rule versions: TIER_RULES / v<000001> ------------------------------------
 
     def create_rules_version(self, tiers: tuple[Tier, ...]) -> int:
         """A new draft version after the highest existing one (a race retries)."""
-        for _ in range(5):
-            latest = list(ProgramItem.query("TIER_RULES", scan_index_forward=False, limit=1))
+
+        def attempt() -> int:
+            latest = list(
+                ProgramItem.query(
+                    "TIER_RULES", scan_index_forward=False, limit=1, consistent_read=True
+                )
+            )
             version = int(latest[0].sk[1:]) + 1 if latest else 2  # version 1: the seed
             empty = {"scanned": 0, "up": 0, "down": 0, "same": 0, "changed": 0}
             draft = ProgramItem(
@@ -152,9 +159,17 @@ class DynamoProgramRepository:
                 updated_at=rfc3339(utc_now()),
             )
             if not save_if_new(draft, ProgramItem.pk.does_not_exist()):
-                continue  # another version took this number meanwhile
+                raise Again  # another version took this number meanwhile
             return version
-        raise Conflict("tier rules are being changed concurrently; retry", code="VERSION_CONFLICT")
+
+        return retry(
+            attempt,
+            attempts=5,
+            retry_on=Again,
+            exhausted=lambda: Conflict(
+                "tier rules are being changed concurrently; retry", code="VERSION_CONFLICT"
+            ),
+        )
 
     def rules_version(self, version: int) -> dict[str, Any] | None:
         try:
@@ -170,17 +185,58 @@ class DynamoProgramRepository:
             raise KeyError(version)
         return tuple(_tier_from_dict(raw) for raw in data["tiers"])
 
-    def set_rules_status(self, version: int, status: str) -> None:
-        ProgramItem(pk="TIER_RULES", sk=f"v{version:06d}").update(
-            actions=[ProgramItem.data["status"].set(status)]
+    def change_rules_status(self, version: int, status: str, expected: Collection[str]) -> bool:
+        """Set the version's status if it is one of `expected` (and the version exists);
+        False, nothing written, if not."""
+        try:
+            _rules_item(version).update(
+                actions=[ProgramItem.data["status"].set(status)],
+                condition=_status_in(expected),
+            )
+        except UpdateError as exc:
+            if exc.cause_response_code == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+    def apply_rules(self, version: int, tiers: tuple[Tier, ...], expected: Collection[str]) -> bool:
+        """The ladder becomes current and the version `applying`, in one transaction
+        conditional on the version's status: of two applies at once, one writes both and
+        the other nothing (False)."""
+
+        def attempt() -> bool:
+            try:
+                with TransactWrite(connection=_connection()) as txn:
+                    txn.save(_tiers_item(tiers, version))
+                    txn.update(
+                        _rules_item(version),
+                        actions=[ProgramItem.data["status"].set("applying")],
+                        condition=_status_in(expected),
+                    )
+            except TransactWriteError as exc:
+                if "ConditionalCheckFailed" in reason_codes(exc):
+                    return False
+                raise
+            return True
+
+        # Two transactions on the same items at once: one is cancelled with
+        # TransactionConflict; the retry then finds the status moved (False).
+        applied = retry(
+            attempt,
+            attempts=4,
+            retry_on=TransactWriteError,
+            retry_if=lambda exc: "TransactionConflict" in reason_codes(exc),
+            exhausted=lambda: Unavailable("tier rules contended; retry", code="CONTENDED"),
         )
+        self._cache.clear()
+        return applied
 
     def add_rules_counts(
         self, version: int, mode: str, counts: dict[str, int], segment: int
     ) -> int:
         """Add one finished scan segment's counts, once (the segment joins a set in the
         same conditional update). Returns how many segments are done."""
-        item = ProgramItem(pk="TIER_RULES", sk=f"v{version:06d}")
+        item = _rules_item(version)
         done_path = ProgramItem.data[f"{mode}_done"][f"s{segment}"]
         try:
             item.update(
@@ -281,7 +337,7 @@ class DynamoProgramRepository:
             try:
                 existing = ProgramItem.get(entity.pk, entity.sk, consistent_read=True)
             except DoesNotExist:
-                if any(r is not None and r.code == "TransactionConflict" for r in _reasons(exc)):
+                if "TransactionConflict" in reason_codes(exc):
                     # The same id being created by a request still in flight.
                     raise Unavailable("contended; retry", code="CONTENDED") from exc
                 raise exc from None
@@ -355,7 +411,7 @@ class DynamoProgramRepository:
                 txn.save(item, condition=StoreKeyItem.pk.does_not_exist())
                 txn.save(listing, condition=ProgramItem.pk.does_not_exist())
         except TransactWriteError as exc:
-            if any(r is not None and r.code == "ConditionalCheckFailed" for r in _reasons(exc)):
+            if "ConditionalCheckFailed" in reason_codes(exc):
                 return False
             raise
         return True
@@ -380,8 +436,22 @@ class DynamoProgramRepository:
         return revoked
 
 
-def _reasons(exc: TransactWriteError) -> list[Any]:
-    return list(exc.cancellation_reasons or [])
+def _tiers_item(tiers: tuple[Tier, ...], version: int) -> ProgramItem:
+    return ProgramItem(
+        pk=TIERS_PK,
+        sk=TIERS_SK,
+        kind="tiers",
+        data={"tiers": [asdict(t) for t in tiers], "version": version},
+        updated_at=rfc3339(utc_now()),
+    )
+
+
+def _rules_item(version: int) -> ProgramItem:
+    return ProgramItem(pk="TIER_RULES", sk=f"v{version:06d}")
+
+
+def _status_in(expected: Collection[str]) -> Any:
+    return ProgramItem.data["status"].is_in(*expected)
 
 
 def _connection() -> Connection:

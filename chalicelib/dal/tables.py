@@ -308,6 +308,12 @@ def save_if_new(item: Model, absent: Condition) -> bool:
     return True
 
 
+def reason_codes(exc: Any) -> list[str | None]:
+    """Why each action of a cancelled transaction (a TransactWriteError) failed, in the
+    order pynamodb sent them: 'ConditionalCheckFailed', 'TransactionConflict' or None."""
+    return [r.code if r is not None else None for r in exc.cancellation_reasons or []]
+
+
 def bind(settings: Settings) -> None:
     """Point every item class at the stage's tables (and drop cached connections)."""
     for models, table in (

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from datetime import date, datetime
 from typing import Any
 
@@ -11,11 +10,12 @@ from pynamodb.exceptions import DoesNotExist, TransactWriteError
 from pynamodb.transactions import TransactWrite
 
 from chalicelib.dal.members import MEMBER_SK, member_pk
-from chalicelib.dal.tables import MemberItem, RequestItem, TierHistoryItem
+from chalicelib.dal.tables import MemberItem, RequestItem, TierHistoryItem, reason_codes
 from chalicelib.domain.clock import rfc3339
 from chalicelib.domain.tiering import TierChange, TierState
 from chalicelib.errors import Unavailable
 from chalicelib.ids import ulid
+from chalicelib.retry import retry
 
 
 class DynamoTierRepository:
@@ -58,7 +58,7 @@ class DynamoTierRepository:
                     condition=MemberItem.pk.exists() & condition,
                 )
         except TransactWriteError as exc:
-            codes = [r.code if r is not None else None for r in exc.cancellation_reasons or []]
+            codes = reason_codes(exc)
             if codes[:1] == ["ConditionalCheckFailed"]:
                 return "already"
             if codes[1:2] == ["ConditionalCheckFailed"]:
@@ -106,7 +106,8 @@ class DynamoTierRepository:
             created_at=rfc3339(now),
             expires_at=rfc3339(change.expires_at) if change.expires_at else None,
         )
-        for attempt in range(5):
+
+        def attempt() -> bool:
             try:
                 with TransactWrite(connection=self._connection) as txn:
                     txn.update(
@@ -115,19 +116,27 @@ class DynamoTierRepository:
                         condition=condition,
                     )
                     txn.save(history)
-                return True
             except TransactWriteError as exc:
-                codes = [r.code if r is not None else None for r in exc.cancellation_reasons or []]
                 # pynamodb sends puts before updates, so the member's reason is not first;
                 # the history put has no condition: a failed condition is the member's.
-                if "ConditionalCheckFailed" in codes:
+                if "ConditionalCheckFailed" in reason_codes(exc):
                     return False  # moved meanwhile: by a replay, a rerun or an upgrade
-                if "TransactionConflict" not in codes:
-                    raise
-                # Another write to the member was in flight (a purchase): the decision
-                # still holds if the condition does, so try again rather than skip.
-                time.sleep(0.01 * 2**attempt)
-        raise Unavailable("member too busy for a tier change; retried later", code="CONTENDED")
+                raise
+            return True
+
+        # Another write to the member was in flight (a purchase): the decision still
+        # holds if the condition does, so try again rather than skip.
+        return retry(
+            attempt,
+            attempts=5,
+            retry_on=TransactWriteError,
+            retry_if=lambda exc: "TransactionConflict" in reason_codes(exc),
+            exhausted=lambda: Unavailable(
+                "member too busy for a tier change; retried later", code="CONTENDED"
+            ),
+            base=0.02,
+            cap=0.2,
+        )
 
     def history(self, member_id: str, limit: int = 20) -> list[dict[str, Any]]:
         items = TierHistoryItem.query(

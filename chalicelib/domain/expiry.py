@@ -9,13 +9,10 @@ reads only what expires.
 from __future__ import annotations
 
 import hashlib
-import random
 from dataclasses import dataclass
 from datetime import date, timedelta
 
-from chalicelib.domain.points import Context, Planner
-from chalicelib.domain.records import VersionConflict
-from chalicelib.errors import Unavailable
+from chalicelib.domain.points import Context, Planner, retry_commit
 
 EXPIRY_SHARDS = 16  # spreads one busy month-end date over 16 index partitions
 # How far back the very first run looks (no record of earlier runs): a week covers a
@@ -51,7 +48,8 @@ def expire_member(member_id: str, through: date, ctx: Context) -> Expired:
     `expire` entry. Idempotent: a rerun finds no such lot and writes nothing. A purchase
     racing it changes the member's version: the loser re-reads, so a point is either
     spent or expired, never both."""
-    for attempt in range(10):
+
+    def attempt() -> Expired:
         account = ctx.repo.load(member_id)
         if account is None:
             return Expired(member_id, 0, 0)
@@ -63,10 +61,7 @@ def expire_member(member_id: str, through: date, ctx: Context) -> Expired:
             points += planner.expire_date(day, {"expired_on": day.isoformat()})
         if not planner.entries:
             return Expired(member_id, 0, 0)
-        try:
-            ctx.repo.commit(planner.commit([]))
-        except VersionConflict:
-            ctx.sleep(min(0.005 * 2**attempt, 0.2) * (0.5 + random.random()))  # noqa: S311
-            continue
+        ctx.repo.commit(planner.commit([]))
         return Expired(member_id, points, len(due))
-    raise Unavailable("member too busy to expire; retried later", code="CONTENDED")
+
+    return retry_commit(ctx, attempt, "member too busy to expire; retried later")

@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 from typing import Protocol
 
 from chalicelib.errors import Forbidden, Unavailable
+from chalicelib.retry import Again, retry
 
 CODE_DIGITS = 18
 MAX_VALID_SECONDS = 120
@@ -65,11 +66,20 @@ def issue(
     valid_seconds = max(1, min(valid_seconds, MAX_VALID_SECONDS))
     # Whole seconds, rounded down: the code is never valid longer than promised.
     expires_at = (now + timedelta(seconds=valid_seconds)).replace(microsecond=0)
-    for _ in range(ISSUE_ATTEMPTS):
+
+    def attempt() -> MemberCode:
         code = MemberCode(code=new_code(), member_id=member_id, expires_at=expires_at)
-        if store.put_new(code):
-            return code
-    raise Unavailable("could not issue a member code; retry", code="CONTENDED")
+        if not store.put_new(code):
+            raise Again  # a live code has these digits: draw again
+        return code
+
+    return retry(
+        attempt,
+        attempts=ISSUE_ATTEMPTS,
+        retry_on=Again,
+        exhausted=lambda: Unavailable("could not issue a member code; retry", code="CONTENDED"),
+        base=0,  # a fresh draw, not a race: nothing to wait for
+    )
 
 
 def invalid_code() -> Forbidden:

@@ -20,6 +20,7 @@ from chalicelib.errors import (
     Unavailable,
 )
 from chalicelib.ids import new_member_id
+from chalicelib.retry import retry
 
 # External ids that identify a person across channels. Each is a unique claim: two
 # members can never hold the same one. `cognito_sub` links an app sign-in to the member.
@@ -164,21 +165,20 @@ def link_sign_in(
     as that member. A member has at most one sign-in; linking the same one is a no-op.
     The link is conditional on the member's version: a member changed meanwhile (the
     stream pays its sign-up bonus seconds after registration) is read again."""
-    for attempt in range(LINK_ATTEMPTS):
+
+    def attempt() -> Member:
         member = get_member(member_id, repo)
         current = member.external_ids.get(SIGN_IN)
         if current == subject:
             return member
         if current is not None:
             raise Conflict("the member already has a sign-in", code="SIGN_IN_LINKED")
-        try:
-            return repo.add_external_id(
-                member, SIGN_IN, subject, hasher.identity(SIGN_IN, subject), now
-            )
-        except Unavailable:
-            if attempt == LINK_ATTEMPTS - 1:
-                raise
-    raise AssertionError("unreachable")
+        return repo.add_external_id(
+            member, SIGN_IN, subject, hasher.identity(SIGN_IN, subject), now
+        )
+
+    # Out of attempts, the last 503 (member changed while linking) is the answer.
+    return retry(attempt, attempts=LINK_ATTEMPTS, retry_on=Unavailable, exhausted=None)
 
 
 def claim_by_verified_phone(

@@ -10,12 +10,11 @@ a replay finds the request record and gets the first answer back.
 
 from __future__ import annotations
 
-import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from chalicelib.domain import ledger
 from chalicelib.domain.clock import PROGRAM_TZ, program_date, rfc3339
@@ -60,8 +59,10 @@ from chalicelib.errors import (
 )
 from chalicelib.ids import request_hash as request_hash  # callers hash requests here too
 from chalicelib.ids import ulid
+from chalicelib.retry import retry
 
 COMMIT_ATTEMPTS = 10
+T = TypeVar("T")
 MAX_TRANSACTION_AGE = timedelta(days=30)
 MAX_CLOCK_AHEAD = timedelta(minutes=5)
 
@@ -99,7 +100,8 @@ def _run(
     existing = ctx.repo.get_request(key, consistent=False)
     if existing is not None:
         return replay(existing, hashed)
-    for attempt in range(COMMIT_ATTEMPTS):
+
+    def attempt() -> tuple[int, dict[str, Any]]:
         try:
             commit, response = plan()
         except DomainError:
@@ -123,8 +125,21 @@ def _run(
             existing = ctx.repo.get_request(key, consistent=True)
             if existing is not None:
                 return replay(existing, hashed)
-            ctx.sleep(min(0.005 * 2**attempt, 0.2) * (0.5 + random.random()))  # noqa: S311
-    raise Unavailable("too busy; retry", code="CONTENDED")
+            raise
+
+    return retry_commit(ctx, attempt, "too busy; retry")
+
+
+def retry_commit(ctx: Context, attempt: Callable[[], T], busy: str) -> T:
+    """Re-read and re-plan after a lost version race, backing off; 503 CONTENDED when the
+    member never stops changing."""
+    return retry(
+        attempt,
+        attempts=COMMIT_ATTEMPTS,
+        retry_on=VersionConflict,
+        exhausted=lambda: Unavailable(busy, code="CONTENDED"),
+        sleep=ctx.sleep,
+    )
 
 
 def _account(ctx: Context, member_id: str) -> Account:
@@ -929,19 +944,17 @@ def record_adjustment(cmd: Adjustment, ctx: Context) -> tuple[int, dict[str, Any
 
 def release_pending(member_id: str, ctx: Context) -> Account:
     """Apply due pending releases before a read shows the wallet (lazy release)."""
-    for attempt in range(COMMIT_ATTEMPTS):
-        account = ctx.repo.load(member_id)
-        if account is None:
-            raise NotFound("member not found", code="MEMBER_NOT_FOUND")
+
+    def attempt() -> Account:
+        account = _account(ctx, member_id)
         if not ledger.due_pending(account.wallet, ctx.now):
             return account
         planner = Planner(account, ctx)
         planner.release_due()
-        try:
-            ctx.repo.commit(planner.commit([]))
-        except VersionConflict:
-            ctx.sleep(min(0.005 * 2**attempt, 0.2))
-    raise Unavailable("the member is too busy; retry", code="CONTENDED")
+        ctx.repo.commit(planner.commit([]))
+        return _account(ctx, member_id)  # as committed: the released points now count
+
+    return retry_commit(ctx, attempt, "the member is too busy; retry")
 
 
 def points_view(account: Account) -> dict[str, Any]:

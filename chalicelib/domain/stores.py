@@ -15,6 +15,7 @@ from typing import Any, Protocol
 from chalicelib.domain.clock import rfc3339
 from chalicelib.errors import BusinessRuleViolation, Conflict, NotFound
 from chalicelib.ids import request_hash
+from chalicelib.retry import Again, retry
 
 
 @dataclass(frozen=True)
@@ -150,18 +151,35 @@ def issue_key(store_id: str, repo: StoreRepository, now: datetime) -> StoreKey:
     """A new key for a store (open or not: a closed store's keys work once it reopens).
     Not replayable by design: the secret is shown once, so a lost answer means issuing
     another key and revoking the one nobody holds."""
-    if repo.store(store_id, fresh=True) is None:
-        raise NotFound("no such store", code="STORE_NOT_FOUND")
-    for _ in range(3):  # 64 random bits: a collision is all but impossible, never silent
+    existing_store(store_id, repo)
+
+    def attempt() -> StoreKey:
         key = StoreKey(
             key_id=f"key_{secrets.token_hex(8)}",
             store_id=store_id,
             secret=secrets.token_hex(32),
             created_at=rfc3339(now),
         )
-        if repo.add_store_key(key):
-            return key
-    raise Conflict("could not allocate a key id; retry", code="KEY_ID_TAKEN")
+        if not repo.add_store_key(key):
+            raise Again
+        return key
+
+    # 64 random bits: a collision is all but impossible, and never silent.
+    return retry(
+        attempt,
+        attempts=3,
+        retry_on=Again,
+        exhausted=lambda: Conflict("could not allocate a key id; retry", code="KEY_ID_TAKEN"),
+        base=0,
+    )
+
+
+def existing_store(store_id: str, repo: StoreRepository) -> Store:
+    """The store as stored now (past the cache), or 404 STORE_NOT_FOUND."""
+    store = repo.store(store_id, fresh=True)
+    if store is None:
+        raise NotFound("no such store", code="STORE_NOT_FOUND")
+    return store
 
 
 def revoke_key(store_id: str, key_id: str, repo: StoreRepository, now: datetime) -> StoreKey:

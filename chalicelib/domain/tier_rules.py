@@ -1,16 +1,54 @@
-"""Versioned tier rules: validation of a new ladder, and what recalculating does to one
-member (shared by the dry run, which only counts, and the apply, which moves)."""
+"""Versioned tier rules: validation of a new ladder, the lifecycle of a version (draft,
+dry run, apply), and what recalculating does to one member (shared by the dry run,
+which only counts, and the apply, which moves).
+
+A version moves draft -> dry_run_running -> dry_run_done (a dry run may be repeated)
+and -> applying -> applied. Each move is a conditional write on the status it starts
+from, so two staff starting an apply at once cannot both apply: one wins, the other
+gets 409 RULES_STATUS_CHANGED. The API starts a run; the jobs worker finishes it.
+"""
 
 from __future__ import annotations
 
 import itertools
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import date
+from typing import Any, Literal, Protocol
 
 from chalicelib.domain.tiers import Tier, qualifying_tier, rolling_spend, tier_by_code
-from chalicelib.errors import BusinessRuleViolation
+from chalicelib.errors import BusinessRuleViolation, Conflict, NotFound
 
 SCAN_SEGMENTS = 8  # parallel scan segments: one task each, continued while pages remain
+Mode = Literal["dry_run", "apply"]
+# The statuses each run may start from, and the ones it moves through.
+DRY_RUN_FROM = ("draft", "dry_run_done")
+APPLY_FROM = ("draft", "dry_run_running", "dry_run_done")
+RUNNING: dict[str, str] = {"dry_run": "dry_run_running", "apply": "applying"}
+DONE: dict[str, str] = {"dry_run": "dry_run_done", "apply": "applied"}
+
+
+class RulesRepository(Protocol):
+    def rules_version(self, version: int) -> dict[str, Any] | None: ...
+
+    def rules_tiers(self, version: int) -> tuple[Tier, ...]: ...
+
+    def change_rules_status(self, version: int, status: str, expected: Collection[str]) -> bool:
+        """Set the status if it is one of `expected`; False (nothing written) if not."""
+        ...
+
+    def apply_rules(self, version: int, tiers: tuple[Tier, ...], expected: Collection[str]) -> bool:
+        """Make `tiers` the program's ladder and set the status to applying, in one write,
+        if the status is one of `expected`; False (nothing written) if not."""
+        ...
+
+    def add_rules_counts(
+        self, version: int, mode: str, counts: dict[str, int], segment: int
+    ) -> int: ...
+
+
+class TaskQueue(Protocol):
+    def send_many(self, tasks: list[dict[str, Any]]) -> None: ...
 
 
 def validate(tiers: tuple[Tier, ...]) -> None:
@@ -56,3 +94,77 @@ def recalculate(
     """Under the new ladder, a member holds the tier their rolling spend qualifies for."""
     spend = rolling_spend(monthly_spend, today)
     return Recalculation(tier_by_code(tier_code, tiers), qualifying_tier(spend, tiers))
+
+
+# ---- the lifecycle of a version ---------------------------------------------------------
+
+
+def load(version: str, repo: RulesRepository) -> tuple[int, dict[str, Any]]:
+    """A version named in a path: its number and stored state, or 404 RULES_NOT_FOUND."""
+    number = int(version) if version.isdigit() else -1
+    data = repo.rules_version(number) if number > 0 else None
+    if data is None:
+        raise NotFound("no such tier rules version", code="RULES_NOT_FOUND")
+    return number, data
+
+
+def start_dry_run(version: str, repo: RulesRepository, tasks: TaskQueue) -> int:
+    number, data = load(version, repo)
+    if data["status"] not in DRY_RUN_FROM:
+        raise BusinessRuleViolation("only a draft can be dry-run", code="RULES_NOT_DRAFT")
+    _moved(repo.change_rules_status(number, RUNNING["dry_run"], DRY_RUN_FROM), number, repo)
+    tasks.send_many(recalculation_tasks(number, "dry_run"))
+    return number
+
+
+def start_apply(version: str, repo: RulesRepository, tasks: TaskQueue) -> int:
+    """The ladder becomes current and the status applying in one conditional write, then
+    the recalculation is queued."""
+    number, data = load(version, repo)
+    if data["status"] not in APPLY_FROM:
+        raise BusinessRuleViolation("this version is already applied", code="RULES_APPLIED")
+    _moved(repo.apply_rules(number, repo.rules_tiers(number), APPLY_FROM), number, repo)
+    tasks.send_many(recalculation_tasks(number, "apply"))
+    return number
+
+
+def _moved(changed: bool, version: int, repo: RulesRepository) -> None:
+    """The status was read as allowed, but changed before the write: another request
+    started a run meanwhile."""
+    if not changed:
+        now = repo.rules_version(version) or {}
+        raise Conflict(
+            "the tier rules version changed meanwhile; reload it",
+            code="RULES_STATUS_CHANGED",
+            details={"status": now.get("status")},
+        )
+
+
+def recalculation_tasks(version: int, mode: Mode) -> list[dict[str, Any]]:
+    """One jobs-queue task per scan segment (chalicelib/handlers/payloads.py reads them)."""
+    return [
+        {
+            "job": "tier_rules",
+            "version": version,
+            "mode": mode,
+            "segment": s,
+            "total": SCAN_SEGMENTS,
+            "counts": {},
+        }
+        for s in range(SCAN_SEGMENTS)
+    ]
+
+
+def finish_segment(
+    version: int,
+    mode: Mode,
+    counts: dict[str, int],
+    segment: int,
+    total: int,
+    repo: RulesRepository,
+) -> bool:
+    """Add a finished segment's counts (once); the last segment ends the run, unless its
+    status moved on meanwhile (an apply started while a dry run was counting). True when
+    this segment ended the run."""
+    done = repo.add_rules_counts(version, mode, counts, segment)
+    return done == total and repo.change_rules_status(version, DONE[mode], (RUNNING[mode],))

@@ -1,4 +1,5 @@
-"""Tier changes: upgrades as spend arrives (from the stream), and the yearly review."""
+"""Tier changes: upgrades as spend arrives (from the stream), the yearly review, and the
+moves of a tier-rules apply."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Any, Protocol
 
 from chalicelib.domain.clock import PROGRAM_TZ, program_date
 from chalicelib.domain.expiry import shard_of
+from chalicelib.domain.tier_rules import Recalculation
 from chalicelib.domain.tiers import (
     Tier,
     add_years,
@@ -143,6 +145,27 @@ def review_member(
         expected_review_due=key,
     )
     return change if repo.change(change, now) else None
+
+
+def recalculated(
+    state: TierState, move: Recalculation, today: date, version: int, tiers: tuple[Tier, ...]
+) -> TierChange:
+    """A tier-rules apply moving a member: a tier above the base runs for a year from
+    today (the same anniversary for everyone it moves); the base tier has no term. The
+    change is conditional on the tier it was read with, so a rerun moves nobody twice."""
+    base = move.target.rank == min(t.rank for t in tiers)
+    anniversary = add_years(today)
+    return TierChange(
+        member_id=state.member_id,
+        from_code=state.tier_code,
+        to_code=move.target.code,
+        reason=f"recalculated v{version}",
+        spend=0,
+        since=None if base else today,
+        expires_at=None if base else start_of_day(anniversary),
+        review_due=None if base else review_key(anniversary, state.member_id),
+        grace_until=None,
+    )
 
 
 def tier_view(

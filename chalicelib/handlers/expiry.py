@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import json
-from datetime import date, timedelta
+from datetime import timedelta
 from typing import Any
-
-from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from chalicelib.dal.ledger import expiry_shard_key
 from chalicelib.dal.outbound import OutboundMessage
 from chalicelib.domain.clock import program_date
 from chalicelib.domain.expiry import EXPIRY_SHARDS, dates_to_run, expire_member
-from chalicelib.handlers.schedules import event_time
+from chalicelib.handlers.payloads import ShardTask, event_time
 from chalicelib.handlers.sharded import Progress, schedule, walk_shard
 from chalicelib.observability import logger, metrics
 from chalicelib.wiring import points_context, services
@@ -33,11 +30,10 @@ def run_points_expiry(event: dict[str, Any]) -> dict[str, Any]:
     return {"job": "points_expiry", "dates": [d.isoformat() for d in days], "tasks": tasks}
 
 
-def expiry_task(record: SQSRecord, lambda_context: Any = None) -> None:
+def expiry_task(task: ShardTask, lambda_context: Any = None) -> None:
     """One (date, shard) of an expiry run. Near the Lambda's time limit it queues the
     rest of its page chain as a new task and stops (chalicelib/handlers/sharded.py)."""
-    task = json.loads(record.body)
-    day = date.fromisoformat(task["date"])
+    day = task.date
     svc = services()
     ctx = points_context()
 
@@ -53,7 +49,7 @@ def expiry_task(record: SQSRecord, lambda_context: Any = None) -> None:
         metrics.add_metric(name="PointsExpired", unit="Count", value=points)
         return Progress(members, lots, points), last
 
-    walk_shard(task, [expiry_shard_key(day, int(task["shard"]))], expire_page, lambda_context)
+    walk_shard(task, [expiry_shard_key(day, task.shard)], expire_page, lambda_context)
 
 
 def run_expiry_reminders(event: dict[str, Any]) -> dict[str, Any]:

@@ -4,7 +4,6 @@ one record; failures are reported per record and retried, then dead-lettered (Jo
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from aws_lambda_powertools.utilities.batch import (
@@ -14,29 +13,33 @@ from aws_lambda_powertools.utilities.batch import (
 )
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
+from chalicelib.handlers.payloads import ShardTask, parse_task
+
 processor = BatchProcessor(event_type=EventType.SQS)
 
 
 def task_handler(record: SQSRecord, lambda_context: Any = None) -> None:
-    job = json.loads(record.body).get("job")
-    if job == "expiry":
-        from chalicelib.handlers.expiry import expiry_task
-
-        expiry_task(record, lambda_context)
-    elif job == "tier_rules":
+    """A malformed body or an unknown job fails the record (and, redelivered in vain, it
+    ends in the dead-letter queue)."""
+    task = parse_task(record.body)
+    if not isinstance(task, ShardTask):
         from chalicelib.handlers.tier_rules import tier_rules_task
 
-        tier_rules_task(record, lambda_context)
-    elif job == "tier_review":
+        tier_rules_task(task, lambda_context)
+    elif task.job == "expiry":
+        from chalicelib.handlers.expiry import expiry_task
+
+        expiry_task(task, lambda_context)
+    elif task.job == "tier_review":
         from chalicelib.handlers.tiers import tier_review_task
 
-        tier_review_task(record, lambda_context)
-    elif job == "birthdays":
+        tier_review_task(task, lambda_context)
+    elif task.job == "birthdays":
         from chalicelib.handlers.schedules import birthday_task
 
-        birthday_task(record, lambda_context)
+        birthday_task(task, lambda_context)
     else:
-        raise ValueError(f"unknown job {job!r}")
+        raise ValueError(f"unknown job {task.job!r}")
 
 
 def handle_tasks(event: dict[str, Any], context: Any) -> dict[str, Any]:

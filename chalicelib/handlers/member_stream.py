@@ -17,62 +17,35 @@ from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import 
 )
 
 from chalicelib.dal.outbound import BusinessEvent, OutboundMessage
+from chalicelib.handlers.grants import grant_activity
+from chalicelib.handlers.payloads import LedgerImage, MemberImage, TierChangeImage
 from chalicelib.observability import logger, metrics
-from chalicelib.wiring import points_context, services
+from chalicelib.wiring import services
 
 processor = BatchProcessor(event_type=EventType.DynamoDBStreams)
 
 
 def record_handler(record: DynamoDBRecord) -> None:
+    """An image that does not fit its kind's model fails its record (retried, then the
+    stream's dead-letter queue), like any other error."""
     stream = record.dynamodb
     if stream is None or record.event_name != DynamoDBRecordEventName.INSERT:
         return
     image = stream.new_image or {}
     kind = image.get("kind")
     if kind == "member":
-        _member_registered(record, image)
-        _grant_from_stream(str(image["member_id"]), "signup", "signup")
+        member = MemberImage.model_validate(image)
+        _member_registered(record, member)
+        _grant_from_stream(member.member_id, "signup", "signup")
     elif kind == "ledger":
-        _points_changed(record, image)
+        _points_changed(record, LedgerImage.model_validate(image))
     elif kind == "purchase":
         _purchase_recorded(image)
         _count_for_tier(image)
     elif kind == "refund":
         _count_for_tier(image)
     elif kind == "tier_change":
-        _tier_changed(record, image)
-
-
-def grant_activity(
-    member_id: str, activity: str, activity_id: str, reference: str | None = None
-) -> bool:
-    """Points the program grants by itself (sign-up bonus, referral reward, birthday),
-    through the same path as member activities but in the program's own key space: the
-    activity id makes a redelivered record or a rerun job pay nothing twice, and no id a
-    member chose can collide with it. False when a limit or rule said no."""
-    from chalicelib.domain import points
-    from chalicelib.errors import BusinessRuleViolation, InvalidInput, NotFound
-
-    try:
-        points.record_activity(
-            points.Activity(
-                member_id=member_id,
-                activity_id=activity_id,
-                type=activity,
-                request_hash=points.request_hash({"activity": activity, "id": activity_id}),
-                reference=reference,
-                granted=True,
-            ),
-            points_context(),
-        )
-    except (BusinessRuleViolation, NotFound, InvalidInput) as exc:
-        # over a limit, the rule removed, or the member erased: nothing to pay
-        logger.info(
-            "points not granted",
-            extra={"member_id": member_id, "activity": activity, "code": exc.code},
-        )
-        return False
-    return True
+        _tier_changed(record, TierChangeImage.model_validate(image))
 
 
 def _grant_from_stream(
@@ -126,42 +99,41 @@ def _count_for_tier(image: dict[str, Any]) -> None:
         logger.info("tier upgraded", extra={"member_id": change.member_id, "to": change.to_code})
 
 
-def _tier_changed(record: DynamoDBRecord, image: dict[str, Any]) -> None:
+def _tier_changed(record: DynamoDBRecord, image: TierChangeImage) -> None:
     services().events.publish(
         [
             BusinessEvent(
                 detail_type="TierChanged",
                 detail={
                     "event_id": record.event_id,
-                    "member_id": image["member_id"],
-                    "from": image["from_tier"],
-                    "to": image["to_tier"],
-                    "reason": image["reason"],
-                    "qualifying_spend": int(image["qualifying_spend"]),
-                    "at": image["created_at"],
+                    "member_id": image.member_id,
+                    "from": image.from_tier,
+                    "to": image.to_tier,
+                    "reason": image.reason,
+                    "qualifying_spend": image.qualifying_spend,
+                    "at": image.created_at,
                 },
             )
         ]
     )
 
 
-def _points_changed(record: DynamoDBRecord, image: dict[str, Any]) -> None:
+def _points_changed(record: DynamoDBRecord, image: LedgerImage) -> None:
     """PointsEarned / PointsRedeemed / PointsExpired / PointsAdjusted / PointsReversed."""
-    entry_type = str(image["type"])
     services().events.publish(
         [
             BusinessEvent(
-                detail_type="Points" + EVENT_NAMES.get(entry_type, entry_type.title()),
+                detail_type="Points" + EVENT_NAMES.get(image.type, image.type.title()),
                 detail={
                     "event_id": record.event_id,
-                    "member_id": image["member_id"],
-                    "entry_id": image["entry_id"],
-                    "points": int(image["points"]),
-                    "balance_after": int(image["balance_after"]),
-                    "source": image.get("source"),
-                    "source_id": image.get("source_id"),
-                    "store_id": image.get("store_id"),
-                    "created_at": image.get("created_at"),
+                    "member_id": image.member_id,
+                    "entry_id": image.entry_id,
+                    "points": image.points,
+                    "balance_after": image.balance_after,
+                    "source": image.source,
+                    "source_id": image.source_id,
+                    "store_id": image.store_id,
+                    "created_at": image.created_at,
                 },
             )
         ]
@@ -188,8 +160,8 @@ def _purchase_recorded(image: dict[str, Any]) -> None:
         _grant_from_stream(str(referrer), "referral_reward", f"referral-reward-{referee}", referee)
 
 
-def _member_registered(record: DynamoDBRecord, image: dict[str, Any]) -> None:
-    member_id = str(image["member_id"])
+def _member_registered(record: DynamoDBRecord, image: MemberImage) -> None:
+    member_id = image.member_id
     svc = services()
     # The stream record id goes into the event so consumers can drop a redelivery.
     svc.events.publish(
@@ -199,9 +171,9 @@ def _member_registered(record: DynamoDBRecord, image: dict[str, Any]) -> None:
                 detail={
                     "event_id": record.event_id,
                     "member_id": member_id,
-                    "channel": image.get("channel"),
-                    "store_id": image.get("store_id"),
-                    "registered_at": image.get("created_at"),
+                    "channel": image.channel,
+                    "store_id": image.store_id,
+                    "registered_at": image.created_at,
                 },
             )
         ]
@@ -212,7 +184,7 @@ def _member_registered(record: DynamoDBRecord, image: dict[str, Any]) -> None:
             member_id=member_id,
             template="welcome",
             category="service",
-            params={"name": image.get("name")},
+            params={"name": image.name},
         )
     )
     metrics.add_metric(name="MembersRegistered", unit="Count", value=1)

@@ -12,7 +12,6 @@ failure) and comes back after the visibility timeout, to find the message sent.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,6 +31,7 @@ from chalicelib.domain.messaging import (
     may_send,
     seconds_until_quiet_hours_end,
 )
+from chalicelib.handlers.payloads import Message
 from chalicelib.observability import logger, metrics
 from chalicelib.wiring import services
 
@@ -129,31 +129,33 @@ def delivered(message_id: str) -> bool:
 
 
 def record_handler(record: SQSRecord) -> str:
-    message = json.loads(record.body)
+    """A body that is not a message (malformed JSON, a field missing) fails its record."""
+    message = Message.model_validate_json(record.body)
     svc = services()
-    member = svc.members.get(str(message["member_id"]))
+    member = svc.members.get(message.member_id)
     if member is None:
-        logger.info("message dropped: no such member", extra={"message_id": message["message_id"]})
+        logger.info("message dropped: no such member", extra={"message_id": message.message_id})
         return "dropped"
-    if not may_send(str(message["category"]), member.marketing_consent):
+    if not may_send(message.category, member.marketing_consent):
         metrics.add_metric(name="MessagesSkippedNoConsent", unit="Count", value=1)
         return "no_consent"
     now = utc_now()
-    if message["category"] == "marketing" and in_quiet_hours(now):
+    if message.category == "marketing" and in_quiet_hours(now):
         # Hide it until 08:00 program time; failing the record keeps it on the queue.
         svc.messages.hide(record.receipt_handle, seconds_until_quiet_hours_end(now))
-        raise Deferred(message["message_id"])
+        raise Deferred(message.message_id)
     # Raises (the record fails and is retried) if the send fails, or if another worker
     # is sending this message right now (IdempotencyAlreadyInProgressError).
     outcome = str(
         _delivery().send_once(
-            message=message, recipient=Recipient(member.member_id, member.phone, member.name)
+            message=message.body(),
+            recipient=Recipient(member.member_id, member.phone, member.name),
         )
     )
-    if message.get("after_send"):
+    if message.after_send:
         # Also on a duplicate: setting the field again is harmless, and it repairs a
         # first attempt that sent but failed here.
-        svc.members.mark(member.member_id, dict(message["after_send"]))
+        svc.members.mark(member.member_id, dict(message.after_send))
     if outcome == "sent":
         metrics.add_metric(name="MessagesSent", unit="Count", value=1)
     return outcome

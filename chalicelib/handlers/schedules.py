@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import json
-from datetime import date, datetime
 from typing import Any
-
-from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from chalicelib.dal.outbound import OutboundMessage
 from chalicelib.domain.birthdays import shard_keys
-from chalicelib.domain.clock import program_date, utc_now
+from chalicelib.domain.clock import program_date
 from chalicelib.domain.expiry import dates_to_run
 from chalicelib.errors import DomainError, Unavailable
+from chalicelib.handlers.grants import grant_activity
+from chalicelib.handlers.payloads import ShardTask, event_time
 from chalicelib.handlers.sharded import Progress, schedule, walk_shard
 from chalicelib.observability import logger, metrics
 from chalicelib.wiring import services
@@ -34,17 +32,14 @@ def run_birthday_greetings(event: dict[str, Any]) -> dict[str, Any]:
     return {"job": "birthday_greetings", "dates": [d.isoformat() for d in days], "tasks": tasks}
 
 
-def birthday_task(record: SQSRecord, lambda_context: Any = None) -> None:
+def birthday_task(task: ShardTask, lambda_context: Any = None) -> None:
     """One (date, shard) of the greetings: birthday points and one greeting per member.
 
     The activity id and the message id name member and year, so a redelivered task (or
     a continuation, or an overlapping run) pays nothing twice and queues duplicates that
     the messages worker drops; no member is greeted twice a year. The run counts the
     greetings queued, a redelivered page again."""
-    from chalicelib.handlers.member_stream import grant_activity
-
-    task = json.loads(record.body)
-    today = date.fromisoformat(task["date"])
+    today = task.date
     svc = services()
     granted = queued = failures = 0
     transient: list[str] = []
@@ -88,7 +83,7 @@ def birthday_task(record: SQSRecord, lambda_context: Any = None) -> None:
         queued += len(batch)
         return Progress(len(batch)), last
 
-    walk_shard(task, shard_keys(today, int(task["shard"])), greet_page, lambda_context)
+    walk_shard(task, shard_keys(today, task.shard), greet_page, lambda_context)
     metrics.add_metric(name="BirthdayGreetingsQueued", unit="Count", value=queued)
     metrics.add_metric(name="BirthdayPointsGranted", unit="Count", value=granted)
     metrics.add_metric(name="BirthdayGrantFailures", unit="Count", value=failures)
@@ -99,11 +94,3 @@ def birthday_task(record: SQSRecord, lambda_context: Any = None) -> None:
 class GrantsToRetry(RuntimeError):
     """Some grants failed for a reason that passes: the task is retried (redelivered by
     SQS, dead-lettered after five receives), the rest of it being idempotent."""
-
-
-def event_time(event: dict[str, Any]) -> datetime:
-    """The schedule's own time, so a delayed or replayed event acts for its day."""
-    raw = event.get("time")
-    if isinstance(raw, str):
-        return datetime.fromisoformat(raw.replace("Z", "+00:00"))
-    return utc_now()

@@ -15,6 +15,7 @@ from datetime import date
 from typing import Any, NamedTuple
 
 from chalicelib.domain.expiry import EXPIRY_SHARDS
+from chalicelib.handlers.payloads import ShardTask
 from chalicelib.wiring import services
 
 SHARDS = EXPIRY_SHARDS  # the index keys' '#<shard>' suffix, shard_of(member_id)
@@ -42,31 +43,34 @@ def schedule(job: str, days: list[date]) -> int:
     tasks: list[dict[str, Any]] = []
     for day in days:
         svc.jobs.start_run(job, day, SHARDS)
-        tasks += [{"job": job, "date": day.isoformat(), "shard": s} for s in range(SHARDS)]
+        tasks += [
+            ShardTask.model_validate({"job": job, "date": day, "shard": s}).body()
+            for s in range(SHARDS)
+        ]
     svc.tasks.send_many(tasks)
     for day in days:
         svc.jobs.advance(job, day)  # only once its tasks are safely queued
     return len(tasks)
 
 
-def walk_shard(task: dict[str, Any], keys: list[str], page: Page, lambda_context: Any) -> None:
+def walk_shard(task: ShardTask, keys: list[str], page: Page, lambda_context: Any) -> None:
     """Run `page` over every page of `keys` from the task's cursor (`key`: which of
     `keys`, `start`: where in it), adding to the run's progress; hand the rest to a
     continuation task near the time limit; mark the shard done at the end."""
     svc = services()
-    job, day, shard = str(task["job"]), date.fromisoformat(task["date"]), int(task["shard"])
-    index, start = int(task.get("key", 0)), task.get("start")
+    index, start = task.key, task.start
     while True:
         did, start = page(keys[index], start)
         if start is None:
             index += 1
         if index >= len(keys):
-            done = svc.jobs.progress(job, day, **did._asdict(), shard_done=shard)
+            done = svc.jobs.progress(task.job, task.date, **did._asdict(), shard_done=task.shard)
             if done >= SHARDS:
-                svc.jobs.finish(job, day)
+                svc.jobs.finish(task.job, task.date)
             return
         if any(did):
-            svc.jobs.progress(job, day, **did._asdict(), shard_done=None)
+            svc.jobs.progress(task.job, task.date, **did._asdict(), shard_done=None)
         if lambda_context is not None and lambda_context.get_remaining_time_in_millis() < SAFETY_MS:
-            svc.tasks.send_many([{**task, "key": index, "start": start}])
+            rest = task.model_copy(update={"key": index, "start": start})
+            svc.tasks.send_many([rest.body()])
             return

@@ -6,17 +6,13 @@ program, more than one invocation can review."""
 
 from __future__ import annotations
 
-import json
 from collections import Counter
-from datetime import date
 from typing import Any
-
-from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from chalicelib.domain.clock import program_date, utc_now
 from chalicelib.domain.expiry import dates_to_run
 from chalicelib.domain.tiering import review_member
-from chalicelib.handlers.schedules import event_time
+from chalicelib.handlers.payloads import ShardTask, event_time
 from chalicelib.handlers.sharded import Progress, schedule, walk_shard
 from chalicelib.observability import logger, metrics
 from chalicelib.wiring import services
@@ -41,12 +37,11 @@ def run_tier_review(event: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def tier_review_task(record: SQSRecord, lambda_context: Any = None) -> None:
+def tier_review_task(task: ShardTask, lambda_context: Any = None) -> None:
     """One (date, shard) of a review. Each decision is conditional on the review key the
     member was found under, so a redelivered task or a continuation reviews nobody
     twice, and the run counts each member once."""
-    task = json.loads(record.body)
-    day = date.fromisoformat(task["date"])
+    day = task.date
     svc = services()
     program = svc.program.config()
     tiers = svc.program.tiers()
@@ -73,6 +68,6 @@ def tier_review_task(record: SQSRecord, lambda_context: Any = None) -> None:
                 reviewed += 1
         return Progress(reviewed), last
 
-    walk_shard(task, [f"{day.isoformat()}#{int(task['shard'])}"], review_page, lambda_context)
+    walk_shard(task, [f"{day.isoformat()}#{task.shard}"], review_page, lambda_context)
     for outcome, count in outcomes.items():
         metrics.add_metric(name=f"TierReview{outcome.title()}", unit="Count", value=count)

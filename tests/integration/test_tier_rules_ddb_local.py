@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import json
+import threading
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
+from chalicelib.domain import tier_rules
 from chalicelib.domain.clock import program_date, utc_now
 from chalicelib.domain.tiers import DEFAULT_TIERS
-from chalicelib.handlers.tier_rules import queue_recalculation, tier_rules_task
+from chalicelib.handlers.jobs import task_handler
 from chalicelib.wiring import services
 from tests.integration.test_ledger_ddb_local import new_member
 
@@ -45,11 +49,13 @@ def member_with_spend(amount: int) -> str:
 
 
 def run_all(version: int, mode: str, monkeypatch) -> list[dict[str, Any]]:
+    """Start the run as the API does, then deliver every task it queued to the worker."""
     queued: list[dict[str, Any]] = []
     monkeypatch.setattr(services().tasks, "send_many", lambda tasks: queued.extend(tasks))
-    queue_recalculation(version, mode)
+    start = tier_rules.start_dry_run if mode == "dry_run" else tier_rules.start_apply
+    start(str(version), services().program, services().tasks)
     for task in list(queued):
-        tier_rules_task(sqs_record(task))
+        task_handler(sqs_record(task))
     return queued
 
 
@@ -72,8 +78,8 @@ def test_given_a_lower_gold_threshold_then_the_dry_run_counts_and_the_apply_move
     assert dry["dry_run"]["scanned"] >= 2
     assert svc.tiers.state(rich).tier_code == "member"  # a dry run moves nobody
 
-    svc.program.save_tiers(cheaper_gold, version)
     tasks = run_all(version, "apply", monkeypatch)
+    assert svc.program.tiers() == cheaper_gold  # the ladder became current
     assert svc.tiers.state(rich).tier_code == "gold"
     assert svc.tiers.state(poor).tier_code == "member"
     applied = svc.program.rules_version(version)
@@ -81,9 +87,54 @@ def test_given_a_lower_gold_threshold_then_the_dry_run_counts_and_the_apply_move
     changed = applied["apply"]["changed"]
 
     for task in tasks:  # the whole apply delivered again
-        tier_rules_task(sqs_record(task))
+        task_handler(sqs_record(task))
     again = svc.program.rules_version(version)
     assert again["apply"]["changed"] == changed  # counts were added once per segment
     history = svc.tiers.history(rich)
     assert [h["to"] for h in history] == ["gold"]
+    svc.program.save_tiers(DEFAULT_TIERS, version + 1000)  # leave the defaults for others
+
+
+def test_given_two_applies_that_both_read_a_draft_when_they_write_then_one_wins_and_one_gets_409(
+    ddb_local, monkeypatch
+):
+    """Both requests pass the status check before either writes (a barrier holds each
+    after its read): the status change is conditional, so exactly one applies, queues its
+    tasks and makes the ladder current; the other gets 409 RULES_STATUS_CHANGED."""
+    from chalicelib.dal.program import DynamoProgramRepository
+    from chalicelib.errors import Conflict
+
+    svc = services()
+    version = svc.program.create_rules_version(DEFAULT_TIERS)
+    both_read = threading.Barrier(2, timeout=10)
+
+    class ReadThenWait(DynamoProgramRepository):
+        waited = False
+
+        def rules_version(self, number: int) -> dict[str, Any] | None:
+            data = super().rules_version(number)
+            if not self.waited:  # the status check of each apply: both see "draft"
+                self.waited = True
+                both_read.wait()
+            return data
+
+    queued: list[dict[str, Any]] = []
+    tasks = SimpleNamespace(send_many=queued.extend)
+
+    def apply(_: int) -> object:
+        try:
+            return tier_rules.start_apply(str(version), ReadThenWait(), tasks)
+        except Conflict as exc:
+            return exc
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        outcomes = list(pool.map(apply, range(2), timeout=30))
+
+    wins = [o for o in outcomes if o == version]
+    losses = [o for o in outcomes if isinstance(o, Conflict)]
+    assert (len(wins), len(losses)) == (1, 1), outcomes
+    assert losses[0].code == "RULES_STATUS_CHANGED"
+    assert losses[0].details == {"status": "applying"}
+    assert len(queued) == tier_rules.SCAN_SEGMENTS  # one apply's tasks, not two
+    assert svc.program.rules_version(version)["status"] == "applying"
     svc.program.save_tiers(DEFAULT_TIERS, version + 1000)  # leave the defaults for others

@@ -19,6 +19,7 @@ from chalicelib.domain.expiry import EXPIRY_SHARDS, shard_of
 from chalicelib.domain.tiering import TierChange, start_of_day
 from chalicelib.domain.tiers import add_years
 from chalicelib.handlers import jobs, schedules, sharded, tiers
+from chalicelib.handlers.payloads import ShardTask
 from chalicelib.wiring import services
 from tests.conftest import unique_phone
 from tests.fakes import FakeLambdaContext, FakeQueue
@@ -175,16 +176,17 @@ def test_given_a_shard_over_two_keys_when_time_runs_low_then_a_continuation_resu
         seen.append(at)
         return pages[at]
 
-    task = {"job": "walk", "date": day.isoformat(), "shard": 7}
+    task = ShardTask(job="walk", date=day, shard=7)
     # plenty of time after the first page, little after the second
     sharded.walk_shard(task, ["k0", "k1"], page, FakeLambdaContext(script=[120_000, LOW]))
 
     assert seen == [("k0", None), ("k0", "after-2")]
-    continuation = {**task, "key": 1, "start": None}
+    continuation = {"job": "walk", "date": day.isoformat(), "shard": 7, "key": 1}
     assert tasks.take() == [continuation]
     assert services().jobs.run("walk", day)["tasks_done"] == 0
 
-    sharded.walk_shard(continuation, ["k0", "k1"], page, FakeLambdaContext(remaining_ms=LOW))
+    resumed = ShardTask.model_validate(continuation)
+    sharded.walk_shard(resumed, ["k0", "k1"], page, FakeLambdaContext(remaining_ms=LOW))
     assert seen[2:] == [("k1", None)]
     assert tasks.sent == []  # the shard is done: nothing more to queue
     run = services().jobs.run("walk", day)
@@ -295,3 +297,36 @@ def test_given_job_tasks_when_dispatched_then_each_job_runs_and_the_batch_report
     ]
     assert services().jobs.run("tier_review", day)["tasks_done"] == 1
     assert services().jobs.run("birthdays", day)["tasks_done"] == 1
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "{not json",
+        json.dumps({"job": "tier_review", "date": "2027-11-31", "shard": 2}),  # no such day
+        json.dumps({"job": "tier_review", "date": "2027-11-11"}),  # no shard
+        json.dumps({"job": "tier_rules", "version": 3, "mode": "guess", "segment": 0, "total": 8}),
+    ],
+    ids=["not-json", "bad-date", "no-shard", "unknown-mode"],
+)
+def test_given_a_malformed_task_when_dispatched_then_its_record_fails_and_nothing_runs(
+    queues, body
+):
+    day = date(2027, 11, 12)
+    services().jobs.start_run("tier_review", day, 16)
+    bad = {**sqs_message({}), "body": body}
+    good = sqs_message({"job": "tier_review", "date": day.isoformat(), "shard": 3})
+    response = jobs.handle_tasks({"Records": [bad, good]}, FakeLambdaContext())
+    assert response["batchItemFailures"] == [{"itemIdentifier": bad["messageId"]}]
+    assert services().jobs.run("tier_review", day)["tasks_done"] == 1  # the good one only
+
+
+def test_given_the_tasks_a_tier_rules_run_queues_then_the_worker_reads_each_as_queued():
+    from chalicelib.domain.tier_rules import SCAN_SEGMENTS, recalculation_tasks
+    from chalicelib.handlers.payloads import TierRulesTask, parse_task
+
+    queued = recalculation_tasks(7, "apply")
+    read = [parse_task(json.dumps(task)) for task in queued]
+    assert all(isinstance(task, TierRulesTask) for task in read)
+    assert [t.segment for t in read] == list(range(SCAN_SEGMENTS))  # type: ignore[union-attr]
+    assert [t.body() for t in read] == [{k: v for k, v in q.items() if v != {}} for q in queued]

@@ -531,3 +531,69 @@ def _as_sqs_record(record: dict[str, Any]) -> Any:
     from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
     return SQSRecord(record)
+
+
+# ---- malformed bodies and images fail their own record only -------------------------------
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "{not json",
+        json.dumps({"message_id": "m1", "template": "welcome", "category": "service"}),
+        json.dumps({"message_id": "m2", "member_id": "x", "template": "t", "category": "spam"}),
+    ],
+    ids=["not-json", "no-member", "unknown-category"],
+)
+def test_given_a_malformed_message_in_a_batch_when_processed_then_only_it_fails_the_rest_is_sent(
+    queues, daytime, body
+):
+    m = registered_member()
+    good = sqs_record(message_body(m.member_id))
+    bad = {**sqs_record({}), "body": body}
+    response = messages.handle({"Records": [bad, good]}, FakeLambdaContext())
+    assert response == {"batchItemFailures": [{"itemIdentifier": bad["messageId"]}]}
+    assert sent() == [(m.member_id, "welcome")]
+
+
+def test_given_a_ledger_image_without_points_when_streamed_then_only_its_record_fails(queues):
+    entry = {
+        "pk": {"S": "MEMBER#mbr_x"},
+        "sk": {"S": "LEDGER#1"},
+        "kind": {"S": "ledger"},
+        "type": {"S": "earn"},
+        "member_id": {"S": "mbr_x"},
+        "entry_id": {"S": "e1"},
+        "balance_after": {"N": "10"},
+    }
+    bad = stream_record("INSERT", entry)
+    good = stream_record("INSERT", {**entry, "sk": {"S": "LEDGER#2"}, "points": {"N": "10"}})
+    response = member_stream.handle({"Records": [bad, good]}, None)
+    assert response == {
+        "batchItemFailures": [{"itemIdentifier": bad["dynamodb"]["SequenceNumber"]}]
+    }
+    (event,) = queues.bus_events()
+    assert event["detail-type"] == "PointsEarned"
+    assert event["detail"]["points"] == 10
+
+
+def test_given_what_the_queue_producer_writes_then_the_worker_reads_the_same_message():
+    from chalicelib.dal.outbound import OutboundMessage, _body
+    from chalicelib.handlers.payloads import Message
+
+    message = OutboundMessage(
+        message_id="expiry-reminder#m1#2026-03-02",
+        member_id="m1",
+        template="points_expiring",
+        category="marketing",
+        params={"expires_on": "2026-03-02"},
+        after_send={"expiry_reminded": "2026-03-02"},
+    )
+    read = Message.model_validate_json(_body(message))
+    assert (read.message_id, read.member_id, read.template, read.category) == (
+        message.message_id,
+        message.member_id,
+        message.template,
+        message.category,
+    )
+    assert (read.params, read.after_send) == (message.params, message.after_send)

@@ -675,6 +675,6 @@ def test_given_the_entry_points_then_job_tasks_belong_to_the_jobs_worker_and_sha
     entries = iam_check.entry_points()
     assert "chalicelib.handlers.tier_rules:tier_rules_task" in entries["OnJobTask"]
     assert "chalicelib.handlers.expiry:expiry_task" in entries["OnJobTask"]
-    shared = "chalicelib.handlers.member_stream:grant_activity"
+    shared = "chalicelib.handlers.grants:grant_activity"
     assert all(shared not in names for names in entries.values())
     assert set(entries) == set(gen_template.ALL_FUNCTIONS)

@@ -69,3 +69,33 @@ def test_given_a_member_token_then_tier_rules_are_forbidden(seeded, app_client, 
         "/v1/admin/tier-rules", headers=auth(member), body=json.dumps(ladder())
     )
     assert response.status_code == 403
+
+
+def test_given_an_apply_that_read_a_draft_when_another_applied_meanwhile_then_409(
+    seeded, app_client, staff_token, monkeypatch
+):
+    """The status check passed on a read taken before another apply's write: the
+    conditional write refuses, nothing is queued twice, and the caller is told why."""
+    from chalicelib.wiring import services
+    from local.tools import member_or_staff_token
+
+    admin = member_or_staff_token("admin", None)
+    svc = services()
+    sent: list = []
+    monkeypatch.setattr(svc.tasks, "send_many", lambda tasks: sent.extend(tasks))
+    created = app_client.http.post(
+        "/v1/admin/tier-rules", headers=auth(staff_token), body=json.dumps(ladder())
+    )
+    version = created.json_body["version"]
+    first = app_client.http.post(f"/v1/admin/tier-rules/{version}/apply", headers=auth(admin))
+    assert first.status_code == 202
+    assert first.json_body["status"] == "applying"
+    stored = svc.program.rules_version
+    reads = iter([{**stored(version), "status": "draft"}])  # the stale read of the race
+    monkeypatch.setattr(svc.program, "rules_version", lambda n: next(reads, None) or stored(n))
+
+    second = app_client.http.post(f"/v1/admin/tier-rules/{version}/apply", headers=auth(admin))
+    assert second.status_code == 409
+    assert second.json_body["error"]["code"] == "RULES_STATUS_CHANGED"
+    assert second.json_body["error"]["details"] == {"status": "applying"}
+    assert len(sent) == 8  # the first apply's tasks only
