@@ -14,7 +14,7 @@ from chalicelib.domain.birthdays import birthday_key
 from chalicelib.errors import MemberExists, NotFound, Unavailable
 from chalicelib.wiring import services
 from local.tools import signed_token
-from tests.conftest import auth, token_for, unique_phone
+from tests.conftest import auth, signed_by, token_for, unique_phone
 
 pytestmark = pytest.mark.integration
 
@@ -140,7 +140,7 @@ def test_given_a_signed_purchase_when_replayed_exactly_then_its_first_answer_one
 ):
     import boto3
 
-    from local.pos import encode, signed_headers
+    from local.pos import encode
     from local.tools import create_store_key
 
     key = create_store_key("store-001")
@@ -163,14 +163,7 @@ def test_given_a_signed_purchase_when_replayed_exactly_then_its_first_answer_one
             "total": 5000,
         }
     )
-    headers = signed_headers(
-        store_id="store-001",
-        key_id=key["key_id"],
-        secret=key["secret"],
-        method="POST",
-        path="/v1/transactions",
-        body=body,
-    )
+    headers = signed_by(key, "POST", "/v1/transactions", body)
     answers = [
         app_client.http.post("/v1/transactions", headers=headers, body=body) for _ in range(3)
     ]

@@ -23,8 +23,8 @@ import pytest
 
 import app as app_module
 from infra import gen_template
-from local.pos import encode, signed_headers
-from tests.conftest import auth, token_for, unique_phone
+from local.pos import encode
+from tests.conftest import auth, signed_by, token_for, unique_phone
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "events" / "http_api_v1_pos_purchase.json"
@@ -98,15 +98,15 @@ def invoke(event: dict[str, Any]) -> tuple[int, Any, dict[str, str]]:
     return answer["statusCode"], json.loads(body) if body else None, answer["headers"]
 
 
-def pos_signed(key: dict[str, str], method: str, path: str, body: bytes) -> dict[str, str]:
-    return signed_headers(
-        store_id=key["store_id"],
-        key_id=key["key_id"],
-        secret=key["secret"],
-        method=method,
-        path=path,
-        body=body,
+def app_member(client: Any, staff_token: str) -> str:
+    """A member registered by staff through the REST-shaped test client."""
+    registered = client.http.post(
+        "/v1/members",
+        headers=auth(staff_token),
+        body=json.dumps({"phone": unique_phone(), "channel": "app"}),
     )
+    assert registered.status_code == 201, registered.json_body
+    return str(registered.json_body["member_id"])
 
 
 def registration() -> tuple[bytes, str]:
@@ -152,12 +152,7 @@ def test_given_the_template_then_every_chalice_route_has_an_http_api_route_and_n
 def test_given_a_path_parameter_and_a_lower_case_authorization_header_then_the_member_is_read(
     seeded, app_client, staff_token
 ):
-    registered = app_client.http.post(
-        "/v1/members",
-        headers=auth(staff_token),
-        body=json.dumps({"phone": unique_phone(), "channel": "app"}),
-    )
-    member_id = registered.json_body["member_id"]
+    member_id = app_member(app_client, staff_token)
     token = token_for(member_id)
     event = v1_event(
         "GET",
@@ -182,7 +177,7 @@ def test_given_a_signed_pos_look_up_with_a_single_query_value_then_the_masked_me
         v1_event(
             "POST",
             "/v1/members",
-            headers=pos_signed(store_key, "POST", "/v1/members", body),
+            headers=signed_by(store_key, "POST", "/v1/members", body),
             body=body,
             base64_body=True,
         )
@@ -193,7 +188,7 @@ def test_given_a_signed_pos_look_up_with_a_single_query_value_then_the_masked_me
             "GET",
             "/v1/members/lookup",
             query={"card": [card]},
-            headers=pos_signed(store_key, "GET", "/v1/members/lookup", b""),
+            headers=signed_by(store_key, "GET", "/v1/members/lookup", b""),
         )
     )
     assert status == 200, found
@@ -205,12 +200,7 @@ def test_given_a_signed_pos_look_up_with_a_single_query_value_then_the_masked_me
 def test_given_a_repeated_query_key_then_the_view_sees_what_the_rest_shape_gives_it(
     seeded, app_client, staff_token
 ):
-    registered = app_client.http.post(
-        "/v1/members",
-        headers=auth(staff_token),
-        body=json.dumps({"phone": unique_phone(), "channel": "app"}),
-    )
-    member_id = registered.json_body["member_id"]
+    member_id = app_member(app_client, staff_token)
     for points in (10, 20, 30):
         adjusted = app_client.http.post(
             f"/v1/admin/members/{member_id}/adjustments",
@@ -243,7 +233,7 @@ def test_given_a_base64_signed_purchase_then_the_signature_verifies_over_the_raw
 ):
     body, card = registration()
     registered = app_client.http.post(
-        "/v1/members", headers=pos_signed(store_key, "POST", "/v1/members", body), body=body
+        "/v1/members", headers=signed_by(store_key, "POST", "/v1/members", body), body=body
     )
     assert registered.status_code == 201, registered.json_body
     purchase = encode(
@@ -256,7 +246,7 @@ def test_given_a_base64_signed_purchase_then_the_signature_verifies_over_the_raw
             "total": 5000,
         }
     )
-    signed = pos_signed(store_key, "POST", "/v1/transactions", purchase)
+    signed = signed_by(store_key, "POST", "/v1/transactions", purchase)
     event = v1_event(
         "POST",
         "/v1/transactions",
@@ -282,12 +272,7 @@ def test_given_jwt_authorizer_claims_in_the_event_then_the_app_trusts_only_the_t
 ):
     """No gateway authorizer is configured for the HTTP API; should one be added, its
     claims (requestContext.authorizer.jwt.claims) must not stand in for a token."""
-    registered = app_client.http.post(
-        "/v1/members",
-        headers=auth(staff_token),
-        body=json.dumps({"phone": unique_phone(), "channel": "app"}),
-    )
-    member_id = registered.json_body["member_id"]
+    member_id = app_member(app_client, staff_token)
     admin_claims = {
         "jwt": {"claims": {"sub": "someone", "cognito:groups": "[admin]"}, "scopes": None}
     }

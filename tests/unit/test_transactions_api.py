@@ -13,7 +13,7 @@ from typing import Any, NamedTuple
 import pytest
 
 from local.pos import encode, signed_headers
-from tests.conftest import auth, token_for, unique_phone
+from tests.conftest import auth, signed_by, token_for, unique_phone
 
 API_MD_FIELDS = {
     "transaction_id",
@@ -182,15 +182,7 @@ def test_given_a_recorded_purchase_when_its_id_comes_with_another_body_then_409_
 def signed_once(pos: Pos, method: str, path: str, payload: Any) -> tuple[dict[str, str], bytes]:
     """Headers and body as a POS sent them once: what someone who saw them could resend."""
     body = encode(payload)
-    headers = signed_headers(
-        store_id=pos.key["store_id"],
-        key_id=pos.key["key_id"],
-        secret=pos.key["secret"],
-        method=method,
-        path=path,
-        body=body,
-    )
-    return headers, body
+    return signed_by(pos.key, method, path, body), body
 
 
 def nonce_items(tables: dict[str, str]) -> list[dict[str, Any]]:
