@@ -33,6 +33,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bench import lambda_memory
 from bench.ddbunits import (
     CapacityMeter,
     Consumed,
@@ -59,17 +60,25 @@ BARRIER_SECONDS = 120  # how long concurrent clients wait for each other to be r
 
 WRU_RATIO_GOAL = 1.25
 HANDLER_RATIO_GOAL = 1.3
+USD_PER_MILLION_GOAL = 6.00
 
-# List prices (USD; AWS us-east-1, on-demand, x86 Lambda).
+# Lambda memory sizes emulated (bench/lambda_memory.py): purchases per size (full, quick),
+# interleaved with uncapped ones; fresh `import app` interpreters per size.
+MEMORY_SIZES_MB = (256, 512, 1024, 1769)
+MEMORY_PURCHASES = (40, 16)
+COLD_IMPORTS = (3, 2)
+
+# List prices (USD; AWS us-east-1, on-demand).
 USD_API_PER_M = 3.50  # API Gateway REST, per million requests
+USD_HTTP_API_PER_M = 1.00  # API Gateway HTTP API, per million requests (first 300 M)
 USD_WRITE_PER_M = 0.625  # DynamoDB on-demand, per million write request units
 USD_READ_PER_M = 0.125  # DynamoDB on-demand, per million read request units
 USD_LAMBDA_PER_M = 0.20  # Lambda, per million requests
-USD_LAMBDA_GB_S = 0.0000166667  # Lambda, per GB-second
+USD_LAMBDA_GB_S = lambda_memory.USD_GB_S  # Lambda, per GB-second, by architecture
 COST_STAGE = "dev"
+TEMPLATE = ROOT / "infra" / "resources.json"
 
 STORE_ID = "store-001"
-NONCE_TTL_SECONDS = 600
 BASKET: tuple[dict[str, Any], ...] = (  # a three-line earn-only basket (fen)
     {"sku": "SKU-100234", "category": "general", "quantity": 2, "unit_price": 1850},
     {"sku": "SKU-200871", "category": "general", "quantity": 1, "unit_price": 4990},
@@ -118,7 +127,6 @@ class BenchMember:
     member_id: str
     card: str
     last_txn: str = ""
-    last_nonce: str = ""
     version: int = 0  # baseline members: the version the next bare commit expects
     balance: int = 0  # baseline members: the balance the next bare commit starts from
     expiry_due: str | None = None  # baseline members: the expiry-index key, if any
@@ -219,7 +227,6 @@ def staff_headers() -> dict[str, str]:
 class Templates:
     """Items written by a real purchase, reused (with fresh ids) by the bare calls."""
 
-    nonce: dict[str, Any]
     ledger: dict[str, Any]
     request: dict[str, Any]
     request_txn: str
@@ -227,9 +234,10 @@ class Templates:
 
 class Bare:
     """The DynamoDB calls one purchase needs, as bare boto3 low-level calls: nonce
-    PutItem, identity GetItem (strong), member GetItem (strong), request-record GetItem
-    (eventual), one TransactWriteItems (ledger entry put, request record put if absent,
-    member update on its version)."""
+    GetItem (strong; a purchase's nonce is claimed only when it fails, see
+    chalicelib/auth.PosReplay), identity GetItem (strong), member GetItem (strong),
+    request-record GetItem (eventual), one TransactWriteItems (ledger entry put, request
+    record put if absent, member update on its version)."""
 
     def __init__(self, client: Any, env: dict[str, str], templates: Templates) -> None:
         self.client = client
@@ -252,13 +260,10 @@ class Bare:
         client = self.client
         t = self.templates
         if reads:
-            nonce_item = dict(t.nonce)
-            nonce_item["pk"] = {"S": f"NONCE#{STORE_ID}#{nonce}"}
-            nonce_item["expires_at"] = {"N": str(int(time.time()) + NONCE_TTL_SECONDS)}
-            client.put_item(
+            client.get_item(
                 TableName=self.runtime_table,
-                Item=nonce_item,
-                ConditionExpression="attribute_not_exists(pk)",
+                Key={"pk": {"S": f"NONCE#{STORE_ID}#{nonce}"}, "sk": {"S": "nonce"}},
+                ConsistentRead=True,
             )
             client.get_item(
                 TableName=self.members_table,
@@ -354,19 +359,15 @@ class Bare:
 
 
 def read_templates(client: Any, env: dict[str, str], member: BenchMember) -> Templates:
-    """The nonce, ledger entry and request record of `member`'s last real purchase."""
+    """The ledger entry and request record of `member`'s last real purchase."""
     table = env["MEMBERS_TABLE"]
-    nonce = client.get_item(
-        TableName=env["RUNTIME_TABLE"],
-        Key={"pk": {"S": f"NONCE#{STORE_ID}#{member.last_nonce}"}, "sk": {"S": "nonce"}},
-    )["Item"]
     ledger = newest_ledger_entry(client, table, member.member_id)
     request = client.get_item(
         TableName=table,
         Key={"pk": {"S": f"TXN#{STORE_ID}#{member.last_txn}"}, "sk": {"S": "TXN"}},
         ConsistentRead=True,
     )["Item"]
-    return Templates(nonce=nonce, ledger=ledger, request=request, request_txn=member.last_txn)
+    return Templates(ledger=ledger, request=request, request_txn=member.last_txn)
 
 
 def newest_ledger_entry(client: Any, table: str, member_id: str) -> dict[str, Any]:
@@ -401,6 +402,7 @@ class InProcess:
     pos: PosKey
     handler_members: list[BenchMember] = field(default_factory=list)
     baseline_members: list[BenchMember] = field(default_factory=list)
+    last_cpu_ms: float = 0.0  # CPU time of this thread in the last purchase
 
     def register(self, n: int) -> BenchMember:
         body, card = registration_body(n)
@@ -415,12 +417,13 @@ class InProcess:
         nonce = secrets.token_hex(16)
         body = purchase_body(txn_id, member.card)
         headers = self.pos.headers("POST", "/v1/transactions", body, nonce)
-        t0 = time.perf_counter()
+        c0, t0 = time.thread_time(), time.perf_counter()
         response = self.client.http.post("/v1/transactions", headers=headers, body=body)
         elapsed = (time.perf_counter() - t0) * 1000.0
+        self.last_cpu_ms = (time.thread_time() - c0) * 1000.0
         if response.status_code != 201:
             raise RuntimeError(f"purchase answered {response.status_code}: {response.body!r}")
-        member.last_txn, member.last_nonce = txn_id, nonce
+        member.last_txn = txn_id
         return elapsed
 
 
@@ -527,6 +530,7 @@ def in_process(quick: bool) -> dict[str, Any]:
                     meter.pause()
                     result.update(measure_latency(run, bare, q))
                     result["info"]["time_in_dynamodb"] = attribute_time(run, bare, meter, q)
+                    result["memory"] = measure_memory(run, q)
                 result["info"]["local_reports_small_puts"] = probe
         finally:
             meter.uninstall()
@@ -578,10 +582,6 @@ def measure_units(
         Key={"pk": {"S": f"TXN#{STORE_ID}#{last.last_txn}"}, "sk": {"S": "TXN"}},
         ConsistentRead=True,
     )["Item"]
-    nonce = admin.get_item(
-        TableName=env["RUNTIME_TABLE"],
-        Key={"pk": {"S": f"NONCE#{STORE_ID}#{last.last_nonce}"}, "sk": {"S": "nonce"}},
-    )["Item"]
     request_attributes = {
         name: len(name.encode()) + value_size(value) for name, value in request.items()
     }
@@ -590,10 +590,9 @@ def measure_units(
         "member": max(item_size(member_before), item_size(member_after)),
         "ledger_entry": item_size(ledger),
         "request_record": item_size(request),
-        "nonce": item_size(nonce),
     }
-    txn_kb = sum(write_units(sizes[k]) for k in ("member", "ledger_entry", "request_record"))
-    floor = 2 * txn_kb + write_units(sizes["nonce"])
+    # A purchase writes no nonce (its request record answers a replay; auth.PosReplay).
+    floor = 2 * sum(write_units(size) for size in sizes.values())
 
     wru = handler.get("wru", 0.0)
     figures = {
@@ -630,8 +629,7 @@ def measure_units(
                 sorted(request_attributes.items(), key=lambda kv: -kv[1])
             ),
             "item_write_units_1x": {k: write_units(v) for k, v in sizes.items()},
-            "floor": "2 x (ceil(member/1KB) + ceil(ledger_entry/1KB) + ceil(request_record/1KB))"
-            " + ceil(nonce/1KB)",
+            "floor": "2 x (ceil(member/1KB) + ceil(ledger_entry/1KB) + ceil(request_record/1KB))",
         },
     }
 
@@ -722,6 +720,104 @@ def measure_latency(run: InProcess, bare: Bare, q: int) -> dict[str, Any]:
     }
 
 
+def measure_memory(run: InProcess, q: int) -> dict[str, Any]:
+    """Handler time at Lambda memory sizes: each size's CPU share enforced on the serving
+    thread by a cgroup quota where the machine allows it (bench/lambda_memory.py), and
+    modelled from uncapped runs (io_wait + cpu x 1769/M) always. Uncapped and capped
+    purchases are interleaved, the sizes' order rotating, so load falls on all alike."""
+    count = MEMORY_PURCHASES[q]
+    uncapped = lambda_memory.Samples()
+    capped = {size: lambda_memory.Samples() for size in MEMORY_SIZES_MB}
+    with lambda_memory.caps_if_possible(MEMORY_SIZES_MB) as caps:
+        log(
+            f"handler time at {', '.join(map(str, MEMORY_SIZES_MB))} MB: {count} purchases each"
+            + (" (CPU quota per size: a cgroup)" if caps else " (no cgroup here: model only)")
+        )
+        kinds: tuple[int, ...] = (0, *MEMORY_SIZES_MB) if caps is not None else (0,)
+        for i in range(count):
+            member = run.handler_members[i % MEMBERS_PER_KIND]
+            shift = i % len(kinds)
+            for size in kinds[shift:] + kinds[:shift]:  # 0: uncapped
+                if size == 0 or caps is None:
+                    uncapped.add(run.purchase(member), run.last_cpu_ms)
+                    continue
+                caps.cap(size)
+                try:
+                    wall = run.purchase(member)
+                finally:
+                    caps.uncap()
+                capped[size].add(wall, run.last_cpu_ms)
+        cold = cold_imports(caps, COLD_IMPORTS[q])
+    wall, cpu = uncapped.p50(), uncapped.cpu_p50()
+    figures: dict[str, float] = {"handler_cpu_ms": round(cpu, 2)}
+    sizes: dict[str, Any] = {}
+    for size in MEMORY_SIZES_MB:
+        model = lambda_memory.modelled_ms(wall, cpu, size)
+        measured = capped[size] if caps is not None else None
+        p50 = measured.p50() if measured else model
+        figures[f"handler_ms_at_{size}mb"] = round(p50, 1)
+        if measured:
+            figures[f"handler_p99_ms_at_{size}mb"] = round(measured.p99(), 1)
+        sizes[f"{size}mb"] = {
+            "measured_p50_ms": round(measured.p50(), 2) if measured else None,
+            "measured_cpu_p50_ms": round(measured.cpu_p50(), 2) if measured else None,
+            "measured_p99_ms": round(measured.p99(), 2) if measured else None,
+            "modelled_p50_ms": round(model, 2),
+            "cold_import_ms": cold.get(size),
+        }
+    return {
+        "figures": figures,
+        "info": {
+            "method": (
+                "cgroup v1 cpu quota of memory/1769 of a CPU per 100 ms on the serving thread"
+                if caps is not None
+                else "model only: io_wait + cpu x 1769/M from uncapped runs"
+            ),
+            "purchases_per_size": count,
+            "uncapped": {
+                "wall_p50_ms": round(wall, 2),
+                "cpu_p50_ms": round(cpu, 2),
+                "cold_import_ms": cold.get(0),
+            },
+            "sizes": sizes,
+        },
+    }
+
+
+_COLD_IMPORT = """
+import sys, threading, time
+if sys.argv[1]:
+    open(sys.argv[1], "w").write(str(threading.get_native_id()))
+t0 = time.perf_counter()
+import app
+print("BENCH_MS=%r" % ((time.perf_counter() - t0) * 1000.0))
+"""
+
+
+def cold_imports(caps: lambda_memory.CpuCaps | None, runs: int) -> dict[int, float]:
+    """Median `import app` in fresh interpreters, uncapped (key 0) and, with cgroups, in
+    each size's (what a cold start adds before the first request, at that size)."""
+    import subprocess
+
+    from bench.coldstart import child_environment
+
+    sizes = [0, *(MEMORY_SIZES_MB if caps is not None else ())]
+    samples: dict[int, list[float]] = defaultdict(list)
+    for _ in range(runs):
+        for size in sizes:
+            tasks = str(caps.dirs[size] / "tasks") if caps is not None and size else ""
+            out = subprocess.run(
+                [sys.executable, "-c", _COLD_IMPORT, tasks],
+                cwd=ROOT,
+                env=child_environment(),
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout
+            samples[size].append(float(out.split("BENCH_MS=")[1].split()[0]))
+    return {size: round(statistics.median(v), 1) for size, v in samples.items()}
+
+
 # ---- over HTTP: the local stack ---------------------------------------------------------------
 
 
@@ -798,7 +894,6 @@ def http_run(base: str, pos: PosKey, members: list[BenchMember], each: int) -> d
                 if response.status_code != 201:
                     raise RuntimeError(f"{response.status_code}: {response.text[:300]}")
                 member.last_txn = txn_id
-                member.last_nonce = headers["X-Nonce"]
                 return elapsed
 
             try:
@@ -880,24 +975,78 @@ def bare_txn_run(
 # ---- dollars ---------------------------------------------------------------------------------
 
 
-def lambda_memory_mb(stage: str = COST_STAGE) -> int:
+def stage_setting(name: str, default: Any, stage: str = COST_STAGE) -> Any:
+    """The API function's setting in `stage`, looked up in Chalice's order."""
     config = json.loads(CHALICE_CONFIG.read_text())
     stage_config = config.get("stages", {}).get(stage, {})
-    return int(stage_config.get("lambda_memory_size", config.get("lambda_memory_size", 128)))
+    for scope in (
+        stage_config.get("lambda_functions", {}).get("api_handler", {}),
+        stage_config,
+        config.get("lambda_functions", {}).get("api_handler", {}),
+        config,
+    ):
+        if scope.get(name) is not None:
+            return scope[name]
+    return default
 
 
-def costs(wru: float, rru: float, handler_p50_ms: float) -> dict[str, float]:
-    memory_gb = lambda_memory_mb() / 1024
-    billed_ms = math.ceil(handler_p50_ms)  # Lambda bills by the started millisecond
-    usd_lambda = USD_LAMBDA_PER_M + 1e6 * memory_gb * billed_ms / 1000 * USD_LAMBDA_GB_S
+def lambda_memory_mb(stage: str = COST_STAGE) -> int:
+    return int(stage_setting("lambda_memory_size", 128, stage))
+
+
+def lambda_architecture(stage: str = COST_STAGE) -> str:
+    return str(stage_setting("lambda_architecture", "x86_64", stage))
+
+
+def public_api() -> str:
+    """The API the template exposes unless a stage's deployment overrides PublicApi."""
+    template = json.loads(TEMPLATE.read_text())
+    return str(template.get("Parameters", {}).get("PublicApi", {}).get("Default", "rest"))
+
+
+def handler_ms_at(memory_mb: int, figures: dict[str, float]) -> float:
+    """Handler p50 at `memory_mb`: the emulated size's if it was one, else the model."""
+    measured = figures.get(f"handler_ms_at_{memory_mb}mb")
+    if measured is not None:
+        return measured
+    wall, cpu = figures["handler_p50_ms"], figures.get("handler_cpu_ms", 0.0)
+    return lambda_memory.modelled_ms(wall, cpu, memory_mb)
+
+
+def costs(
+    wru: float,
+    rru: float,
+    handler_ms: float,
+    *,
+    memory_mb: int,
+    architecture: str,
+    api: str,
+) -> dict[str, float]:
+    billed_ms = math.ceil(handler_ms)  # Lambda bills by the started millisecond
     usd = {
-        "usd_api": USD_API_PER_M,
+        "usd_api": USD_HTTP_API_PER_M if api == "http" else USD_API_PER_M,
         "usd_ddb_write": wru * USD_WRITE_PER_M,
         "usd_ddb_read": rru * USD_READ_PER_M,
-        "usd_lambda": usd_lambda,
+        "usd_lambda": USD_LAMBDA_PER_M
+        + lambda_memory.usd_per_million(memory_mb, billed_ms, architecture),
     }
     usd["usd_per_million_purchases"] = sum(usd.values())
     return {k: round(v, 3) for k, v in usd.items()}
+
+
+def lambda_choices(figures: dict[str, float]) -> dict[str, dict[str, float]]:
+    """USD per million purchases for the Lambda part alone, at each emulated size and
+    architecture (arm64 taken as fast as x86: not measured here)."""
+    out: dict[str, dict[str, float]] = {}
+    for size in MEMORY_SIZES_MB:
+        ms = handler_ms_at(size, figures)
+        out[f"{size}mb"] = {
+            arch: round(
+                USD_LAMBDA_PER_M + lambda_memory.usd_per_million(size, math.ceil(ms), arch), 3
+            )
+            for arch in lambda_memory.USD_GB_S
+        }
+    return out
 
 
 # ---- the section -----------------------------------------------------------------------------
@@ -911,9 +1060,18 @@ def run(quick: bool = False) -> dict[str, Any]:
     figures: dict[str, float] = {}
     figures.update(local["figures"])
     figures.update(local["latency"])
+    figures.update(local["memory"]["figures"])
     figures.update(http["figures"])
-    usd = costs(figures["wru_per_purchase"], figures["rru_per_purchase"], figures["handler_p50_ms"])
+    memory_mb, architecture, api = lambda_memory_mb(), lambda_architecture(), public_api()
+    handler_ms = handler_ms_at(memory_mb, figures)
+    figures["lambda_memory_mb"] = memory_mb
+    unit_figures = (figures["wru_per_purchase"], figures["rru_per_purchase"], handler_ms)
+    usd = costs(*unit_figures, memory_mb=memory_mb, architecture=architecture, api=api)
     figures.update(usd)
+    other_api = "rest" if api == "http" else "http"
+    figures[f"usd_per_million_purchases_{other_api}"] = costs(
+        *unit_figures, memory_mb=memory_mb, architecture=architecture, api=other_api
+    )["usd_per_million_purchases"]
 
     units = {name: "x" for name in ("wru_ratio", "handler_ratio_p50")}
     for name in figures:
@@ -921,8 +1079,10 @@ def run(quick: bool = False) -> dict[str, Any]:
             units[name] = "WRU"
         elif name.startswith("rru_"):
             units[name] = "RRU"
-        elif name.endswith("_ms"):
+        elif name.endswith("_ms") or "_ms_at_" in name:
             units[name] = "ms"
+        elif name.endswith("_mb"):
+            units[name] = "MB"
         elif name.endswith("_per_s"):
             units[name] = "1/s"
         elif name.startswith("usd_"):
@@ -930,15 +1090,22 @@ def run(quick: bool = False) -> dict[str, Any]:
     info = dict(local["info"])
     info.update(local["latency_info"])
     info.update(http["info"])
+    info["lambda_memory"] = local["memory"]["info"]
+    info["lambda_memory"]["usd_lambda_per_m_by_size_and_architecture"] = lambda_choices(figures)
     info["prices"] = {
         "api_gateway_rest_per_m": USD_API_PER_M,
+        "api_gateway_http_per_m": USD_HTTP_API_PER_M,
         "ddb_write_per_m_wru": USD_WRITE_PER_M,
         "ddb_read_per_m_rru": USD_READ_PER_M,
         "lambda_per_m_requests": USD_LAMBDA_PER_M,
         "lambda_per_gb_s": USD_LAMBDA_GB_S,
-        "lambda_memory_mb": lambda_memory_mb(),
-        "lambda_stage": COST_STAGE,
-        "lambda_billed_ms": math.ceil(figures["handler_p50_ms"]),
+    }
+    info["cost_basis"] = {
+        "stage": COST_STAGE,
+        "public_api": api,
+        "lambda_memory_mb": memory_mb,
+        "lambda_architecture": architecture,
+        "lambda_billed_ms": math.ceil(handler_ms),
     }
     info["basket"] = {"lines": list(BASKET), "total_fen": TOTAL, "member_lookup": "card"}
     info["seconds"] = round(time.monotonic() - started, 1)
@@ -951,6 +1118,7 @@ def run(quick: bool = False) -> dict[str, Any]:
         "goals": {
             "wru_ratio": {"max": WRU_RATIO_GOAL},
             "handler_ratio_p50": {"max": HANDLER_RATIO_GOAL},
+            "usd_per_million_purchases": {"max": USD_PER_MILLION_GOAL},
         },
         "info": info,
     }

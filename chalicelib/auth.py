@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from enum import Enum
 from typing import Any, Protocol
 
 from chalicelib.domain.phone import normalise_phone
@@ -244,6 +245,42 @@ class NonceGuard(Protocol):
         self, key: str, kind: str, ttl_seconds: int, info: dict[str, Any] | None = None
     ) -> bool: ...
 
+    def claimed(self, key: str, kind: str) -> bool:
+        """Whether `key` was claimed (a strongly consistent read: one read unit)."""
+        ...
+
+
+class PosReplay(Enum):
+    """How a POS route keeps a signed request from being replayed (README, "POS replays").
+
+    A signature is valid for ±5 min, so within that window the same headers and body can
+    be sent again by whoever saw them. Each route a POS may call declares which guard is
+    enough for it (`operation(..., pos_replay=...)`).
+    """
+
+    # The nonce is claimed (one conditional write) before the handler runs: a second
+    # request with it is 401 NONCE_REUSED. For every route whose answer is not recorded
+    # under an id the signature covers: reads (a replay would read today's data, and the
+    # signature does not cover the query string) and registration.
+    NONCE = "nonce"
+    # The route records its answer under a client id in the signed body (store +
+    # transaction id, refund id) in the same commit as its effect, so a replay of a
+    # request that took effect gets that first answer back and changes nothing. Only a
+    # request that did not take effect could do something on replay (a purchase refused
+    # for a member not yet registered, or for too few points, can succeed later): its
+    # nonce is claimed when it fails, and checked (one read, no write) before running.
+    RECORDED_ANSWER = "recorded answer"
+
+
+def nonce_key(store_id: str, nonce: str) -> str:
+    return f"NONCE#{store_id}#{nonce}"
+
+
+def spend_nonce(headers: Mapping[str, str], nonces: NonceGuard) -> None:
+    """Claim a verified request's nonce after it failed on a RECORDED_ANSWER route, so
+    that a replay of it is refused instead of run again."""
+    nonces.claim(nonce_key(headers["x-store-id"], headers["x-nonce"]), "nonce", NONCE_TTL_SECONDS)
+
 
 def is_pos_request(headers: Mapping[str, str]) -> bool:
     return "x-signature" in headers
@@ -259,8 +296,10 @@ def verify_pos_request(
     nonces: NonceGuard,
     now: datetime,
     max_skew_seconds: int,
+    replay: PosReplay = PosReplay.NONCE,
 ) -> Principal:
-    """Check in order of cost: headers, clock, signature, then (one write) the nonce."""
+    """Check in order of cost: headers, clock, signature, then the nonce: claimed (one
+    write), or on a RECORDED_ANSWER route only checked (one read; see PosReplay)."""
     missing = [name for name in POS_HEADERS if not headers.get(name)]
     if missing:
         raise Unauthenticated(
@@ -292,6 +331,11 @@ def verify_pos_request(
         raise Unauthenticated("store key is revoked", code="KEY_REVOKED")
     if store_key.store_id != store_id:
         raise Forbidden("this key does not act for that store", code="STORE_MISMATCH")
-    if not nonces.claim(f"NONCE#{store_id}#{nonce}", "nonce", NONCE_TTL_SECONDS):
+    key = nonce_key(store_id, nonce)
+    if replay is PosReplay.RECORDED_ANSWER:
+        reused = nonces.claimed(key, "nonce")
+    else:
+        reused = not nonces.claim(key, "nonce", NONCE_TTL_SECONDS)
+    if reused:
         raise Unauthenticated("nonce already used", code="NONCE_REUSED")
     return Principal("store", f"store:{store_id}", store_id=store_id)

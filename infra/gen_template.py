@@ -8,6 +8,8 @@ repetitive parts (per-function event sources and roles) are written once. Run
 from __future__ import annotations
 
 import json
+import re
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +19,7 @@ except ModuleNotFoundError:  # run as a script: python infra/gen_template.py
     import iam  # type: ignore[no-redef]
 
 OUT = Path(__file__).with_name("resources.json")
+ROOT = Path(__file__).resolve().parent.parent
 
 # Functions Chalice generates from app.py, by logical id, and what each consumes.
 STREAM_FUNCTIONS = {"OnMemberStream": "MembersTable"}
@@ -246,6 +249,105 @@ def function_overrides() -> dict[str, Any]:
     return out
 
 
+# ---- the public API: an HTTP API in front of the function Chalice's REST API calls -----
+
+# Chalice emits a REST API only. An HTTP API costs $1.00 per million requests against
+# REST's $3.50, and with payload format 1.0 it hands the function the event shape Chalice
+# dispatches on (requestContext.resourcePath + httpMethod). Which one a stage exposes is
+# the template parameter PublicApi (README, Operations: what each keeps and loses).
+PUBLIC_API_PARAMETER = {
+    "Type": "String",
+    "AllowedValues": ["http", "rest"],
+    "Default": "http",
+    "Description": (
+        "The API clients call: 'http' (HTTP API, payload 1.0; the REST API's endpoint is "
+        "switched off) or 'rest' (the REST API Chalice generates, with its Cognito "
+        "authorizer and gateway responses)"
+    ),
+}
+HTTP_API = "UseHttpApi"  # the condition
+
+
+def chalice_routes() -> list[tuple[str, str]]:
+    """(method, path) of every route app.py declares."""
+    if str(ROOT) not in sys.path:  # run as a script
+        sys.path.insert(0, str(ROOT))
+    from app import app  # importing app reads no settings (see app.py)
+
+    return sorted((method, path) for path, by_method in app.routes.items() for method in by_method)
+
+
+def route_id(method: str, path: str) -> str:
+    words = re.findall(r"[A-Za-z0-9]+", path)
+    return "HttpRoute" + method.title() + "".join(w[:1].upper() + w[1:] for w in words)
+
+
+def http_api() -> dict[str, Any]:
+    """One route per Chalice route, not a greedy `/{proxy+}`: Chalice finds the view by
+    the event's resourcePath, which is the matched route's path."""
+    resources: dict[str, Any] = {
+        "HttpApi": {
+            "Type": "AWS::ApiGatewayV2::Api",
+            "Condition": HTTP_API,
+            "Properties": {
+                "Name": {"Fn::Sub": "${AWS::StackName}-http"},
+                "ProtocolType": "HTTP",
+                "Description": "The loyalty API (payload 1.0 to the APIHandler function)",
+            },
+        },
+        "HttpApiIntegration": {
+            "Type": "AWS::ApiGatewayV2::Integration",
+            "Condition": HTTP_API,
+            "Properties": {
+                "ApiId": {"Ref": "HttpApi"},
+                "IntegrationType": "AWS_PROXY",
+                "IntegrationUri": {"Fn::GetAtt": ["APIHandler", "Arn"]},
+                "PayloadFormatVersion": "1.0",
+                "TimeoutInMillis": 29000,  # as the REST API's integrations
+            },
+        },
+        # `$default`: served at the API's root, so paths carry no stage prefix.
+        "HttpApiStage": {
+            "Type": "AWS::ApiGatewayV2::Stage",
+            "Condition": HTTP_API,
+            "Properties": {
+                "ApiId": {"Ref": "HttpApi"},
+                "StageName": "$default",
+                "AutoDeploy": True,
+            },
+        },
+        "HttpApiInvokePermission": {
+            "Type": "AWS::Lambda::Permission",
+            "Condition": HTTP_API,
+            "Properties": {
+                "Action": "lambda:InvokeFunction",
+                "FunctionName": {"Ref": "APIHandler"},
+                "Principal": "apigateway.amazonaws.com",
+                "SourceArn": {
+                    "Fn::Sub": (
+                        "arn:${AWS::Partition}:execute-api:${AWS::Region}:${AWS::AccountId}"
+                        ":${HttpApi}/*"
+                    )
+                },
+            },
+        },
+    }
+    # No JWT authorizer: the app verifies every token itself (chalicelib/auth.py) and
+    # answers a bad one in the api.md envelope; an HTTP API authorizer would answer
+    # {"message": "Unauthorized"} instead, and POS routes could not use it anyway.
+    for method, path in chalice_routes():
+        resources[route_id(method, path)] = {
+            "Type": "AWS::ApiGatewayV2::Route",
+            "Condition": HTTP_API,
+            "Properties": {
+                "ApiId": {"Ref": "HttpApi"},
+                "RouteKey": f"{method} {path}",
+                "Target": {"Fn::Sub": "integrations/${HttpApiIntegration}"},
+            },
+        }
+    return resources
+
+
 # What an app user may write about themselves in the pool, and what tokens may carry.
 # Never a `custom:` attribute: those are set by admins only.
 CLIENT_WRITE_ATTRIBUTES = ("phone_number",)
@@ -340,6 +442,9 @@ def template() -> dict[str, Any]:
         "GatewayThrottled": gateway_response("THROTTLED", "RATE_LIMITED", "too many requests"),
         "RestAPI": {
             "Properties": {
+                # One public API per stage: with the HTTP API, the REST API's URL answers
+                # nothing (and bills nothing).
+                "DisableExecuteApiEndpoint": {"Fn::If": [HTTP_API, True, False]},
                 "DefinitionBody": {
                     "securityDefinitions": {
                         "LoyaltyUserPool": {
@@ -348,7 +453,7 @@ def template() -> dict[str, Any]:
                             }
                         }
                     }
-                }
+                },
             }
         },
     }
@@ -357,6 +462,7 @@ def template() -> dict[str, Any]:
             "Type": "AWS::Cognito::UserPoolGroup",
             "Properties": {"GroupName": group, "UserPoolId": {"Ref": "UserPool"}},
         }
+    resources.update(http_api())
     resources.update(function_overrides())
     env = {
         meta_env: ({"Ref": rid})
@@ -371,6 +477,8 @@ def template() -> dict[str, Any]:
         }
     )
     return {
+        "Parameters": {"PublicApi": PUBLIC_API_PARAMETER},
+        "Conditions": {HTTP_API: {"Fn::Equals": [{"Ref": "PublicApi"}, "http"]}},
         "Globals": {"Function": {"Environment": {"Variables": env}}},
         "Resources": resources,
         "Outputs": {
@@ -378,6 +486,10 @@ def template() -> dict[str, Any]:
             "UserPoolId": {"Value": {"Ref": "UserPool"}},
             "UserPoolClientId": {"Value": {"Ref": "UserPoolClient"}},
             "EventBusName": {"Value": {"Ref": "EventBus"}},
+            "HttpApiUrl": {
+                "Condition": HTTP_API,
+                "Value": {"Fn::GetAtt": ["HttpApi", "ApiEndpoint"]},
+            },
         },
     }
 

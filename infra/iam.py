@@ -78,7 +78,8 @@ ACCESS: dict[str, tuple[Grant, ...]] = {
     "APIHandler": (
         table("MembersTable", "GetItem", "PutItem", "UpdateItem", "Query"),
         table("ProgramTable", "GetItem", "BatchGetItem", "PutItem", "UpdateItem", "Query"),
-        table("RuntimeTable", "GetItem", keys=(JOBS,)),
+        # nonces: claimed (put), or on a route whose answer is recorded only read
+        table("RuntimeTable", "GetItem", keys=(JOBS, NONCES)),
         table("RuntimeTable", "PutItem", keys=(NONCES,)),
         # issued (put), read by a look-up or a purchase, consumed inside the purchase
         table("RuntimeTable", "GetItem", "PutItem", "UpdateItem", keys=(MEMBER_CODES,)),

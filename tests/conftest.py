@@ -143,6 +143,20 @@ def auth(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
 
 
+def signed_by(key: dict[str, str], method: str, path: str, body: bytes) -> dict[str, str]:
+    """A POS's headers for one request, signed with a key from `create_store_key`."""
+    from local.pos import signed_headers
+
+    return signed_headers(
+        store_id=key["store_id"],
+        key_id=key["key_id"],
+        secret=key["secret"],
+        method=method,
+        path=path,
+        body=body,
+    )
+
+
 def env_snapshot() -> dict[str, str]:
     return dict(os.environ)
 

@@ -19,7 +19,14 @@ from chalice.app import Blueprint, CognitoUserPoolAuthorizer, Request, Response
 from pydantic import BaseModel, ValidationError
 
 from chalicelib import errors
-from chalicelib.auth import Principal, bearer_token, is_pos_request, verify_pos_request
+from chalicelib.auth import (
+    PosReplay,
+    Principal,
+    bearer_token,
+    is_pos_request,
+    spend_nonce,
+    verify_pos_request,
+)
 from chalicelib.observability import logger
 
 STATUS_BY_ERROR: tuple[tuple[type[errors.DomainError], int], ...] = (
@@ -118,6 +125,8 @@ class Operation:
     not_writable: frozenset[str] = frozenset()
     # JSON schema of path parameters the handler checks beyond "a non-empty string".
     path_params: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    # What keeps a signed POS request from being replayed on this route (auth.PosReplay).
+    pos_replay: PosReplay = PosReplay.NONCE
 
 
 OPERATIONS: list[Operation] = []
@@ -151,6 +160,7 @@ def operation(
     error_statuses: tuple[int, ...] = (),
     not_writable: frozenset[str] = frozenset(),
     path_params: Mapping[str, Mapping[str, Any]] | None = None,
+    pos_replay: PosReplay = PosReplay.NONCE,
 ) -> Callable[[Callable[[Call], Any]], Callable[[Call], Any]]:
     def register(handler: Callable[[Call], Any]) -> Callable[[Call], Any]:
         op = Operation(
@@ -167,26 +177,45 @@ def operation(
             error_statuses=error_statuses,
             not_writable=not_writable,
             path_params=dict(path_params or {}),
+            pos_replay=pos_replay,
         )
+        if pos_replay is not PosReplay.NONCE and not access.store:
+            raise ValueError(f"{handler.__name__}: pos_replay is for routes a POS may call")
         OPERATIONS.append(op)
 
         @functools.wraps(handler)
         def view(**params: str) -> Response:
             request = bp.current_request
+            principal = None
             try:
-                call = _prepare(op, request, params)
-                result = handler(call)
+                raw = _checked_request(request, params)
+                principal = None if access.public else _authenticate(request, params, raw, op)
+                call = _prepare(op, request, params, raw, principal)
+                return _respond(op, handler(call))
             except errors.DomainError as exc:
+                _after_failure(op, request, principal)
                 if status_for(exc) >= 500:
                     logger.warning("dependency unavailable", extra={"code": exc.code})
                 return error_response(exc)
-            return _respond(op, result)
+            except Exception:
+                _after_failure(op, request, principal)
+                raise
 
         gateway_authorizer = None if access.public or access.store else COGNITO
         bp.route(path, methods=[method], authorizer=gateway_authorizer, name=handler.__name__)(view)
         return handler
 
     return register
+
+
+def _after_failure(op: Operation, request: Request, principal: Principal | None) -> None:
+    """A signed request that did not take effect on a RECORDED_ANSWER route: claim its
+    nonce now, so that a replay cannot succeed where it failed (auth.PosReplay). Only
+    after the signature verified: a forged request costs no write."""
+    if op.pos_replay is PosReplay.RECORDED_ANSWER and principal and principal.kind == "store":
+        from chalicelib.wiring import services
+
+        spend_nonce(request.headers, services().guards)
 
 
 def _respond(op: Operation, result: Any) -> Response:
@@ -198,7 +227,8 @@ def _respond(op: Operation, result: Any) -> Response:
     return Response(body=payload, status_code=op.status, headers=dict(JSON_HEADERS))
 
 
-def _prepare(op: Operation, request: Request, params: dict[str, str]) -> Call:
+def _checked_request(request: Request, params: dict[str, str]) -> bytes:
+    """The raw body, once its size and the path ids' lengths are within bounds."""
     from chalicelib.config import get_settings
 
     raw = _raw_body(request)
@@ -214,7 +244,13 @@ def _prepare(op: Operation, request: Request, params: dict[str, str]) -> Call:
             code="VALIDATION_ERROR",
             details={"fields": [{"field": name, "issue": "too long"} for name in too_long]},
         )
-    principal = None if op.access.public else _authenticate(request, params, raw, op)
+    return raw
+
+
+def _prepare(
+    op: Operation, request: Request, params: dict[str, str], raw: bytes, principal: Principal | None
+) -> Call:
+    """Authorize the authenticated caller, then validate body and query."""
     if principal is not None:
         authorize(principal, op.access, params)
         if store_scoped(principal):
@@ -247,6 +283,7 @@ def _authenticate(request: Request, params: dict[str, str], raw: bytes, op: Oper
             nonces=svc.guards,
             now=utc_now(),
             max_skew_seconds=svc.settings.pos_clock_skew_seconds,
+            replay=op.pos_replay,
         )
     token = bearer_token(headers)
     if token is None:

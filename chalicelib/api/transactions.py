@@ -6,6 +6,7 @@ from chalice.app import Blueprint
 
 from chalicelib.api.http import ALL_STAFF, OPS, Access, Call, acting_store, operation
 from chalicelib.api.points import replayable
+from chalicelib.auth import PosReplay
 from chalicelib.domain import points as domain
 from chalicelib.domain.earning import Item
 from chalicelib.domain.phone import normalise_phone
@@ -44,6 +45,8 @@ POS_OR_STAFF = Access(store=True, staff=ALL_STAFF)
         "needs the member's member_code: 403 MEMBER_CODE_REQUIRED / MEMBER_CODE_INVALID)"
     ),
     error_statuses=(400, 401, 403, 404, 409, 422),
+    # Recorded under store + transaction_id, in the signed body, with its effect.
+    pos_replay=PosReplay.RECORDED_ANSWER,
 )
 def post_transaction(call: Call) -> object:
     request: TransactionRequest = call.body
@@ -142,6 +145,8 @@ def get_transaction(call: Call) -> TransactionView:
     tags=TAGS,
     summary="Refund items (exactly the points they earned) or an amount (proportional)",
     error_statuses=(400, 401, 403, 404, 409, 422),
+    # Recorded under the purchase + refund_id (signed path and body), with its effect.
+    pos_replay=PosReplay.RECORDED_ANSWER,
 )
 def post_refund(call: Call) -> object:
     request: RefundRequest = call.body

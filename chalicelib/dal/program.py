@@ -549,6 +549,16 @@ class DynamoGuardRepository:
         )
         return save_if_new(item, GuardItem.pk.does_not_exist())
 
+    def claimed(self, key: str, kind: str) -> bool:
+        # Strongly consistent: a request that failed a moment ago has claimed its nonce,
+        # and its replay must see that claim. An expired marker TTL has not removed yet
+        # still counts: by then the request's timestamp is long outside the window.
+        try:
+            GuardItem.get(key, kind, consistent_read=True, attributes_to_get=["pk"])
+        except DoesNotExist:
+            return False
+        return True
+
 
 def _tier_from_dict(raw: dict[str, Any]) -> Tier:
     benefits = raw["benefits"]

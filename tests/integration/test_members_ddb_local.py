@@ -14,7 +14,7 @@ from chalicelib.domain.birthdays import birthday_key
 from chalicelib.errors import MemberExists, NotFound, Unavailable
 from chalicelib.wiring import services
 from local.tools import signed_token
-from tests.conftest import auth, token_for, unique_phone
+from tests.conftest import auth, signed_by, token_for, unique_phone
 
 pytestmark = pytest.mark.integration
 
@@ -123,6 +123,60 @@ def test_given_a_nonce_when_claimed_twice_then_only_the_first_claim_wins(ddb_loc
     key = f"NONCE#store-001#{unique_phone()}"
     assert guards.claim(key, "nonce", 900) is True
     assert guards.claim(key, "nonce", 900) is False
+
+
+def test_given_a_nonce_when_read_before_and_after_its_claim_then_the_strong_read_sees_it(
+    ddb_local,
+):
+    guards = services().guards
+    key = f"NONCE#store-001#{unique_phone()}"
+    assert guards.claimed(key, "nonce") is False
+    assert guards.claim(key, "nonce", 900) is True
+    assert guards.claimed(key, "nonce") is True
+
+
+def test_given_a_signed_purchase_when_replayed_exactly_then_its_first_answer_one_credit_and_no_nonce_item(
+    ddb_local, app_client, staff_token
+):
+    import boto3
+
+    from local.pos import encode
+    from local.tools import create_store_key
+
+    key = create_store_key("store-001")
+    card = f"C{unique_phone()[-8:]}"
+    registered = app_client.http.post(
+        "/v1/members",
+        headers=auth(staff_token),
+        body=json.dumps(
+            {"phone": unique_phone(), "channel": "pos", "external_ids": {"pos_card": card}}
+        ),
+    )
+    assert registered.status_code == 201, registered.json_body
+    body = encode(
+        {
+            "transaction_id": f"t-{unique_phone()[-10:]}",
+            "store_id": "store-001",
+            "card": card,
+            "occurred_at": datetime.now(UTC).isoformat(),
+            "items": [{"sku": "tea", "category": "drinks", "quantity": 2, "unit_price": 2500}],
+            "total": 5000,
+        }
+    )
+    headers = signed_by(key, "POST", "/v1/transactions", body)
+    answers = [
+        app_client.http.post("/v1/transactions", headers=headers, body=body) for _ in range(3)
+    ]
+    assert [a.status_code for a in answers] == [201, 201, 201], answers[-1].json_body
+    assert answers[1].json_body == answers[2].json_body == answers[0].json_body
+    member_id = registered.json_body["member_id"]
+    assert services().members.get(member_id).points_balance == 50
+    runtime = boto3.client("dynamodb").get_item(
+        TableName=ddb_local["RuntimeTable"],
+        Key={"pk": {"S": f"NONCE#store-001#{headers['X-Nonce']}"}, "sk": {"S": "nonce"}},
+        ConsistentRead=True,
+    )
+    assert "Item" not in runtime
 
 
 # ---- sign-in links: the member a token acts for -----------------------------------------

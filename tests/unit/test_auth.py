@@ -14,11 +14,13 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from chalicelib.auth import (
     NONCE_TTL_SECONDS,
     CachedSignInLinks,
+    PosReplay,
     Principal,
     TokenVerifier,
     bearer_token,
     principal_from_claims,
     sign,
+    spend_nonce,
     verify_pos_request,
 )
 from chalicelib.domain.stores import StoreKey
@@ -37,10 +39,11 @@ KEYS = {
 
 
 class FakeNonceGuard:
-    """In-memory NonceGuard: a key can be claimed once."""
+    """In-memory NonceGuard: a key can be claimed once; reads are recorded."""
 
     def __init__(self) -> None:
         self.claims: dict[str, tuple[str, int]] = {}
+        self.reads: list[str] = []
 
     def claim(
         self, key: str, kind: str, ttl_seconds: int, info: dict[str, Any] | None = None
@@ -49,6 +52,10 @@ class FakeNonceGuard:
             return False
         self.claims[key] = (kind, ttl_seconds)
         return True
+
+    def claimed(self, key: str, kind: str) -> bool:
+        self.reads.append(key)
+        return key in self.claims
 
 
 class FakeLinks:
@@ -98,6 +105,7 @@ def verify(
     path: str = PATH,
     nonces: FakeNonceGuard | None = None,
     now: datetime = NOW,
+    replay: PosReplay = PosReplay.NONCE,
 ) -> Principal:
     return verify_pos_request(
         method=method,
@@ -108,6 +116,7 @@ def verify(
         nonces=nonces if nonces is not None else FakeNonceGuard(),
         now=now,
         max_skew_seconds=SKEW,
+        replay=replay,
     )
 
 
@@ -261,6 +270,42 @@ def test_given_a_used_nonce_when_verifying_the_same_request_again_then_nonce_reu
     with pytest.raises(Unauthenticated) as excinfo:
         verify(headers, nonces=nonces)
     assert error_code(excinfo) == "NONCE_REUSED"
+
+
+def test_given_a_recorded_answer_route_when_verifying_a_request_twice_then_both_pass_and_nothing_is_claimed():
+    """The route's request record answers the replay; the nonce is only read."""
+    nonces = FakeNonceGuard()
+    headers = pos_headers(nonce="recorded")
+    for _ in range(2):
+        principal = verify(headers, nonces=nonces, replay=PosReplay.RECORDED_ANSWER)
+        assert principal.store_id == "store-001"
+    assert nonces.claims == {}
+    assert nonces.reads == ["NONCE#store-001#recorded"] * 2
+
+
+def test_given_a_failed_request_spent_its_nonce_when_it_is_replayed_on_a_recorded_answer_route_then_nonce_reused():
+    nonces = FakeNonceGuard()
+    headers = pos_headers(nonce="failed-once")
+    verify(headers, nonces=nonces, replay=PosReplay.RECORDED_ANSWER)
+    spend_nonce(headers, nonces)
+    assert nonces.claims == {"NONCE#store-001#failed-once": ("nonce", NONCE_TTL_SECONDS)}
+    with pytest.raises(Unauthenticated) as excinfo:
+        verify(headers, nonces=nonces, replay=PosReplay.RECORDED_ANSWER)
+    assert error_code(excinfo) == "NONCE_REUSED"
+
+
+def test_given_a_recorded_answer_route_when_the_body_is_changed_then_invalid_signature_before_any_read():
+    nonces = FakeNonceGuard()
+    headers = pos_headers(body=BODY)
+    with pytest.raises(Unauthenticated) as excinfo:
+        verify(
+            headers,
+            body=BODY.replace(b"1111", b"2222"),
+            nonces=nonces,
+            replay=PosReplay.RECORDED_ANSWER,
+        )
+    assert error_code(excinfo) == "INVALID_SIGNATURE"
+    assert nonces.reads == []
 
 
 def test_given_the_same_nonce_from_two_stores_when_verifying_then_both_are_accepted():

@@ -13,7 +13,7 @@ from typing import Any, NamedTuple
 import pytest
 
 from local.pos import encode, signed_headers
-from tests.conftest import auth, token_for, unique_phone
+from tests.conftest import auth, signed_by, token_for, unique_phone
 
 API_MD_FIELDS = {
     "transaction_id",
@@ -174,6 +174,109 @@ def test_given_a_recorded_purchase_when_its_id_comes_with_another_body_then_409_
     assert response.status_code == 409
     assert error_code(response) == "IDEMPOTENCY_CONFLICT"
     assert points_of(app_client, staff_token, member_id)["balance"] == 98
+
+
+# ---- replays of one signed request (the same headers and body, within the ±5 min window) --
+
+
+def signed_once(pos: Pos, method: str, path: str, payload: Any) -> tuple[dict[str, str], bytes]:
+    """Headers and body as a POS sent them once: what someone who saw them could resend."""
+    body = encode(payload)
+    return signed_by(pos.key, method, path, body), body
+
+
+def nonce_items(tables: dict[str, str]) -> list[dict[str, Any]]:
+    import boto3
+
+    items = boto3.client("dynamodb").scan(TableName=tables["RuntimeTable"])["Items"]
+    return [item for item in items if item["pk"]["S"].startswith("NONCE#")]
+
+
+def test_given_a_signed_purchase_when_it_is_replayed_then_the_first_answer_one_credit_and_no_nonce_write(
+    seeded, pos, app_client, staff_token
+):
+    member_id = register(app_client, staff_token)
+    headers, body = signed_once(pos, "POST", "/v1/transactions", purchase_body(member_id))
+    first = app_client.http.post("/v1/transactions", headers=headers, body=body)
+    replay = app_client.http.post("/v1/transactions", headers=headers, body=body)
+    assert first.status_code == replay.status_code == 201, replay.json_body
+    assert replay.json_body == first.json_body
+    assert points_of(app_client, staff_token, member_id)["balance"] == 98
+    assert len(ledger_of(app_client, staff_token, member_id).json_body["entries"]) == 1
+    assert nonce_items(seeded) == []  # the request record answered, not a nonce
+
+
+def test_given_a_signed_refund_when_it_is_replayed_then_the_first_answer_and_one_reversal(
+    pos, app_client, staff_token
+):
+    member_id = register(app_client, staff_token)
+    txn = bought(pos, member_id)
+    path = f"/v1/transactions/{txn}/refunds"
+    headers, body = signed_once(
+        pos, "POST", path, {"refund_id": "rf-1", "items": [{"sku": "tea", "quantity": 1}]}
+    )
+    first = app_client.http.post(path, headers=headers, body=body)
+    replay = app_client.http.post(path, headers=headers, body=body)
+    assert first.status_code == replay.status_code == 201, replay.json_body
+    assert replay.json_body == first.json_body
+    assert points_of(app_client, staff_token, member_id)["balance"] == 73
+
+
+def test_given_a_points_payment_refused_for_too_few_points_when_it_is_replayed_after_a_credit_then_nonce_reused_and_nothing_spent(
+    seeded, pos, app_client, staff_token
+):
+    """The harm a replay could do on a route that records only answers that took effect:
+    a refused payment succeeding later, spending points the till was told were not."""
+    member_id = register(app_client, staff_token)
+    assert adjust(app_client, staff_token, member_id, 1000).status_code == 201
+    payload = purchase_body(
+        member_id, pay_with_points=2000, member_code=member_code(app_client, member_id)
+    )
+    headers, body = signed_once(pos, "POST", "/v1/transactions", payload)
+    refused = app_client.http.post("/v1/transactions", headers=headers, body=body)
+    assert refused.status_code == 422
+    assert error_code(refused) == "INSUFFICIENT_POINTS"
+    assert len(nonce_items(seeded)) == 1  # the failure claimed its nonce
+    assert adjust(app_client, staff_token, member_id, 2000).status_code == 201
+    replay = app_client.http.post("/v1/transactions", headers=headers, body=body)
+    assert replay.status_code == 401
+    assert error_code(replay) == "NONCE_REUSED"
+    assert points_of(app_client, staff_token, member_id)["balance"] == 3000
+
+
+def test_given_a_purchase_for_an_unknown_card_when_it_is_replayed_after_the_card_is_registered_then_nonce_reused(
+    pos, app_client, staff_token
+):
+    card = f"C{uuid.uuid4().hex[:8]}"
+    headers, body = signed_once(pos, "POST", "/v1/transactions", purchase_body(card=card))
+    refused = app_client.http.post("/v1/transactions", headers=headers, body=body)
+    assert refused.status_code == 404
+    member_id = register(app_client, staff_token, external_ids={"pos_card": card})
+    replay = app_client.http.post("/v1/transactions", headers=headers, body=body)
+    assert replay.status_code == 401
+    assert error_code(replay) == "NONCE_REUSED"
+    assert_nothing_written(app_client, staff_token, member_id)
+
+
+@pytest.mark.parametrize("route", ["purchase", "refund"])
+def test_given_a_signed_purchase_or_refund_when_replayed_with_another_body_then_invalid_signature(
+    pos, app_client, staff_token, route
+):
+    member_id = register(app_client, staff_token)
+    if route == "purchase":
+        path, payload = "/v1/transactions", purchase_body(member_id)
+    else:
+        path = f"/v1/transactions/{bought(pos, member_id)}/refunds"
+        payload = {"refund_id": "rf-1", "amount": 100}
+    headers, _ = signed_once(pos, "POST", path, payload)
+    changed = encode(
+        {**payload, "transaction_id": "t-other"}
+        if route == "purchase"
+        else {**payload, "amount": 9800}
+    )
+    response = app_client.http.post(path, headers=headers, body=changed)
+    assert response.status_code == 401
+    assert error_code(response) == "INVALID_SIGNATURE"
 
 
 def test_given_member_id_card_and_phone_when_posting_then_the_member_is_matched_in_that_order(
