@@ -18,15 +18,7 @@ from typing import Any
 import pytest
 
 from local.infra import create_tables, stage_environment
-from local.stack import LOCAL_CREDENTIALS
-
-_ENDPOINT_VARS = (
-    "AWS_ENDPOINT_URL_DYNAMODB",
-    "AWS_ENDPOINT_URL_DYNAMODB_STREAMS",
-    "AWS_ENDPOINT_URL_SQS",
-    "AWS_ENDPOINT_URL_EVENTBRIDGE",
-    "MESSAGES_QUEUE_URL",
-)
+from local.stack import ENDPOINT_VARIABLES, LOCAL_CREDENTIALS
 
 
 def reset_app_state() -> None:
@@ -40,7 +32,7 @@ def aws_env(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     env = stage_environment("local")
     env.update(LOCAL_CREDENTIALS)
     env["AWS_REGION"] = env["AWS_DEFAULT_REGION"]
-    for name in _ENDPOINT_VARS:
+    for name in ENDPOINT_VARIABLES:
         monkeypatch.delenv(name, raising=False)
     for key, value in env.items():
         monkeypatch.setenv(key, value)
