@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import uuid
 from dataclasses import replace
 from typing import Any
 
@@ -14,25 +12,10 @@ from chalicelib.domain.clock import program_date, utc_now
 from chalicelib.domain.tiers import DEFAULT_TIERS
 from chalicelib.handlers.tier_rules import queue_recalculation, tier_rules_task
 from chalicelib.wiring import services
+from tests.helpers import sqs_record
 from tests.integration.test_ledger_ddb_local import new_member
 
 pytestmark = pytest.mark.integration
-
-
-def sqs_record(body: dict[str, Any]) -> SQSRecord:
-    return SQSRecord(
-        {
-            "messageId": uuid.uuid4().hex,
-            "receiptHandle": "r",
-            "body": json.dumps(body),
-            "attributes": {},
-            "messageAttributes": {},
-            "md5OfBody": "",
-            "eventSource": "aws:sqs",
-            "eventSourceARN": "arn:aws:sqs:cn-north-1:1:q",
-            "awsRegion": "cn-north-1",
-        }
-    )
 
 
 def member_with_spend(amount: int) -> str:
@@ -49,7 +32,7 @@ def run_all(version: int, mode: str, monkeypatch) -> list[dict[str, Any]]:
     monkeypatch.setattr(services().tasks, "send_many", lambda tasks: queued.extend(tasks))
     queue_recalculation(version, mode)
     for task in list(queued):
-        tier_rules_task(sqs_record(task))
+        tier_rules_task(SQSRecord(sqs_record(task)))
     return queued
 
 
@@ -81,7 +64,7 @@ def test_given_a_lower_gold_threshold_then_the_dry_run_counts_and_the_apply_move
     changed = applied["apply"]["changed"]
 
     for task in tasks:  # the whole apply delivered again
-        tier_rules_task(sqs_record(task))
+        tier_rules_task(SQSRecord(sqs_record(task)))
     again = svc.program.rules_version(version)
     assert again["apply"]["changed"] == changed  # counts were added once per segment
     history = svc.tiers.history(rich)
