@@ -1,23 +1,91 @@
-"""Pieces the expiry and tiers sections share: the app's member-id format from a seeded
-generator, the template's tables on DynamoDB Local, populating the Members table, and
-the botocore meter that records every DynamoDB call's ConsumedCapacity."""
+"""Pieces the benchmark sections share: the process environment pointed at DynamoDB
+Local, the app's member-id format from a seeded generator, a program of members in the
+shape the app writes, the template's tables, populating the Members table, the botocore
+meter that records every DynamoDB call's ConsumedCapacity, and the pricing of what a
+run's calls consumed as AWS bills it."""
 
 from __future__ import annotations
 
+import os
 import random
+import sys
+import tempfile
 import time
-import weakref
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import Any, Protocol
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, ClassVar, Protocol, Self
+
+from bench.ddbunits import READ_OPERATIONS, WRITE_OPERATIONS, Consumed
 
 BATCH = 25  # BatchWriteItem's limit
 POPULATE_THREADS = 3  # DynamoDB Local (2 cores) takes ~1,500 items/s this way; also scans
-READ_OPERATIONS = frozenset({"GetItem", "BatchGetItem", "Query", "Scan", "TransactGetItems"})
 
 Item = dict[str, Any]
+Key = tuple[str, str]  # (pk, sk)
+Images = dict[Key, Item]
+
+
+# ---- the process environment -----------------------------------------------------------------
+
+
+@contextmanager
+def environment(values: dict[str, str], remove: tuple[str, ...] = ()) -> Iterator[None]:
+    """Set (and remove) environment variables for the block, then put the whole
+    environment back as it was; the app's settings and clients are forgotten on the way
+    in and out, so it reads the new values on first use."""
+    from chalicelib.wiring import reset_services
+
+    saved = dict(os.environ)
+    try:
+        for name in remove:
+            os.environ.pop(name, None)
+        os.environ.update(values)
+        reset_services()
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+        reset_services()
+
+
+def local_env(ddb_endpoint: str) -> dict[str, str]:
+    """The local stage's settings with DynamoDB (and its streams) at `ddb_endpoint`, fake
+    credentials, and no AWS configuration or instance metadata from this machine."""
+    from local.infra import stage_environment
+    from local.stack import LOCAL_CREDENTIALS
+
+    env = stage_environment("local")
+    env.update(LOCAL_CREDENTIALS)
+    env["AWS_REGION"] = env["AWS_DEFAULT_REGION"]
+    env["AWS_ENDPOINT_URL_DYNAMODB"] = ddb_endpoint
+    env["AWS_ENDPOINT_URL_DYNAMODB_STREAMS"] = ddb_endpoint
+    env["AWS_CONFIG_FILE"] = os.devnull
+    env["AWS_SHARED_CREDENTIALS_FILE"] = os.devnull
+    env["AWS_EC2_METADATA_DISABLED"] = "true"
+    return env
+
+
+@contextmanager
+def dynamodb_local(section: str) -> Iterator[str]:
+    """An in-memory DynamoDB Local on a free port for the block; yields its endpoint."""
+    from local import ddb
+
+    port = ddb.free_port()
+    log_file = Path(tempfile.gettempdir()) / f"bench-{section}-ddb-{port}.log"
+    print(
+        f"[bench] {section}: starting DynamoDB Local on port {port} (log {log_file})",
+        file=sys.stderr,
+        flush=True,
+    )
+    proc = ddb.start(port, None, log_file)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        ddb.stop(proc)
 
 
 def member_id_from(rng: random.Random, ms: int) -> str:
@@ -30,6 +98,76 @@ def member_id_from(rng: random.Random, ms: int) -> str:
         chars.append(alphabet[value & 31])
         value >>= 5
     return "mbr_" + "".join(reversed(chars))
+
+
+# ---- the program ----------------------------------------------------------------------------
+
+
+def member_template(
+    joined: datetime, first_purchase: datetime, last_purchase: datetime, store_id: str
+) -> Item:
+    """A registered member as the app writes it (`chalicelib.dal.members.to_item`), with
+    the wallet attributes a points commit sets (`DynamoLedgerRepository._member_actions`)
+    and the purchase dates a first purchase sets."""
+    from chalicelib.dal.members import to_item
+    from chalicelib.domain.clock import rfc3339
+    from chalicelib.domain.members import Member
+
+    member = Member(
+        member_id="mbr_template",
+        phone="+8613900000000",
+        channel="pos",
+        created_at=joined,
+        updated_at=joined,
+        store_id=store_id,
+    )
+    item: Item = to_item(member).serialize()
+    item.update(
+        {
+            "points_pending": {"N": "0"},
+            "points_debt": {"N": "0"},
+            "pending_lots": {"L": []},
+            "first_purchase_at": {"S": rfc3339(first_purchase)},
+            "last_purchase_at": {"S": rfc3339(last_purchase)},
+        }
+    )
+    return item
+
+
+@dataclass
+class Program:
+    """One program size: member ids (the due members first) and the template of their
+    items. A section's subclass says when its members joined and bought, and what each
+    member's item is (`item`)."""
+
+    JOINED: ClassVar[datetime]  # when every member registered
+    FIRST_PURCHASE: ClassVar[datetime]
+    LAST_PURCHASE: ClassVar[datetime]
+    STORE_ID: ClassVar[str] = "store-001"  # where they registered
+
+    label: str
+    members: int
+    due: int
+    ids: list[str]
+    template: Item
+    index: dict[str, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.index = {member_id: n for n, member_id in enumerate(self.ids)}
+
+    @classmethod
+    def generate(cls, label: str, members: int, due_ids: list[str], seed: int) -> Self:
+        """`due_ids`, then the other members' ids drawn from `seed`, one millisecond apart
+        from the start of the day they joined."""
+        rng = random.Random(seed)
+        day = cls.JOINED.replace(hour=0, minute=0, second=0, microsecond=0)
+        ms = int(day.timestamp() * 1000)
+        others = [member_id_from(rng, ms + n) for n in range(members - len(due_ids))]
+        template = member_template(cls.JOINED, cls.FIRST_PURCHASE, cls.LAST_PURCHASE, cls.STORE_ID)
+        return cls(label, members, len(due_ids), [*due_ids, *others], template)
+
+
+# ---- tables -------------------------------------------------------------------------------------
 
 
 def create_tables(client: Any, env: dict[str, str]) -> dict[str, Any]:
@@ -91,114 +229,165 @@ def populate(client: Any, table: str, program: Populated) -> float:
     return time.perf_counter() - t0
 
 
-# ---- metering ---------------------------------------------------------------------------------
+# ---- pricing ----------------------------------------------------------------------------------
 
 
 @dataclass
-class Call:
-    operation: str
-    label: str  # `bench.ddbunits.label_of`: the table and key prefix the call touched
-    table_units: float  # as DynamoDB Local reported them
-    index_units: float
-    ok: bool
-    # TransactWriteItems: (action, table, Key for Update/Delete/ConditionCheck, Item for Put)
-    items: list[tuple[str, str, Item]]
+class Units:
+    """What a run's DynamoDB calls cost as AWS bills them, with DynamoDB Local's figures."""
+
+    rru: float = 0.0
+    wru: float = 0.0  # as AWS bills
+    wru_index: float = 0.0  # the index part of wru
+    wru_reported: float = 0.0  # DynamoDB Local's own write figures
+    unpriced: int = 0  # transactional items without images: DynamoDB Local's figure used
+    by_operation: dict[str, dict[str, float]] = field(default_factory=dict)
+    by_line: dict[str, dict[str, float]] = field(default_factory=dict)  # by `Consumed.label`
 
     @property
-    def reported(self) -> float:
-        return self.table_units + self.index_units
+    def total(self) -> float:
+        return self.rru + self.wru
 
 
-class Meter:
-    """While installed, every DynamoDB client botocore creates (pynamodb's and boto3's) is
-    hooked; calls are recorded only while `active`. Clients created before `install`
-    (the populate/verify client) are never metered."""
+def price(calls: list[Consumed], spec: Any, before: Images, after: Images) -> Units:
+    """Reads: DynamoDB Local's figures. Writes: TransactWriteItems priced from the items'
+    images (2x item and index units), `before` the items as populated and `after` as the
+    run left them, by (pk, sk); a Put of a key not in `before` is a new item. Other
+    writes as DynamoDB Local reports them; other calls (DescribeTable...) are free.
 
-    def __init__(self) -> None:
-        self.calls: list[Call] = []
-        self.active = False
-        self._original: Any = None
-        self._clients: weakref.WeakSet[Any] = weakref.WeakSet()  # the app drops old ones
+    A cancelled transaction is billed too. The AWS developer guide ("DynamoDB read and
+    write operations", "Amazon DynamoDB Transactions: How it works") says a
+    transactional write consumes its two write units per KB of each item even when the
+    transaction is cancelled, for example by a failed condition check, as a failed
+    conditional PutItem/UpdateItem/DeleteItem consumes write units. Its response carries
+    no ConsumedCapacity, so it is priced from the items it named: 2x the item's units
+    at the larger of its populated image and a Put's new item. Nothing was written to an
+    index, so no index units."""
+    units = Units()
+    for call in calls:
+        lines = (
+            units.by_operation.setdefault(call.operation, _line()),
+            units.by_line.setdefault(call.label, _line()),
+        )
+        for line in lines:
+            line["calls"] += 1
+            line["failed"] += 0 if call.ok else 1
+        reported = call.reported_units
+        if call.operation in READ_OPERATIONS:
+            units.rru += reported
+            for line in lines:
+                line["rru"] += reported
+            continue
+        if call.operation not in WRITE_OPERATIONS:
+            continue
+        units.wru_reported += reported
+        billed, index = reported, sum(call.index_units.values())
+        if call.operation == "TransactWriteItems":
+            priced, index_part, unpriced = _price_transaction(call, spec, before, after)
+            if unpriced:  # items without images: the engine's figure for the whole call
+                units.unpriced += unpriced
+            else:
+                billed, index = priced, index_part
+        units.wru += billed
+        units.wru_index += index
+        for line in lines:
+            line["wru_reported"] += reported
+            line["wru"] += billed
+    return units
 
-    def install(self) -> None:
-        import botocore.session
 
-        original = botocore.session.Session.create_client
-        self._original = original
-        meter = self
+def _line() -> dict[str, float]:
+    return {"calls": 0, "failed": 0, "rru": 0.0, "wru": 0.0, "wru_reported": 0.0}
 
-        def create_client(session: Any, service_name: str, *args: Any, **kwargs: Any) -> Any:
-            client = original(session, service_name, *args, **kwargs)
-            if service_name == "dynamodb":
-                client.meta.events.register("before-parameter-build.dynamodb.*", meter._before)
-                client.meta.events.register("after-call.dynamodb.*", meter._after)
-                meter._clients.add(client)
-            return client
 
-        setattr(botocore.session.Session, "create_client", create_client)  # noqa: B010
+def _price_transaction(
+    call: Consumed, spec: Any, before: Images, after: Images
+) -> tuple[float, float, int]:
+    """(billed, index) write units of one TransactWriteItems, and how many of the items
+    it wrote had no images to price them from."""
+    from bench.ddbunits import item_size, price_write, write_units
 
-    def uninstall(self) -> None:
-        import botocore.session
+    billed = index = 0.0
+    unpriced = 0
+    for action, _table, body in call.writes:
+        if action == "ConditionCheck":
+            continue
+        key = (body["pk"]["S"], body["sk"]["S"])
+        if not call.ok:  # cancelled: see `price`
+            sizes = [item_size(before[key])] if key in before else []
+            if action == "Put":
+                sizes.append(item_size(body))
+            if sizes:
+                billed += 2 * write_units(max(sizes))
+            else:
+                unpriced += 1
+            continue
+        if action == "Put" and key not in before:  # a new item (a ledger or history entry)
+            cost = price_write(spec, None, body)
+        elif key in before and key in after:
+            cost = price_write(spec, before[key], after[key] if action != "Delete" else None)
+        else:
+            unpriced += 1
+            continue
+        item_index = sum(cost.index_units.values())
+        billed += 2 * (cost.item_units + item_index)
+        index += 2 * item_index
+    return billed, index, unpriced
 
-        if self._original is not None:
-            setattr(botocore.session.Session, "create_client", self._original)  # noqa: B010
-            self._original = None
-        for client in self._clients:
-            client.meta.events.unregister("before-parameter-build.dynamodb.*", self._before)
-            client.meta.events.unregister("after-call.dynamodb.*", self._after)
-        self._clients.clear()
 
-    def _before(self, params: dict[str, Any], model: Any, context: Any = None, **_: Any) -> None:
-        if not self.active:
-            return
-        shape = model.input_shape
-        if shape is not None and "ReturnConsumedCapacity" in shape.members:
-            params["ReturnConsumedCapacity"] = "INDEXES"
-        if not isinstance(context, dict):
-            return
-        from bench.ddbunits import label_of
+# ---- reporting --------------------------------------------------------------------------------
 
-        items: list[tuple[str, str, Item]] = []
-        if model.name == "TransactWriteItems":
-            for entry in params.get("TransactItems", []):
-                ((action, body),) = entry.items()
-                items.append((action, body["TableName"], body.get("Item") or body["Key"]))
-        context["bench_meter"] = (label_of(model.name, params)[0], items)
 
-    def _after(
-        self,
-        parsed: dict[str, Any],
-        model: Any,
-        http_response: Any = None,
-        context: Any = None,
-        **_: Any,
-    ) -> None:
-        if not self.active or not isinstance(context, dict) or "bench_meter" not in context:
-            return
-        label, items = context["bench_meter"]
-        raw = parsed.get("ConsumedCapacity") or []
-        table_units = index_units = 0.0
-        for entry in raw if isinstance(raw, list) else [raw]:
-            indexes = entry.get("GlobalSecondaryIndexes", {}) | entry.get(
-                "LocalSecondaryIndexes", {}
-            )
-            table = entry.get("Table", {}).get("CapacityUnits")
-            if table is None and not indexes:
-                table = entry.get("CapacityUnits", 0.0)
-            table_units += float(table or 0.0)
-            index_units += sum(float(v.get("CapacityUnits", 0.0)) for v in indexes.values())
-        ok = http_response is not None and http_response.status_code < 300
-        self.calls.append(Call(model.name, label, table_units, index_units, ok, items))
+def cost_figures(
+    prefix: str, ratio: str, results: dict[str, dict[str, Any]], *, totals: bool = False
+) -> tuple[dict[str, float], dict[str, str]]:
+    """(figures, units) of a run at each program size (`results[label]["units"]` and
+    ["seconds"]): `{prefix}_rru_{label}`, `_wru_`, `_seconds_` (`_units_` first with
+    `totals`); then `ratio`, the 100k run's units over the 10k run's, and the 100k run's
+    units per due member."""
+    figures: dict[str, float] = {}
+    units: dict[str, str] = {}
+    for label, result in results.items():
+        spent: Units = result["units"]
+        if totals:
+            figures[f"{prefix}_units_{label}"] = round(spent.total, 1)
+            units[f"{prefix}_units_{label}"] = "RU+WU"
+        figures[f"{prefix}_rru_{label}"] = round(spent.rru, 1)
+        figures[f"{prefix}_wru_{label}"] = round(spent.wru, 1)
+        figures[f"{prefix}_seconds_{label}"] = round(result["seconds"], 2)
+        units[f"{prefix}_rru_{label}"] = "RRU"
+        units[f"{prefix}_wru_{label}"] = "WRU"
+        units[f"{prefix}_seconds_{label}"] = "s"
+    small: Units = results["10k"]["units"]
+    large: Units = results["100k"]["units"]
+    figures[ratio] = round(large.total / small.total, 3)
+    units[ratio] = "x"
+    due = results["100k"]["due"]
+    figures[f"{prefix}_rru_per_member"] = round(large.rru / due, 3)
+    figures[f"{prefix}_wru_per_member"] = round(large.wru / due, 3)
+    units[f"{prefix}_rru_per_member"] = "RRU"
+    units[f"{prefix}_wru_per_member"] = "WRU"
+    return figures, units
 
-    @contextmanager
-    def recording(self) -> Iterator[list[Call]]:
-        """Record the calls made inside the block; yields the list they are added to."""
-        self.calls.clear()
-        taken: list[Call] = []
-        self.active = True
-        try:
-            yield taken
-        finally:
-            self.active = False
-            taken.extend(self.calls)
-            self.calls.clear()
+
+def program_info(result: dict[str, Any]) -> dict[str, Any]:
+    """The program a size's run ran on, and how fast it was populated."""
+    return {
+        "members": result["members"],
+        "due_members": result["due"],
+        "populate_seconds": round(result["populate_seconds"], 1),
+        "populate_items_per_s": round(result["members"] / result["populate_seconds"]),
+    }
+
+
+def units_info(result: dict[str, Any]) -> dict[str, Any]:
+    """What a size's run consumed, billed and as DynamoDB Local reported it, and its calls."""
+    spent: Units = result["units"]
+    return {
+        "rru": spent.rru,
+        "wru": spent.wru,
+        "wru_index": spent.wru_index,
+        "wru_reported_by_ddb_local": spent.wru_reported,
+        "unpriced_transaction_items": spent.unpriced,
+        "calls": result["operations"],
+    }

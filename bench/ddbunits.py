@@ -24,6 +24,7 @@ import math
 import threading
 import time
 import uuid
+import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -208,6 +209,9 @@ class Consumed:
     # Writes, priced from the items' images at 1x (None: not priced).
     items: list[WriteCost] | None = None
     ms: float = 0.0  # parameter build to parsed response (image reads excluded)
+    ok: bool = True  # False: the call failed (a cancelled transaction, a failed condition)
+    # TransactWriteItems: (action, table, Key for Update/Delete/ConditionCheck, Item for Put)
+    writes: list[tuple[str, str, Item]] = field(default_factory=list)
 
     @property
     def reported_units(self) -> float:
@@ -299,7 +303,7 @@ class CapacityMeter:
         self.pricing = True
         self._lock = threading.Lock()
         self._original: Callable[..., Any] | None = None
-        self._clients: list[Any] = []
+        self._clients: weakref.WeakSet[Any] = weakref.WeakSet()  # the app drops old ones
 
     def install(self) -> CapacityMeter:
         import botocore.session
@@ -344,11 +348,20 @@ class CapacityMeter:
         if self.reader is not None and client is self.reader.client:
             return
         self._register(client)
-        self._clients.append(client)
+        self._clients.add(client)
 
     def _register(self, client: Any) -> None:
         client.meta.events.register("before-parameter-build.dynamodb.*", self._before)
         client.meta.events.register("after-call.dynamodb.*", self._after)
+
+    @contextmanager
+    def installed(self) -> Iterator[CapacityMeter]:
+        """Installed for the block (clients created before it are never metered)."""
+        self.install()
+        try:
+            yield self
+        finally:
+            self.uninstall()
 
     @contextmanager
     def recording(self) -> Iterator[list[Consumed]]:
@@ -375,6 +388,12 @@ class CapacityMeter:
         if not isinstance(context, dict):
             return
         context["bench_label"] = label_of(model.name, params)
+        if model.name == "TransactWriteItems":
+            context["bench_writes"] = [
+                (action, body["TableName"], body.get("Item") or body["Key"])
+                for entry in params.get("TransactItems", [])
+                for action, body in entry.items()
+            ]
         if self.pricing and self.reader is not None and model.name in WRITE_OPERATIONS:
             targets = written_items(model.name, params, self.reader)
             context["bench_images"] = [
@@ -397,6 +416,8 @@ class CapacityMeter:
         consumed = parse_consumed(model.name, label, consistent, parsed.get("ConsumedCapacity"))
         consumed.ms = (t1 - context.get("bench_t0", t1)) * 1000.0
         ok = http_response is not None and http_response.status_code < 300
+        consumed.ok = ok
+        consumed.writes = context.get("bench_writes", [])
         if self.pricing and self.reader is not None and "bench_images" in context and ok:
             reader = self.reader
             consumed.items = [

@@ -31,7 +31,6 @@ import json
 import os
 import random
 import sys
-import tempfile
 import time
 import uuid
 from collections import Counter
@@ -40,20 +39,10 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from pathlib import Path
 from typing import Any
 
-from bench.common import (
-    POPULATE_THREADS,
-    READ_OPERATIONS,
-    Call,
-    Item,
-    Meter,
-    create_tables,
-    enable_streams,
-    member_id_from,
-    populate,
-)
+from bench import common
+from bench.ddbunits import CapacityMeter, Consumed
 
 DAY = date(2026, 10, 31)  # the expiry date the run processes
 SIZES: tuple[tuple[str, int], ...] = (("10k", 10_000), ("100k", 100_000))
@@ -102,51 +91,15 @@ def lots_of(index: int, due: int) -> dict[date, int]:
     return lots
 
 
-def member_template() -> Item:
-    """A registered member as the app writes it (`chalicelib.dal.members.to_item`), with
-    the wallet attributes a points commit sets (`DynamoLedgerRepository._member_actions`)
-    and the purchase dates a first purchase sets."""
-    from chalicelib.dal.members import to_item
-    from chalicelib.domain.clock import rfc3339
-    from chalicelib.domain.members import Member
-
-    joined = datetime(2025, 9, 14, 2, 30, tzinfo=UTC)
-    member = Member(
-        member_id="mbr_template",
-        phone="+8613900000000",
-        channel="pos",
-        created_at=joined,
-        updated_at=joined,
-        store_id="store-001",
-    )
-    item: Item = to_item(member).serialize()
-    item.update(
-        {
-            "points_pending": {"N": "0"},
-            "points_debt": {"N": "0"},
-            "pending_lots": {"L": []},
-            "first_purchase_at": {"S": rfc3339(datetime(2025, 10, 3, 11, 15, tzinfo=UTC))},
-            "last_purchase_at": {"S": rfc3339(datetime(2025, 10, 26, 9, 40, tzinfo=UTC))},
-        }
-    )
-    return item
-
-
 @dataclass
-class Program:
-    """One program size: member ids, each member's item, and what the run should leave."""
+class ExpiryProgram(common.Program):
+    """What the run must leave of each member."""
 
-    label: str
-    members: int
-    due: int
-    ids: list[str]
-    template: Item
-    index: dict[str, int] = field(default_factory=dict)
+    JOINED = datetime(2025, 9, 14, 2, 30, tzinfo=UTC)
+    FIRST_PURCHASE = datetime(2025, 10, 3, 11, 15, tzinfo=UTC)
+    LAST_PURCHASE = datetime(2025, 10, 26, 9, 40, tzinfo=UTC)
 
-    def __post_init__(self) -> None:
-        self.index = {member_id: n for n, member_id in enumerate(self.ids)}
-
-    def item(self, index: int, *, expired: bool = False) -> Item:
+    def item(self, index: int, *, expired: bool = False) -> common.Item:
         """Member `index`'s item as populated, or (expired=True) as the run must leave it."""
         from chalicelib.dal.ledger import expiry_key
 
@@ -181,31 +134,7 @@ class Program:
         return item
 
 
-def make_program(label: str, members: int, due_ids: list[str], seed: int) -> Program:
-    rng = random.Random(seed)
-    ms = int(datetime(2025, 9, 14, tzinfo=UTC).timestamp() * 1000)
-    others = [member_id_from(rng, ms + n) for n in range(members - len(due_ids))]
-    return Program(label, members, len(due_ids), [*due_ids, *others], member_template())
-
-
-# ---- DynamoDB Local, environment, tables ------------------------------------------------------
-
-
-@contextmanager
-def environment(values: dict[str, str], remove: tuple[str, ...] = ()) -> Iterator[None]:
-    """Set (and remove) environment variables for the block, then put them back."""
-    saved = {name: os.environ.get(name) for name in (*values, *remove)}
-    try:
-        for name in remove:
-            os.environ.pop(name, None)
-        os.environ.update(values)
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+# ---- botocore ---------------------------------------------------------------------------------
 
 
 @contextmanager
@@ -258,12 +187,12 @@ def sqs_record(task: dict[str, Any], region: str) -> Any:
 class Setup:
     """One program on its own tables, and what its run has measured so far."""
 
-    program: Program
+    program: ExpiryProgram
     tables: dict[str, str]  # environment variable -> table name
     populate_seconds: float = 0.0
     records: list[Any] = field(default_factory=list)  # one SQS record per shard
     seconds: float = 0.0  # inside expiry_task, summed over the shards
-    calls: list[Call] = field(default_factory=list)
+    calls: list[Consumed] = field(default_factory=list)
 
     @property
     def members_table(self) -> str:
@@ -276,10 +205,9 @@ def bound(setup: Setup) -> Iterator[Any]:
     exist and the program configuration is cached (nothing of this is metered). Yields
     services()."""
     from chalicelib.handlers.expiry import JOB
-    from chalicelib.wiring import points_context, reset_services, services
+    from chalicelib.wiring import points_context, services
 
-    with environment(setup.tables):
-        reset_services()
+    with common.environment(setup.tables):  # the app's services are made afresh for the block
         svc = services()
         points_context()  # program config and tiers, cached per container
         svc.ledger.load("mbr_bench_warm_up")  # the Members table's client
@@ -287,13 +215,10 @@ def bound(setup: Setup) -> Iterator[Any]:
         connection = getattr(svc.ledger, "_connection", None)  # TransactWriteItems' client
         if connection is not None:
             _ = connection.client
-        try:
-            yield svc
-        finally:
-            reset_services()
+        yield svc
 
 
-def prepare(admin: Any, program: Program, env: dict[str, str], region: str) -> Setup:
+def prepare(admin: Any, program: ExpiryProgram, env: dict[str, str], region: str) -> Setup:
     """Tables, members, the stream, and the run record the daily schedule would create."""
     from chalicelib.domain.expiry import EXPIRY_SHARDS
     from chalicelib.handlers.expiry import JOB
@@ -308,10 +233,10 @@ def prepare(admin: Any, program: Program, env: dict[str, str], region: str) -> S
             "IDEMPOTENCY_TABLE": f"{tag}-idempotency",
         },
     )
-    held_back = create_tables(admin, {**env, **setup.tables})
+    held_back = common.create_tables(admin, {**env, **setup.tables})
     log(f"{program.label}: populating {program.members:,} members ({program.due:,} due)")
-    setup.populate_seconds = populate(admin, setup.members_table, program)
-    enable_streams(admin, held_back)
+    setup.populate_seconds = common.populate(admin, setup.members_table, program)
+    common.enable_streams(admin, held_back)
     log(
         f"{program.label}: populated in {setup.populate_seconds:.1f} s "
         f"({program.members / setup.populate_seconds:,.0f} items/s)"
@@ -326,23 +251,19 @@ def prepare(admin: Any, program: Program, env: dict[str, str], region: str) -> S
     return setup
 
 
-def run_task(meter: Meter, setup: Setup, shard: int) -> None:
+def run_task(meter: CapacityMeter, setup: Setup, shard: int) -> None:
     """One (DAY, shard) task of the run, timed and metered."""
     from chalicelib.handlers.jobs import task_handler
     from chalicelib.observability import metrics
 
-    with bound(setup):
-        meter.calls.clear()
-        meter.active = True
+    with bound(setup), meter.recording() as calls:
         try:
             t0 = time.perf_counter()
             task_handler(setup.records[shard])  # the jobs worker runs expiry_task
             setup.seconds += time.perf_counter() - t0
         finally:
-            meter.active = False
             metrics.clear_metrics()  # nothing flushes them outside a Lambda handler
-        setup.calls += meter.calls
-        meter.calls.clear()
+    setup.calls += calls
 
 
 # ---- checking and pricing ---------------------------------------------------------------------
@@ -353,13 +274,13 @@ class Check:
     expired_members: int = 0  # due members left exactly as expected, with one expire entry
     wrong: list[str] = field(default_factory=list)  # what differs, for the report
     # the due members' items after the run, by (pk, sk)
-    after: dict[tuple[str, str], Item] = field(default_factory=dict)
+    after: dict[tuple[str, str], common.Item] = field(default_factory=dict)
     entries: int = 0
     scanned: int = 0
     sampled: int = 0  # members not due, read back and compared attribute by attribute
 
 
-def changed_items(client: Any, table: str, members: int) -> tuple[list[Item], int]:
+def changed_items(client: Any, table: str, members: int) -> tuple[list[common.Item], int]:
     """Every item that is not a member at version 1 (a points commit adds 1 to the version),
     through a filtered scan: DynamoDB Local still reads the whole table, but only what
     changed is sent and parsed. The scan is split into segments of about 5,000 items:
@@ -368,8 +289,8 @@ def changed_items(client: Any, table: str, members: int) -> tuple[list[Item], in
     items scanned)."""
     segments = max(1, members // 5_000)
 
-    def segment(number: int) -> tuple[list[Item], int]:
-        found: list[Item] = []
+    def segment(number: int) -> tuple[list[common.Item], int]:
+        found: list[common.Item] = []
         scanned = 0
         pages = client.get_paginator("scan").paginate(
             TableName=table,
@@ -383,12 +304,12 @@ def changed_items(client: Any, table: str, members: int) -> tuple[list[Item], in
             scanned += page["ScannedCount"]
         return found, scanned
 
-    with ThreadPoolExecutor(POPULATE_THREADS) as pool:
+    with ThreadPoolExecutor(common.POPULATE_THREADS) as pool:
         parts = list(pool.map(segment, range(segments)))
     return [item for found, _ in parts for item in found], sum(n for _, n in parts)
 
 
-def sample_unchanged(client: Any, table: str, program: Program, result: Check) -> None:
+def sample_unchanged(client: Any, table: str, program: ExpiryProgram, result: Check) -> None:
     """Read back SAMPLE members that were not due and compare them with what was written."""
     rng = random.Random(program.members)
     others = range(program.due, program.members)
@@ -410,14 +331,14 @@ def sample_unchanged(client: Any, table: str, program: Program, result: Check) -
         result.wrong.append(f"{len(chosen) - result.sampled} sampled members not found")
 
 
-def check(client: Any, table: str, program: Program) -> Check:
+def check(client: Any, table: str, program: ExpiryProgram) -> Check:
     """After the run: each due member must be exactly as an expiry leaves it (DAY lot gone,
     balance, next expiry, index key, version 2), with exactly one `expire` entry of
     DUE_POINTS from its DAY lot. No other member may have changed (version still 1; a
     sample compared in full), and nothing else may have appeared or disappeared."""
     result = Check()
     due_ok: set[str] = set()  # due members whose item is as expected
-    entries: dict[str, list[Item]] = {}
+    entries: dict[str, list[common.Item]] = {}
     items, result.scanned = changed_items(client, table, program.members)
     extra = 0  # items other than member items
     for item in items:
@@ -463,66 +384,6 @@ def check(client: Any, table: str, program: Program) -> Check:
     return result
 
 
-@dataclass
-class Units:
-    rru: float = 0.0
-    wru: float = 0.0  # as AWS bills
-    wru_index: float = 0.0  # the index part of wru
-    wru_reported: float = 0.0  # DynamoDB Local's own write figures
-    unpriced: int = 0  # transactional items without images: DynamoDB Local's figure used
-    by_operation: dict[str, dict[str, float]] = field(default_factory=dict)
-
-
-Images = dict[tuple[str, str], Item]
-
-
-def price(calls: list[Call], spec: Any, before: Images, after: Images) -> Units:
-    """Reads: DynamoDB Local's figures. Writes: TransactWriteItems priced from the items'
-    images (2x item and index units); other writes as DynamoDB Local reports them."""
-    from bench.ddbunits import price_write
-
-    units = Units()
-    for call in calls:
-        line = units.by_operation.setdefault(
-            call.operation, {"calls": 0, "failed": 0, "rru": 0.0, "wru": 0.0, "wru_reported": 0.0}
-        )
-        line["calls"] += 1
-        line["failed"] += 0 if call.ok else 1
-        if call.operation in READ_OPERATIONS:
-            units.rru += call.reported
-            line["rru"] += call.reported
-            continue
-        units.wru_reported += call.reported
-        line["wru_reported"] += call.reported
-        billed = index = 0.0
-        if call.operation != "TransactWriteItems":
-            billed, index = call.reported, call.index_units
-        elif call.ok:
-            unpriced = 0
-            for action, _table, body in call.items:
-                if action == "ConditionCheck":
-                    continue
-                key = (body["pk"]["S"], body["sk"]["S"])
-                if action == "Put" and key not in before:  # a new item (a ledger entry)
-                    cost = price_write(spec, None, body)
-                elif key in before and key in after:
-                    image = after[key] if action != "Delete" else None
-                    cost = price_write(spec, before[key], image)
-                else:
-                    unpriced += 1
-                    continue
-                item_index = sum(cost.index_units.values())
-                billed += 2 * (cost.item_units + item_index)
-                index += 2 * item_index
-            if unpriced:  # fall back to the engine's figure for the whole call
-                units.unpriced += unpriced
-                billed, index = call.reported, call.index_units
-        units.wru += billed
-        units.wru_index += index
-        line["wru"] += billed
-    return units
-
-
 # ---- results of one program --------------------------------------------------------------------
 
 
@@ -539,7 +400,7 @@ def finish(admin: Any, setup: Setup) -> dict[str, Any]:
     result = check(admin, setup.members_table, program)
     before = {(f"MEMBER#{program.ids[n]}", "MEMBER"): program.item(n) for n in range(program.due)}
     spec = ImageReader(admin).spec(setup.members_table)
-    units = price(setup.calls, spec, before, result.after)
+    units = common.price(setup.calls, spec, before, result.after)
     expected_run = {
         "members": program.due,
         "lots": program.due,
@@ -578,48 +439,39 @@ def run(quick: bool = False) -> dict[str, Any]:
     import botocore.config
 
     from chalicelib.domain.expiry import EXPIRY_SHARDS
-    from local import ddb
-    from local.infra import stage_environment
-    from local.stack import LOCAL_CREDENTIALS
 
     sizes = QUICK_SIZES if quick else SIZES
     due_count = QUICK_DUE if quick else DUE
-    port = ddb.free_port()
-    log_file = Path(tempfile.gettempdir()) / f"bench-expiry-ddb-{port}.log"
-    log(f"starting DynamoDB Local on port {port} (log {log_file})")
     started = time.perf_counter()
     load_start = os.getloadavg()[0]
-    proc = ddb.start(port, None, log_file)
-    meter = Meter()
-    try:
-        env = stage_environment("local")
-        env.update(LOCAL_CREDENTIALS)
-        env["AWS_REGION"] = env["AWS_DEFAULT_REGION"]
-        env["AWS_ENDPOINT_URL_DYNAMODB"] = f"http://127.0.0.1:{port}"
-        env["AWS_CONFIG_FILE"] = os.devnull
-        env["AWS_SHARED_CREDENTIALS_FILE"] = os.devnull
-        env["AWS_EC2_METADATA_DISABLED"] = "true"
+    meter = CapacityMeter()
+    with common.dynamodb_local("expiry") as endpoint:
+        env = common.local_env(endpoint)
         region = env["AWS_REGION"]
         with (
-            environment(env, remove=("AWS_PROFILE", "AWS_DEFAULT_PROFILE")),
+            common.environment(env, remove=("AWS_PROFILE", "AWS_DEFAULT_PROFILE")),
             one_botocore_session(),
         ):
             admin = boto3.client(
                 "dynamodb",
                 region_name=region,
-                config=botocore.config.Config(max_pool_connections=POPULATE_THREADS * 2),
+                config=botocore.config.Config(max_pool_connections=common.POPULATE_THREADS * 2),
             )  # created before the meter is installed: never metered
-            meter.install()
-            try:
+            with meter.installed():
                 rng = random.Random(20261031)
                 ms = int(datetime(2025, 9, 1, tzinfo=UTC).timestamp() * 1000)
-                due_ids = [member_id_from(rng, ms + n) for n in range(due_count)]
-                warm_ids = [member_id_from(rng, ms + n) for n in range(min(due_count, WARM_UP))]
+                due_ids = [common.member_id_from(rng, ms + n) for n in range(due_count)]
+                warm_ids = [
+                    common.member_id_from(rng, ms + n) for n in range(min(due_count, WARM_UP))
+                ]
 
                 # Warm-up, discarded: DynamoDB Local's JIT needs a few hundred transactions
                 # before its latency settles.
                 warm = prepare(
-                    admin, make_program("warm-up", 2 * len(warm_ids), warm_ids, 0), env, region
+                    admin,
+                    ExpiryProgram.generate("warm-up", 2 * len(warm_ids), warm_ids, 0),
+                    env,
+                    region,
                 )
                 log(f"warm-up: expiring {len(warm_ids):,} members (discarded)")
                 for shard in range(EXPIRY_SHARDS):
@@ -627,7 +479,7 @@ def run(quick: bool = False) -> dict[str, Any]:
                 warm_result = finish(admin, warm)
 
                 setups = [
-                    prepare(admin, make_program(label, size, due_ids, seed), env, region)
+                    prepare(admin, ExpiryProgram.generate(label, size, due_ids, seed), env, region)
                     for seed, (label, size) in enumerate(sizes, start=1)
                 ]
                 log(f"running the expiry for {DAY}: {EXPIRY_SHARDS} tasks per program, interleaved")
@@ -636,32 +488,17 @@ def run(quick: bool = False) -> dict[str, Any]:
                         run_task(meter, setup, shard)
                 log("run done")
                 results = {setup.program.label: finish(admin, setup) for setup in setups}
-            finally:
-                meter.uninstall()
-    finally:
-        ddb.stop(proc)
-        from chalicelib.wiring import reset_services
-
-        reset_services()
     elapsed = time.perf_counter() - started
     return report(results, warm_result, quick, elapsed, (load_start, os.getloadavg()[0]))
 
 
 def size_info(result: dict[str, Any]) -> dict[str, Any]:
-    spent: Units = result["units"]
+    spent: common.Units = result["units"]
     checked: Check = result["check"]
     return {
-        "members": result["members"],
-        "due_members": result["due"],
-        "populate_seconds": round(result["populate_seconds"], 1),
-        "populate_items_per_s": round(result["members"] / result["populate_seconds"]),
+        **common.program_info(result),
         "expiry_seconds": round(result["seconds"], 3),
-        "rru": spent.rru,
-        "wru": spent.wru,
-        "wru_index": spent.wru_index,
-        "wru_reported_by_ddb_local": spent.wru_reported,
-        "unpriced_transaction_items": spent.unpriced,
-        "calls": result["operations"],
+        **common.units_info(result),
         "by_operation": spent.by_operation,
         "run_record": result["run_record"],
         "expired_members": checked.expired_members,
@@ -679,26 +516,8 @@ def report(
 ) -> dict[str, Any]:
     from chalicelib.domain.expiry import EXPIRY_SHARDS
 
-    figures: dict[str, float] = {}
-    units: dict[str, str] = {}
-    for label, result in results.items():
-        spent: Units = result["units"]
-        figures[f"expiry_rru_{label}"] = round(spent.rru, 1)
-        figures[f"expiry_wru_{label}"] = round(spent.wru, 1)
-        figures[f"expiry_seconds_{label}"] = round(result["seconds"], 2)
-        units[f"expiry_rru_{label}"] = "RRU"
-        units[f"expiry_wru_{label}"] = "WRU"
-        units[f"expiry_seconds_{label}"] = "s"
-    small, large = results["10k"]["units"], results["100k"]["units"]
-    figures["expiry_cost_ratio_100k_vs_10k"] = round(
-        (large.rru + large.wru) / (small.rru + small.wru), 3
-    )
-    units["expiry_cost_ratio_100k_vs_10k"] = "x"
+    figures, units = common.cost_figures("expiry", "expiry_cost_ratio_100k_vs_10k", results)
     due = results["100k"]["due"]
-    figures["expiry_rru_per_member"] = round(large.rru / due, 3)
-    figures["expiry_wru_per_member"] = round(large.wru / due, 3)
-    units["expiry_rru_per_member"] = "RRU"
-    units["expiry_wru_per_member"] = "WRU"
     lots = results["100k"]["run_record"].get("lots", 0)
     figures["expiry_lots_per_s"] = round(lots / results["100k"]["seconds"], 1)
     units["expiry_lots_per_s"] = "1/s"

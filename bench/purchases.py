@@ -15,6 +15,7 @@ DynamoDB Local (never moto).
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -33,7 +34,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import lambda_memory
+from bench import common, lambda_memory
+from bench.common import local_env
 from bench.ddbunits import (
     CapacityMeter,
     Consumed,
@@ -85,14 +87,6 @@ BASKET: tuple[dict[str, Any], ...] = (  # a three-line earn-only basket (fen)
     {"sku": "SKU-310045", "category": "general", "quantity": 3, "unit_price": 690},
 )
 TOTAL = sum(int(line["quantity"]) * int(line["unit_price"]) for line in BASKET)
-
-_ENDPOINT_VARS = (
-    "AWS_ENDPOINT_URL_DYNAMODB",
-    "AWS_ENDPOINT_URL_DYNAMODB_STREAMS",
-    "AWS_ENDPOINT_URL_SQS",
-    "AWS_ENDPOINT_URL_EVENTBRIDGE",
-    "MESSAGES_QUEUE_URL",
-)
 
 
 def log(message: str) -> None:
@@ -176,34 +170,13 @@ def percentile(samples: list[float], pct: int) -> float:
     return statistics.quantiles(samples, n=100, method="inclusive")[pct - 1]
 
 
-def local_env(ddb_endpoint: str) -> dict[str, str]:
-    from local.infra import stage_environment
-    from local.stack import LOCAL_CREDENTIALS
-
-    env = stage_environment("local")
-    env.update(LOCAL_CREDENTIALS)
-    env["AWS_REGION"] = env["AWS_DEFAULT_REGION"]
-    env["AWS_ENDPOINT_URL_DYNAMODB"] = ddb_endpoint
-    env["AWS_ENDPOINT_URL_DYNAMODB_STREAMS"] = ddb_endpoint
-    return env
-
-
 @contextmanager
 def environment(env: dict[str, str]) -> Iterator[None]:
-    """This process's settings pointed at `env` (the app reads them on first use)."""
-    from chalicelib.wiring import reset_services
+    """This process's settings pointed at `env` and at nothing else of a local stack."""
+    from local.stack import ENDPOINT_VARIABLES
 
-    saved = dict(os.environ)
-    for name in _ENDPOINT_VARS:
-        os.environ.pop(name, None)
-    os.environ.update(env)
-    reset_services()
-    try:
+    with common.environment(env, remove=ENDPOINT_VARIABLES):
         yield
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
-        reset_services()
 
 
 def create_pos_key() -> PosKey:
@@ -870,15 +843,28 @@ def over_http(quick: bool) -> dict[str, Any]:
     }
 
 
+def together(workers: list[Callable[[threading.Barrier], None]]) -> float:
+    """Run each worker on a thread of its own; a worker waits on the barrier it is given
+    when it is ready to be timed. Returns the seconds from all ready to all done."""
+    barrier = threading.Barrier(len(workers) + 1)
+    threads = [threading.Thread(target=w, args=(barrier,), daemon=True) for w in workers]
+    for thread in threads:
+        thread.start()
+    barrier.wait(timeout=BARRIER_SECONDS)
+    t0 = time.perf_counter()
+    for thread in threads:
+        thread.join()
+    return time.perf_counter() - t0
+
+
 def http_run(base: str, pos: PosKey, members: list[BenchMember], each: int) -> dict[str, float]:
     import requests
 
-    barrier = threading.Barrier(len(members) + 1)
     latencies: list[float] = []
     errors: list[str] = []
     lock = threading.Lock()
 
-    def client(member: BenchMember) -> None:
+    def client(member: BenchMember, barrier: threading.Barrier) -> None:
         mine: list[float] = []
         with requests.Session() as session:
 
@@ -912,14 +898,7 @@ def http_run(base: str, pos: PosKey, members: list[BenchMember], each: int) -> d
         with lock:
             latencies.extend(mine)
 
-    threads = [threading.Thread(target=client, args=(m,), daemon=True) for m in members]
-    for thread in threads:
-        thread.start()
-    barrier.wait(timeout=BARRIER_SECONDS)
-    t0 = time.perf_counter()
-    for thread in threads:
-        thread.join()
-    wall = time.perf_counter() - t0
+    wall = together([functools.partial(client, m) for m in members])
     if errors:
         raise RuntimeError(f"{len(errors)} HTTP purchases failed; first: {errors[0]}")
     log(f"HTTP: {len(latencies)} purchases in {wall:.2f} s")
@@ -945,10 +924,9 @@ def bare_txn_run(
         member.balance = int(current["points_balance"]["N"])
         member.expiry_due = current.get("expiry_due", {}).get("S")
         bares.append(Bare(boto3.client("dynamodb", region_name=region), env, templates))
-    barrier = threading.Barrier(len(members) + 1)
     errors: list[str] = []
 
-    def worker(bare: Bare, member: BenchMember) -> None:
+    def worker(bare: Bare, member: BenchMember, barrier: threading.Barrier) -> None:
         barrier.wait(timeout=BARRIER_SECONDS)
         try:
             for _ in range(each):
@@ -956,17 +934,7 @@ def bare_txn_run(
         except Exception as exc:
             errors.append(str(exc))
 
-    threads = [
-        threading.Thread(target=worker, args=(b, m), daemon=True)
-        for b, m in zip(bares, members, strict=True)
-    ]
-    for thread in threads:
-        thread.start()
-    barrier.wait(timeout=BARRIER_SECONDS)
-    t0 = time.perf_counter()
-    for thread in threads:
-        thread.join()
-    wall = time.perf_counter() - t0
+    wall = together([functools.partial(worker, b, m) for b, m in zip(bares, members, strict=True)])
     if errors:
         raise RuntimeError(f"bare transactions failed: {errors[0]}")
     return len(members) * each / wall

@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import queue
 import random
 import secrets
@@ -56,16 +55,8 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from bench.common import (
-    READ_OPERATIONS,
-    Call,
-    Item,
-    Meter,
-    create_tables,
-    enable_streams,
-    member_id_from,
-    populate,
-)
+from bench import common
+from bench.ddbunits import CapacityMeter, Consumed
 from local.stack_process import local_stack
 
 JOB = "tier_review"
@@ -90,9 +81,6 @@ OLD_MONTH = ("2025-11", 250_000)  # spend outside DAY's rolling window: must not
 OTHER_TIERS = ("silver", "gold", "platinum")
 
 SCAN_SEGMENTS = 4
-WRITE_OPERATIONS = frozenset(
-    {"PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem", "TransactWriteItems"}
-)
 
 UPGRADE_MEMBERS = 20
 QUICK_UPGRADE_MEMBERS = 5
@@ -110,36 +98,6 @@ def log(message: str) -> None:
 # ---- the program ----------------------------------------------------------------------------
 
 
-def member_template() -> Item:
-    """A registered member as the app writes it (`chalicelib.dal.members.to_item`), with
-    the wallet attributes a points commit sets (`DynamoLedgerRepository._member_actions`)
-    and the purchase dates a first purchase sets."""
-    from chalicelib.dal.members import to_item
-    from chalicelib.domain.clock import rfc3339
-    from chalicelib.domain.members import Member
-
-    joined = datetime(2025, 3, 14, 2, 30, tzinfo=UTC)
-    member = Member(
-        member_id="mbr_template",
-        phone="+8613900000000",
-        channel="pos",
-        created_at=joined,
-        updated_at=joined,
-        store_id=STORE_ID,
-    )
-    item: Item = to_item(member).serialize()
-    item.update(
-        {
-            "points_pending": {"N": "0"},
-            "points_debt": {"N": "0"},
-            "pending_lots": {"L": []},
-            "first_purchase_at": {"S": rfc3339(datetime(2025, 4, 3, 11, 15, tzinfo=UTC))},
-            "last_purchase_at": {"S": rfc3339(datetime(2026, 10, 26, 9, 40, tzinfo=UTC))},
-        }
-    )
-    return item
-
-
 @dataclass(frozen=True)
 class Tiering:
     """One member's tier attributes."""
@@ -150,12 +108,12 @@ class Tiering:
     monthly: dict[str, int]
 
 
-def tier_item_fields(member_id: str, tiering: Tiering) -> tuple[Item, tuple[str, ...]]:
+def tier_item_fields(member_id: str, tiering: Tiering) -> tuple[common.Item, tuple[str, ...]]:
     """The tier attributes as `DynamoTierRepository.change` leaves them: (set, removed)."""
     from chalicelib.domain.clock import rfc3339
     from chalicelib.domain.tiering import review_key, start_of_day
 
-    values: Item = {
+    values: common.Item = {
         "tier_code": {"S": tiering.code},
         "qualifying_spend": {"M": {m: {"N": str(v)} for m, v in sorted(tiering.monthly.items())}},
     }
@@ -173,18 +131,13 @@ def tier_item_fields(member_id: str, tiering: Tiering) -> tuple[Item, tuple[str,
 
 
 @dataclass
-class Program:
-    """One program size: member ids, each member's item, and what the review must leave."""
+class TierProgram(common.Program):
+    """Each member's tier, and what the review must leave."""
 
-    label: str
-    members: int
-    due: int
-    ids: list[str]
-    template: Item
-    index: dict[str, int] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        self.index = {member_id: n for n, member_id in enumerate(self.ids)}
+    JOINED = datetime(2025, 3, 14, 2, 30, tzinfo=UTC)
+    FIRST_PURCHASE = datetime(2025, 4, 3, 11, 15, tzinfo=UTC)
+    LAST_PURCHASE = datetime(2026, 10, 26, 9, 40, tzinfo=UTC)
+    STORE_ID = STORE_ID
 
     def case(self, index: int) -> tuple[str, int, str, str]:
         return CASES[index % len(CASES)]
@@ -217,7 +170,7 @@ class Program:
             OTHER_TIERS[other % len(OTHER_TIERS)], add_years(review_day, -1), review_day, monthly
         )
 
-    def item(self, index: int, *, reviewed: bool = False) -> Item:
+    def item(self, index: int, *, reviewed: bool = False) -> common.Item:
         """Member `index`'s item as populated, or (reviewed=True) as the review leaves it."""
         from chalicelib.dal.ledger import expiry_key
 
@@ -249,36 +202,7 @@ class Program:
         return item
 
 
-def make_program(label: str, members: int, due_ids: list[str], seed: int) -> Program:
-    rng = random.Random(seed)
-    ms = int(datetime(2025, 3, 14, tzinfo=UTC).timestamp() * 1000)
-    others = [member_id_from(rng, ms + n) for n in range(members - len(due_ids))]
-    return Program(label, members, len(due_ids), [*due_ids, *others], member_template())
-
-
-# ---- environment, tables, populating ----------------------------------------------------------
-
-
-@contextmanager
-def environment(values: dict[str, str], remove: tuple[str, ...] = ()) -> Iterator[None]:
-    """Set (and remove) environment variables for the block, then put them back; the
-    app's settings and clients are forgotten on the way in and out."""
-    from chalicelib.wiring import reset_services
-
-    saved = {name: os.environ.get(name) for name in (*values, *remove)}
-    try:
-        for name in remove:
-            os.environ.pop(name, None)
-        os.environ.update(values)
-        reset_services()
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-        reset_services()
+# ---- logs -------------------------------------------------------------------------------------
 
 
 @contextmanager
@@ -308,7 +232,7 @@ def fired_at() -> datetime:
     return start_of_day(DAY) + timedelta(minutes=10)
 
 
-def run_review(meter: Meter) -> tuple[float, list[Call], dict[str, Any]]:
+def run_review(meter: CapacityMeter) -> tuple[float, list[Consumed], dict[str, Any]]:
     """The scheduled review for DAY, metered: the schedule, then every task it queued
     run by the jobs worker in this process (one container, tasks one after another);
     (seconds, calls, the schedule's answer)."""
@@ -345,16 +269,17 @@ def run_review(meter: Meter) -> tuple[float, list[Call], dict[str, Any]]:
 class Check:
     reviewed_members: int = 0  # due members left exactly as expected, with one history entry
     wrong: list[str] = field(default_factory=list)
-    after: dict[str, Item] = field(default_factory=dict)  # due members' items after the run
+    # the due members' items after the run, by (pk, sk)
+    after: common.Images = field(default_factory=dict)
     history: int = 0
     outcomes: Counter[str] = field(default_factory=Counter)
 
 
-def scan(client: Any, table: str) -> Iterator[Item]:
+def scan(client: Any, table: str) -> Iterator[common.Item]:
     """Every item, strongly consistent: a parallel scan (SCAN_SEGMENTS threads fetch pages,
     the caller checks items as they come)."""
     # Unbounded: a worker never blocks, so the pool can always be joined.
-    pages: queue.Queue[list[Item] | BaseException | None] = queue.Queue()
+    pages: queue.Queue[list[common.Item] | BaseException | None] = queue.Queue()
 
     def segment(number: int) -> None:
         try:
@@ -384,7 +309,7 @@ def scan(client: Any, table: str) -> Iterator[Item]:
                 yield from page
 
 
-def check(client: Any, table: str, program: Program) -> Check:
+def check(client: Any, table: str, program: TierProgram) -> Check:
     """Scan the Members table: every member must be exactly as populated, except the due
     members, which must be exactly as their review leaves them, each with one history
     entry saying so. Nothing else may be there."""
@@ -395,7 +320,7 @@ def check(client: Any, table: str, program: Program) -> Check:
     result = Check()
     seen: set[str] = set()
     due_ok: set[str] = set()
-    history: dict[str, list[Item]] = {}
+    history: dict[str, list[common.Item]] = {}
     for item in scan(client, table):
         pk, sk = item["pk"]["S"], item["sk"]["S"]
         member_id = pk.removeprefix("MEMBER#")
@@ -408,7 +333,7 @@ def check(client: Any, table: str, program: Program) -> Check:
             seen.add(member_id)
             due = index < program.due
             if due:
-                result.after[pk] = item
+                result.after[(pk, sk)] = item
             if item == program.item(index, reviewed=due):
                 if due:
                     due_ok.add(member_id)
@@ -458,74 +383,12 @@ def check(client: Any, table: str, program: Program) -> Check:
     return result
 
 
-@dataclass
-class Units:
-    rru: float = 0.0
-    wru: float = 0.0  # as AWS bills
-    wru_index: float = 0.0  # the index part of wru
-    wru_reported: float = 0.0  # DynamoDB Local's own write figures
-    unpriced: int = 0  # transactional items without images: DynamoDB Local's figure used
-    by_line: dict[str, dict[str, float]] = field(default_factory=dict)
-
-    @property
-    def total(self) -> float:
-        return self.rru + self.wru
-
-
-def price(calls: list[Call], spec: Any, before: dict[str, Item], after: dict[str, Item]) -> Units:
-    """Reads: DynamoDB Local's figures. Writes: TransactWriteItems priced from the items'
-    images (2x item and index units); other writes as DynamoDB Local reports them."""
-    from bench.ddbunits import price_write
-
-    units = Units()
-    for call in calls:
-        line = units.by_line.setdefault(
-            call.label, {"calls": 0, "failed": 0, "rru": 0.0, "wru": 0.0, "wru_reported": 0.0}
-        )
-        line["calls"] += 1
-        line["failed"] += 0 if call.ok else 1
-        if call.operation in READ_OPERATIONS:
-            units.rru += call.reported
-            line["rru"] += call.reported
-            continue
-        if call.operation not in WRITE_OPERATIONS:  # DescribeTable and the like: free
-            continue
-        units.wru_reported += call.reported
-        line["wru_reported"] += call.reported
-        billed = index = 0.0
-        if call.operation != "TransactWriteItems":
-            billed, index = call.reported, call.index_units
-        elif call.ok:
-            unpriced = 0
-            for action, _table, body in call.items:
-                if action == "ConditionCheck":
-                    continue
-                pk = body["pk"]["S"]
-                if action == "Put" and str(body["sk"]["S"]).startswith("TIER#"):
-                    cost = price_write(spec, None, body)  # a new history entry
-                elif pk in before and pk in after:
-                    cost = price_write(spec, before[pk], after[pk] if action != "Delete" else None)
-                else:
-                    unpriced += 1
-                    continue
-                item_index = sum(cost.index_units.values())
-                billed += 2 * (cost.item_units + item_index)
-                index += 2 * item_index
-            if unpriced:  # fall back to the engine's figure for the whole call
-                units.unpriced += unpriced
-                billed, index = call.reported, call.index_units
-        else:  # a cancelled transaction: the engine's figure
-            billed, index = call.reported, call.index_units
-        units.wru += billed
-        units.wru_index += index
-        line["wru"] += billed
-    return units
-
-
 # ---- one size --------------------------------------------------------------------------------
 
 
-def measure_size(admin: Any, meter: Meter, program: Program, env: dict[str, str]) -> dict[str, Any]:
+def measure_size(
+    admin: Any, meter: CapacityMeter, program: TierProgram, env: dict[str, str]
+) -> dict[str, Any]:
     from bench.ddbunits import ImageReader
     from chalicelib.wiring import reset_services, services
     from local.seed import seed
@@ -538,18 +401,20 @@ def measure_size(admin: Any, meter: Meter, program: Program, env: dict[str, str]
         "IDEMPOTENCY_TABLE": f"{tag}-idempotency",
     }
     members_table = tables["MEMBERS_TABLE"]
-    with environment(tables):
+    with common.environment(tables):
         try:
-            held_back = create_tables(admin, {**env, **tables})
+            held_back = common.create_tables(admin, {**env, **tables})
             seed()  # the demo program: the default tiers
             log(f"{program.label}: populating {program.members:,} members ({program.due} due)")
-            populate_s = populate(admin, members_table, program)
-            enable_streams(admin, held_back)
+            populate_s = common.populate(admin, members_table, program)
+            common.enable_streams(admin, held_back)
             log(
                 f"{program.label}: populated in {populate_s:.1f} s "
                 f"({program.members / populate_s:,.0f} items/s); running the review for {DAY}"
             )
-            before = {f"MEMBER#{program.ids[n]}": program.item(n) for n in range(program.due)}
+            before = {
+                (f"MEMBER#{program.ids[n]}", "MEMBER"): program.item(n) for n in range(program.due)
+            }
             reset_services()
             seconds, calls, answer = run_review(meter)
             log(f"{program.label}: {len(calls)} DynamoDB calls in {seconds:.2f} s; checking")
@@ -558,7 +423,9 @@ def measure_size(admin: Any, meter: Meter, program: Program, env: dict[str, str]
             t0 = time.perf_counter()
             result = check(admin, members_table, program)
             check_s = time.perf_counter() - t0
-            units = price(calls, ImageReader(admin).spec(members_table), before, result.after)
+            units = common.price(
+                calls, ImageReader(admin).spec(members_table), before, result.after
+            )
         finally:
             reset_services()
             for name in tables.values():
@@ -601,51 +468,35 @@ def review_cost(quick: bool) -> dict[str, dict[str, Any]]:
     import boto3
     import botocore.config
 
-    from local import ddb
-    from local.infra import stage_environment
-    from local.stack import LOCAL_CREDENTIALS
-
     sizes = QUICK_SIZES if quick else SIZES
-    port = ddb.free_port()
-    log_file = Path(tempfile.gettempdir()) / f"bench-tiers-ddb-{port}.log"
-    log(f"starting DynamoDB Local on port {port} (log {log_file})")
-    proc = ddb.start(port, None, log_file)
-    meter = Meter()
-    try:
-        env = stage_environment("local")
-        env.update(LOCAL_CREDENTIALS)
-        env["AWS_REGION"] = env["AWS_DEFAULT_REGION"]
-        env["AWS_ENDPOINT_URL_DYNAMODB"] = f"http://127.0.0.1:{port}"
-        env["AWS_CONFIG_FILE"] = os.devnull
-        env["AWS_SHARED_CREDENTIALS_FILE"] = os.devnull
-        env["AWS_EC2_METADATA_DISABLED"] = "true"
-        with environment(env, remove=("AWS_PROFILE", "AWS_DEFAULT_PROFILE")):
+    meter = CapacityMeter()
+    with common.dynamodb_local("tiers") as endpoint:
+        env = common.local_env(endpoint)
+        with common.environment(env, remove=("AWS_PROFILE", "AWS_DEFAULT_PROFILE")):
             admin = boto3.client(
                 "dynamodb",
                 region_name=env["AWS_REGION"],
                 config=botocore.config.Config(max_pool_connections=8),
             )  # created before the meter: never metered
-            meter.install()
-            try:
+            with meter.installed():
                 rng = random.Random(20261215)
                 ms = int(datetime(2025, 1, 6, tzinfo=UTC).timestamp() * 1000)
-                due_ids = [member_id_from(rng, ms + n) for n in range(DUE)]
+                due_ids = [common.member_id_from(rng, ms + n) for n in range(DUE)]
                 # Discarded: DynamoDB Local's first transactions and queries run cold (JIT),
                 # which would make the first size look slower than the second.
                 warm = measure_size(
-                    admin, meter, make_program("warm-up", WARM_UP_SIZE, due_ids, 0), env
+                    admin, meter, TierProgram.generate("warm-up", WARM_UP_SIZE, due_ids, 0), env
                 )
                 if warm["check"].wrong:
                     raise RuntimeError(f"the warm-up review went wrong: {warm['check'].wrong[:3]}")
-                return {
-                    label: measure_size(admin, meter, make_program(label, size, due_ids, seed), env)
+                results = {
+                    label: measure_size(
+                        admin, meter, TierProgram.generate(label, size, due_ids, seed), env
+                    )
                     for seed, (label, size) in enumerate(sizes, start=1)
                 }
-            finally:
-                meter.uninstall()
-    finally:
-        ddb.stop(proc)
-        log("DynamoDB Local stopped")
+    log("DynamoDB Local stopped")
+    return results
 
 
 # ---- upgrade lag over HTTP ----------------------------------------------------------------------
@@ -691,7 +542,7 @@ class Till:
 
     def upgrade(self, member_id: str, timeout: float) -> Upgrade:
         """One purchase over the gold threshold; polls the member's tier until gold."""
-        from local.pos import encode, signed_headers
+        from local.pos import encode, key_headers
 
         path = "/v1/transactions"
         body = encode(
@@ -711,14 +562,7 @@ class Till:
                 "total": UPGRADE_PURCHASE,
             }
         )
-        headers = signed_headers(
-            store_id=self.key["store_id"],
-            key_id=self.key["key_id"],
-            secret=self.key["secret"],
-            method="POST",
-            path=path,
-            body=body,
-        )
+        headers = key_headers(self.key, "POST", path, body)
         member_headers = bearer(self.tokens[member_id])
         response = self.session.post(f"{self.base}{path}", data=body, headers=headers, timeout=30)
         accepted = time.perf_counter()
@@ -782,7 +626,7 @@ def upgrade_lag(quick: bool) -> dict[str, Any]:
         local_stack(Path(tmp), log) as state,
     ):
         env = stack_environment(state["ddb_port"], state["moto_port"], state["queues"])
-        with environment(env):
+        with common.environment(env):
             key = create_store_key(STORE_ID)
         with requests.Session() as session:
             till = Till(session, state["api"], key)
@@ -835,26 +679,10 @@ def report(
 ) -> dict[str, Any]:
     from chalicelib.domain.expiry import EXPIRY_SHARDS
 
-    figures: dict[str, float] = {}
-    units: dict[str, str] = {}
-    for label, result in results.items():
-        spent: Units = result["units"]
-        figures[f"tier_review_units_{label}"] = round(spent.total, 1)
-        figures[f"tier_review_rru_{label}"] = round(spent.rru, 1)
-        figures[f"tier_review_wru_{label}"] = round(spent.wru, 1)
-        figures[f"tier_review_seconds_{label}"] = round(result["seconds"], 2)
-        units[f"tier_review_units_{label}"] = "RU+WU"
-        units[f"tier_review_rru_{label}"] = "RRU"
-        units[f"tier_review_wru_{label}"] = "WRU"
-        units[f"tier_review_seconds_{label}"] = "s"
-    small, large = results["10k"], results["100k"]
-    figures["review_cost_ratio_100k_vs_10k"] = round(large["units"].total / small["units"].total, 3)
-    units["review_cost_ratio_100k_vs_10k"] = "x"
-    due = large["due"]
-    figures["tier_review_rru_per_member"] = round(large["units"].rru / due, 3)
-    figures["tier_review_wru_per_member"] = round(large["units"].wru / due, 3)
-    units["tier_review_rru_per_member"] = "RRU"
-    units["tier_review_wru_per_member"] = "WRU"
+    figures, units = common.cost_figures(
+        "tier_review", "review_cost_ratio_100k_vs_10k", results, totals=True
+    )
+    due = results["100k"]["due"]
     figures["tier_reviewed_members"] = min(r["check"].reviewed_members for r in results.values())
     units["tier_reviewed_members"] = "members"
     figures["tier_review_wrong_items"] = sum(len(r["check"].wrong) for r in results.values())
@@ -895,21 +723,13 @@ def report(
         },
     }
     for label, result in results.items():
-        spent = result["units"]
+        spent: common.Units = result["units"]
         checked: Check = result["check"]
         info["sizes"][label] = {
-            "members": result["members"],
-            "due_members": result["due"],
-            "populate_seconds": round(result["populate_seconds"], 1),
-            "populate_items_per_s": round(result["members"] / result["populate_seconds"]),
+            **common.program_info(result),
             "review_seconds": round(result["seconds"], 3),
             "check_seconds": round(result["check_seconds"], 1),
-            "rru": spent.rru,
-            "wru": spent.wru,
-            "wru_index": spent.wru_index,
-            "wru_reported_by_ddb_local": spent.wru_reported,
-            "unpriced_transaction_items": spent.unpriced,
-            "calls": result["operations"],
+            **common.units_info(result),
             "by_line": spent.by_line,
             "run_record": result["run_record"],
             "handler_answer": result["answer"],

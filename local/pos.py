@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import secrets
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -31,6 +32,31 @@ def signed_headers(
         "X-Nonce": nonce,
         "X-Signature": sign(secret, method, path, ts, nonce, body),
     }
+
+
+def key_headers(
+    key: Mapping[str, str],
+    method: str,
+    path: str,
+    body: bytes,
+    *,
+    store_id: str | None = None,
+    timestamp: str | None = None,
+    nonce: str | None = None,
+) -> dict[str, str]:
+    """`signed_headers` with a store key as `local.tools.create_store_key` returns it
+    (store_id, key_id, secret). The path is signed without its query string; `store_id`
+    names another store than the key's (the signature stays the key's)."""
+    return signed_headers(
+        store_id=store_id or key["store_id"],
+        key_id=key["key_id"],
+        secret=key["secret"],
+        method=method,
+        path=path.split("?")[0],
+        body=body,
+        timestamp=timestamp,
+        nonce=nonce,
+    )
 
 
 def encode(payload: Any) -> bytes:

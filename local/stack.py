@@ -46,6 +46,17 @@ LOCAL_CREDENTIALS = {
 }
 
 
+# What points the app at the local stack's endpoints and queues (`stack_environment`):
+# unset them to keep a process that is given only DynamoDB off the rest of a stack.
+ENDPOINT_VARIABLES = (
+    "AWS_ENDPOINT_URL_DYNAMODB",
+    "AWS_ENDPOINT_URL_DYNAMODB_STREAMS",
+    "AWS_ENDPOINT_URL_SQS",
+    "AWS_ENDPOINT_URL_EVENTBRIDGE",
+    "MESSAGES_QUEUE_URL",
+)
+
+
 def stack_environment(
     ddb_port: int, moto_port: int, queue_urls: dict[str, str] | None = None
 ) -> dict[str, str]:

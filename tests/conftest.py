@@ -18,15 +18,7 @@ from typing import Any
 import pytest
 
 from local.infra import create_tables, stage_environment
-from local.stack import LOCAL_CREDENTIALS
-
-_ENDPOINT_VARS = (
-    "AWS_ENDPOINT_URL_DYNAMODB",
-    "AWS_ENDPOINT_URL_DYNAMODB_STREAMS",
-    "AWS_ENDPOINT_URL_SQS",
-    "AWS_ENDPOINT_URL_EVENTBRIDGE",
-    "MESSAGES_QUEUE_URL",
-)
+from local.stack import ENDPOINT_VARIABLES, LOCAL_CREDENTIALS
 
 
 def reset_app_state() -> None:
@@ -40,7 +32,7 @@ def aws_env(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     env = stage_environment("local")
     env.update(LOCAL_CREDENTIALS)
     env["AWS_REGION"] = env["AWS_DEFAULT_REGION"]
-    for name in _ENDPOINT_VARS:
+    for name in ENDPOINT_VARIABLES:
         monkeypatch.delenv(name, raising=False)
     for key, value in env.items():
         monkeypatch.setenv(key, value)
@@ -141,20 +133,6 @@ def store_key() -> dict[str, str]:
 
 def auth(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
-
-
-def signed_by(key: dict[str, str], method: str, path: str, body: bytes) -> dict[str, str]:
-    """A POS's headers for one request, signed with a key from `create_store_key`."""
-    from local.pos import signed_headers
-
-    return signed_headers(
-        store_id=key["store_id"],
-        key_id=key["key_id"],
-        secret=key["secret"],
-        method=method,
-        path=path,
-        body=body,
-    )
 
 
 def env_snapshot() -> dict[str, str]:

@@ -149,19 +149,12 @@ class PosSignature(AuthBase):
         self.key = key
 
     def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
-        from local.pos import signed_headers
+        from local.pos import key_headers
 
         body = request.body or b""
         if isinstance(body, str):
             body = body.encode()
-        headers = signed_headers(
-            store_id=self.key["store_id"],
-            key_id=self.key["key_id"],
-            secret=self.key["secret"],
-            method=str(request.method),
-            path=urlsplit(str(request.url)).path,
-            body=body,
-        )
+        headers = key_headers(self.key, str(request.method), urlsplit(str(request.url)).path, body)
         headers.pop("Content-Type")
         request.headers.update(headers)
         return request

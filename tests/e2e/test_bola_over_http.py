@@ -17,14 +17,10 @@ from typing import Any
 import pytest
 import requests
 
-from local.pos import encode, signed_headers
-from tests.conftest import token_for, unique_phone
+from tests.conftest import auth, token_for, unique_phone
+from tests.e2e.clients import Pos
 
 pytestmark = pytest.mark.e2e
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
 
 
 def operations() -> list[Any]:
@@ -42,7 +38,7 @@ def call(api: str, method: str, path: str, token: str, body: Any = None) -> requ
     data = (
         json.dumps(body if body is not None else {}) if method in ("POST", "PUT", "PATCH") else None
     )
-    return requests.request(method, f"{api}{path}", headers=bearer(token), data=data, timeout=10)
+    return requests.request(method, f"{api}{path}", headers=auth(token), data=data, timeout=10)
 
 
 def staff(role: str, store: str | None = None) -> str:
@@ -54,7 +50,7 @@ def staff(role: str, store: str | None = None) -> str:
 def register(api: str, token: str | None = None, **fields: Any) -> requests.Response:
     return requests.post(
         f"{api}/v1/members",
-        headers=bearer(token or staff("ops")),
+        headers=auth(token or staff("ops")),
         data=json.dumps({"phone": unique_phone(), "channel": "pos", **fields}),
         timeout=10,
     )
@@ -69,26 +65,6 @@ def new_member(api: str) -> tuple[str, str]:
 
 def error_code(response: requests.Response) -> str:
     return str(response.json()["error"]["code"])
-
-
-class Pos:
-    def __init__(self, api: str, key: dict[str, str], store_header: str | None = None) -> None:
-        self.api, self.key = api, key
-        self.store_header = store_header or key["store_id"]
-
-    def send(self, method: str, path: str, payload: Any = None, query: str = ""):
-        body = encode(payload) if payload is not None else b""
-        headers = signed_headers(
-            store_id=self.store_header,
-            key_id=self.key["key_id"],
-            secret=self.key["secret"],
-            method=method,
-            path=path,
-            body=body,
-        )
-        return requests.request(
-            method, f"{self.api}{path}{query}", headers=headers, data=body, timeout=10
-        )
 
 
 def purchase(store_id: str, card: str, **overrides: Any) -> dict[str, Any]:
@@ -179,7 +155,7 @@ def test_given_a_pos_of_store_1_when_acting_for_store_2_then_403_or_not_found_an
     txn = bought["transaction_id"]
     ops = staff("ops")
     balance = requests.get(
-        f"{api}/v1/members/{member_id}/points", headers=bearer(ops), timeout=10
+        f"{api}/v1/members/{member_id}/points", headers=auth(ops), timeout=10
     ).json()["balance"]
 
     register_there = pos1.send(
@@ -206,15 +182,15 @@ def test_given_a_pos_of_store_1_when_acting_for_store_2_then_403_or_not_found_an
     read_unnamed = pos1.send("GET", f"/v1/transactions/{txn}")
     assert (read_unnamed.status_code, error_code(read_unnamed)) == (404, "TRANSACTION_NOT_FOUND")
     # store 1's key presented as store 2's
-    as_store_2 = Pos(api, pos1.key, store_header="store-002").send("GET", f"/v1/transactions/{txn}")
+    as_store_2 = Pos(api, pos1.key, store_id="store-002").send("GET", f"/v1/transactions/{txn}")
     assert (as_store_2.status_code, error_code(as_store_2)) == (403, "STORE_MISMATCH")
 
     seen = requests.get(
-        f"{api}/v1/transactions/{txn}?store_id=store-002", headers=bearer(ops), timeout=10
+        f"{api}/v1/transactions/{txn}?store_id=store-002", headers=auth(ops), timeout=10
     ).json()
     assert seen["refunds"] == []
     after = requests.get(
-        f"{api}/v1/members/{member_id}/points", headers=bearer(ops), timeout=10
+        f"{api}/v1/members/{member_id}/points", headers=auth(ops), timeout=10
     ).json()["balance"]
     assert after == balance
 
@@ -244,7 +220,7 @@ def test_given_store_staff_of_store_1_when_acting_for_store_2_then_403_and_their
     assert here.json()["profile"]["store_id"] == "store-001"
 
     read = requests.get(
-        f"{api}/v1/transactions/{txn}?store_id=store-002", headers=bearer(mine), timeout=10
+        f"{api}/v1/transactions/{txn}?store_id=store-002", headers=auth(mine), timeout=10
     )
     assert (read.status_code, error_code(read)) == (403, "STORE_MISMATCH")
     refund = call(
@@ -298,7 +274,7 @@ def test_given_an_admin_when_closing_a_store_and_revoking_a_key_then_its_pos_is_
 
     revoked = requests.delete(
         f"{api}/v1/admin/stores/{store_id}/keys/{pos.key['key_id']}",
-        headers=bearer(admin),
+        headers=auth(admin),
         timeout=10,
     )
     assert revoked.status_code == 200, revoked.text

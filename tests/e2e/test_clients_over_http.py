@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -13,16 +12,13 @@ import requests
 
 from chalicelib.domain.clock import PROGRAM_TZ
 from chalicelib.domain.messaging import in_quiet_hours
-from local.pos import encode, signed_headers
+from local.pos import key_headers
 from local.tools import signed_token
-from tests.conftest import token_for, unique_phone
+from tests.conftest import auth, token_for, unique_phone
 from tests.e2e.conftest import ROOT
+from tests.helpers import SignedPos, wait_for
 
 pytestmark = pytest.mark.e2e
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
 
 
 def delivered(message_id: str) -> bool:
@@ -31,15 +27,6 @@ def delivered(message_id: str) -> bool:
     from chalicelib.handlers.messages import delivered as completed
 
     return completed(message_id)
-
-
-def wait_for(condition, seconds: float = 20.0) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.2)
-    return False
 
 
 def test_given_a_mobile_user_when_signing_up_then_they_read_and_edit_only_their_own_member(
@@ -51,7 +38,7 @@ def test_given_a_mobile_user_when_signing_up_then_they_read_and_edit_only_their_
     sign_up = token_for(None, phone=phone)
     created = requests.post(
         f"{api}/v1/members",
-        headers=bearer(sign_up),
+        headers=auth(sign_up),
         data=json.dumps({"phone": phone, "channel": "app", "name": "小明"}),
         timeout=10,
     )
@@ -61,13 +48,13 @@ def test_given_a_mobile_user_when_signing_up_then_they_read_and_edit_only_their_
 
     # the same sign-in now acts as the member, and so does the tool's token for it
     for token in (sign_up, token_for(member_id)):
-        mine = requests.get(f"{api}/v1/members/{member_id}", headers=bearer(token), timeout=10)
+        mine = requests.get(f"{api}/v1/members/{member_id}", headers=auth(token), timeout=10)
         assert mine.status_code == 200, mine.text
         assert mine.json()["profile"]["name"] == "小明"
 
     patched = requests.patch(
         f"{api}/v1/members/{member_id}",
-        headers=bearer(token),
+        headers=auth(token),
         data=json.dumps({"marketing_consent": True, "gender": "male"}),
         timeout=10,
     )
@@ -76,11 +63,11 @@ def test_given_a_mobile_user_when_signing_up_then_they_read_and_edit_only_their_
 
     other = requests.post(
         f"{api}/v1/members",
-        headers=bearer(token_for(None, role="ops")),
+        headers=auth(token_for(None, role="ops")),
         data=json.dumps({"phone": unique_phone(), "channel": "web"}),
         timeout=10,
     ).json()["member_id"]
-    denied = requests.get(f"{api}/v1/members/{other}", headers=bearer(token), timeout=10)
+    denied = requests.get(f"{api}/v1/members/{other}", headers=auth(token), timeout=10)
     assert denied.status_code == 403
     assert denied.json()["error"]["code"] == "FORBIDDEN"
     # a token whose custom:member_id names the other member, with this member's sign-in
@@ -90,7 +77,7 @@ def test_given_a_mobile_user_when_signing_up_then_they_read_and_edit_only_their_
         response = requests.request(
             method,
             f"{api}/v1/members/{other}{path}",
-            headers=bearer(forged),
+            headers=auth(forged),
             data=json.dumps({"name": "taken"}) if method == "PATCH" else None,
             timeout=10,
         )
@@ -106,14 +93,11 @@ def test_given_a_pos_when_it_registers_and_looks_up_a_member_then_signatures_are
     key = create_store_key("store-002")
     api = stack.base_url
     phone = unique_phone()
-    body = encode({"phone": phone, "channel": "pos", "external_ids": {"pos_card": phone[-8:]}})
-    headers = signed_headers(
-        store_id="store-002",
-        key_id=key["key_id"],
-        secret=key["secret"],
-        method="POST",
-        path="/v1/members",
-        body=body,
+    pos = SignedPos(key)
+    body, headers = pos.signed(
+        "POST",
+        "/v1/members",
+        {"phone": phone, "channel": "pos", "external_ids": {"pos_card": phone[-8:]}},
     )
     created = requests.post(f"{api}/v1/members", headers=headers, data=body, timeout=10)
     assert created.status_code == 201, created.text
@@ -123,14 +107,7 @@ def test_given_a_pos_when_it_registers_and_looks_up_a_member_then_signatures_are
     assert replay.status_code == 401
     assert replay.json()["error"]["code"] == "NONCE_REUSED"
 
-    lookup_headers = signed_headers(
-        store_id="store-002",
-        key_id=key["key_id"],
-        secret=key["secret"],
-        method="GET",
-        path="/v1/members/lookup",
-        body=b"",
-    )
+    _, lookup_headers = pos.signed("GET", "/v1/members/lookup")
     found = requests.get(
         f"{api}/v1/members/lookup", params={"card": phone[-8:]}, headers=lookup_headers, timeout=10
     )
@@ -138,13 +115,11 @@ def test_given_a_pos_when_it_registers_and_looks_up_a_member_then_signatures_are
     assert found.json()["member_id"] == created.json()["member_id"]
     assert "****" in found.json()["phone"]
 
-    stale = signed_headers(
-        store_id="store-002",
-        key_id=key["key_id"],
-        secret=key["secret"],
-        method="GET",
-        path="/v1/members/lookup",
-        body=b"",
+    stale = key_headers(
+        key,
+        "GET",
+        "/v1/members/lookup",
+        b"",
         timestamp=(datetime.now(UTC) - timedelta(minutes=6)).strftime("%Y-%m-%dT%H:%M:%SZ"),
     )
     too_old = requests.get(
@@ -165,7 +140,7 @@ def test_given_a_registration_then_its_stream_record_reaches_the_handlers_throug
 ):
     response = requests.post(
         f"{stack.base_url}/v1/members",
-        headers=bearer(token_for(None, role="ops")),
+        headers=auth(token_for(None, role="ops")),
         data=json.dumps({"phone": unique_phone(), "channel": "miniprogram", "name": "Stream"}),
         timeout=10,
     )
@@ -186,7 +161,7 @@ def test_given_a_birthday_today_when_the_job_is_ticked_then_its_tasks_greet_and_
     )
     response = requests.post(
         f"{stack.base_url}/v1/members",
-        headers=bearer(token_for(None, role="ops")),
+        headers=auth(token_for(None, role="ops")),
         data=json.dumps(
             {
                 "phone": unique_phone(),
@@ -216,7 +191,7 @@ def test_given_a_birthday_today_when_the_job_is_ticked_then_its_tasks_greet_and_
     assert wait_for_balance(stack.base_url, member_id, SIGNUP_BONUS + birthday_points, 40), (
         stack.log()[-3000:]
     )
-    staff = bearer(token_for(None, role="ops"))
+    staff = auth(token_for(None, role="ops"))
 
     def run() -> dict:
         return requests.get(

@@ -3,89 +3,26 @@ the pipeline delivers them to the worker, exactly the due lots expire; reminders
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 import time
-import uuid
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
 import requests
 
-from chalicelib.domain import points as domain
 from chalicelib.domain.clock import PROGRAM_TZ
 from chalicelib.domain.messaging import in_quiet_hours
-from chalicelib.wiring import services
-from tests.conftest import token_for, unique_phone
-from tests.e2e.conftest import ROOT
+from tests.conftest import auth, token_for
+from tests.e2e.clients import SIGNUP_BONUS, balance, new_member, tick, wait_for_balance
+from tests.helpers import credit, wait_for
 
 pytestmark = pytest.mark.e2e
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
-
-
-def tick(stack, job: str, at: datetime) -> dict:
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "local.tools",
-            "tick",
-            job,
-            "--at",
-            at.strftime("%Y-%m-%dT%H:%M:%SZ"),
-        ],
-        cwd=ROOT,
-        env={**stack.env(), "LOYALTY_STACK_STATE": str(stack.state_path), "PATH": "/usr/bin:/bin"},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    return json.loads(done.stdout.strip().splitlines()[-1])
-
-
-def credit_at(member_id: str, points: int, at: datetime) -> None:
-    svc = services()
-    domain.record_adjustment(
-        domain.Adjustment(
-            member_id=member_id,
-            adjustment_id=f"old-{uuid.uuid4().hex[:8]}",
-            points=points,
-            reason="earned then",
-            actor="e2e",
-            request_hash=uuid.uuid4().hex,
-        ),
-        domain.Context(
-            repo=svc.ledger, program=svc.program.config(), tiers=svc.program.tiers(), now=at
-        ),
-    )
-
-
-def wait_for(condition, seconds: float = 30.0) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.3)
-    return False
 
 
 def test_given_points_that_expired_yesterday_when_the_job_ticks_then_exactly_they_expire(
     stack, stack_env
 ):
     api = stack.base_url
-    member_id = requests.post(
-        f"{api}/v1/members",
-        headers=bearer(token_for(None, role="ops")),
-        data=json.dumps({"phone": unique_phone(), "channel": "app"}),
-        timeout=10,
-    ).json()["member_id"]
-    from tests.e2e.test_points_over_http import SIGNUP_BONUS, wait_for_balance
-
+    member_id = new_member(api)
     assert wait_for_balance(api, member_id, SIGNUP_BONUS)  # it stays: it expires in a year
     today = datetime.now(PROGRAM_TZ).date()
     yesterday = today - timedelta(days=1)
@@ -93,8 +30,8 @@ def test_given_points_that_expired_yesterday_when_the_job_ticks_then_exactly_the
     # choose the run date as that month end, one day before the tick's program day.
     run_day = date(yesterday.year, yesterday.month, 1) - timedelta(days=1)  # a month end
     earned = datetime(run_day.year - 1, run_day.month, 15, 4, tzinfo=UTC)
-    credit_at(member_id, 400, earned)
-    credit_at(member_id, 100, datetime.now(UTC))  # expires in a year: must stay
+    credit(member_id, 400, earned)
+    credit(member_id, 100, datetime.now(UTC))  # expires in a year: must stay
     fired = datetime.combine(
         run_day + timedelta(days=1), datetime.min.time(), PROGRAM_TZ
     ) + timedelta(minutes=5)
@@ -102,17 +39,8 @@ def test_given_points_that_expired_yesterday_when_the_job_ticks_then_exactly_the
     result = tick(stack, "points_expiry", fired.astimezone(UTC))
     assert run_day.isoformat() in result["dates"]
 
-    def balance() -> int:
-        return int(
-            requests.get(
-                f"{api}/v1/members/{member_id}/points",
-                headers=bearer(token_for(member_id)),
-                timeout=10,
-            ).json()["balance"]
-        )
-
-    assert wait_for(lambda: balance() == SIGNUP_BONUS + 100), stack.log()[-3000:]
-    staff = bearer(token_for(None, role="ops"))
+    assert wait_for(lambda: balance(api, member_id) == SIGNUP_BONUS + 100), stack.log()[-3000:]
+    staff = auth(token_for(None, role="ops"))
     assert wait_for(
         lambda: (
             requests.get(
@@ -132,20 +60,15 @@ def test_given_points_that_expired_yesterday_when_the_job_ticks_then_exactly_the
     # the same tick again changes nothing
     assert tick(stack, "points_expiry", fired.astimezone(UTC))["tasks"] == 0
     time.sleep(1)
-    assert balance() == SIGNUP_BONUS + 100
+    assert balance(api, member_id) == SIGNUP_BONUS + 100
 
 
 def test_given_points_expiring_within_30_days_then_one_reminder_is_sent(stack, stack_env):
     api = stack.base_url
-    member_id = requests.post(
-        f"{api}/v1/members",
-        headers=bearer(token_for(None, role="ops")),
-        data=json.dumps({"phone": unique_phone(), "channel": "app", "marketing_consent": True}),
-        timeout=10,
-    ).json()["member_id"]
+    member_id = new_member(api, marketing_consent=True)
     today = datetime.now(PROGRAM_TZ).date()
     month_end = date(today.year + (today.month == 12), today.month % 12 + 1, 1) - timedelta(days=1)
-    credit_at(member_id, 250, datetime(month_end.year - 1, month_end.month, 10, 4, tzinfo=UTC))
+    credit(member_id, 250, datetime(month_end.year - 1, month_end.month, 10, 4, tzinfo=UTC))
     first = tick(stack, "expiry_reminders", datetime.now(UTC))
     second = tick(stack, "expiry_reminders", datetime.now(UTC))
     assert first["queued"] >= 1

@@ -15,8 +15,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from local.pos import encode, signed_headers
 from tests.conftest import token_for, unique_phone
+from tests.helpers import SignedPos
 
 pytestmark = pytest.mark.e2e
 
@@ -49,21 +49,12 @@ def envelope(body: bytes) -> dict[str, Any]:
     return document["error"]  # type: ignore[no-any-return]
 
 
-class Till:
-    def __init__(self, base_url: str, key: dict[str, str]) -> None:
-        self.base_url, self.key = base_url, key
+class Till(SignedPos):
+    """A till that opens a connection of its own for each request."""
 
-    def signed(self, method: str, path: str, payload: Any = None) -> tuple[bytes, dict[str, str]]:
-        body = encode(payload) if payload is not None else b""
-        headers = signed_headers(
-            store_id=self.key["store_id"],
-            key_id=self.key["key_id"],
-            secret=self.key["secret"],
-            method=method,
-            path=path.split("?")[0],
-            body=body,
-        )
-        return body, headers
+    def __init__(self, base_url: str, key: dict[str, str]) -> None:
+        super().__init__(key)
+        self.base_url = base_url
 
     def send(self, method: str, path: str, payload: Any = None) -> tuple[int, bytes]:
         body, headers = self.signed(method, path, payload)

@@ -13,9 +13,8 @@ from typing import Any
 import pytest
 import requests
 
-from local.pos import signed_headers
-from tests.conftest import token_for, unique_phone
-from tests.e2e.test_points_over_http import SIGNUP_BONUS, Pos, bearer, wait_for_balance
+from tests.conftest import auth, token_for, unique_phone
+from tests.e2e.clients import SIGNUP_BONUS, Pos, wait_for_balance
 
 pytestmark = pytest.mark.e2e
 
@@ -41,7 +40,7 @@ def test_given_the_app_shows_a_code_when_the_pos_pays_with_points_then_it_pays_o
     from local.tools import create_store_key
 
     api = stack.base_url
-    ops = bearer(token_for(None, role="ops"))
+    ops = auth(token_for(None, role="ops"))
     registered = requests.post(
         f"{api}/v1/members",
         headers=ops,
@@ -59,7 +58,7 @@ def test_given_the_app_shows_a_code_when_the_pos_pays_with_points_then_it_pays_o
     assert registered.status_code == 201, registered.text
     member_id = registered.json()["member_id"]
     assert wait_for_balance(api, member_id, SIGNUP_BONUS)
-    app = bearer(token_for(member_id))
+    app = auth(token_for(member_id))
     pos = Pos(api, create_store_key("store-001"))
 
     # without the member present, no points leave
@@ -75,14 +74,7 @@ def test_given_the_app_shows_a_code_when_the_pos_pays_with_points_then_it_pays_o
         f"{api}/v1/members/lookup",
         params={"member_code": code},
         # the signature covers the path without the query string
-        headers=signed_headers(
-            store_id=pos.key["store_id"],
-            key_id=pos.key["key_id"],
-            secret=pos.key["secret"],
-            method="GET",
-            path="/v1/members/lookup",
-            body=b"",
-        ),
+        headers=pos.signed("GET", "/v1/members/lookup")[1],
         timeout=10,
     )
     assert found.status_code == 200, found.text

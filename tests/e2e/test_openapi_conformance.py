@@ -32,9 +32,9 @@ from typing import Any
 import pytest
 import requests
 
-from local.pos import encode, signed_headers
 from local.stack_process import StackDidNotStart, local_stack
 from tests.conftest import token_for
+from tests.e2e.clients import Pos
 from tests.e2e.conftest import ROOT
 
 pytestmark = pytest.mark.e2e
@@ -59,16 +59,7 @@ class World:
 
 
 def _signed_post(base: str, key: dict[str, str], path: str, payload: dict[str, Any]) -> Any:
-    body = encode(payload)
-    headers = signed_headers(
-        store_id=key["store_id"],
-        key_id=key["key_id"],
-        secret=key["secret"],
-        method="POST",
-        path=path,
-        body=body,
-    )
-    return requests.post(f"{base}{path}", data=body, headers=headers, timeout=30)
+    return Pos(base, key, timeout=30).send("POST", path, payload)
 
 
 @pytest.fixture(scope="module")

@@ -10,60 +10,17 @@ from datetime import UTC, datetime
 import pytest
 import requests
 
-from local.pos import encode, signed_headers
-from tests.conftest import token_for, unique_phone
+from tests.conftest import auth, token_for
+from tests.e2e.clients import SIGNUP_BONUS, Pos, balance, new_member, wait_for_balance
 
 pytestmark = pytest.mark.e2e
 
 
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
-
-
 def register(api: str, **fields) -> str:
-    response = requests.post(
-        f"{api}/v1/members",
-        headers=bearer(token_for(None, role="ops")),
-        data=json.dumps({"phone": unique_phone(), "channel": "app", **fields}),
-        timeout=10,
-    )
-    assert response.status_code == 201, response.text
-    member_id = str(response.json()["member_id"])
+    member_id = new_member(api, **fields)
     # the sign-up bonus arrives through the members stream, seconds later
     assert wait_for_balance(api, member_id, SIGNUP_BONUS)
     return member_id
-
-
-SIGNUP_BONUS = 100
-
-
-def wait_for_balance(api: str, member_id: str, expected: int, seconds: float = 20.0) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        points = requests.get(
-            f"{api}/v1/members/{member_id}/points", headers=bearer(token_for(member_id)), timeout=10
-        ).json()
-        if points["balance"] == expected:
-            return True
-        time.sleep(0.2)
-    return False
-
-
-class Pos:
-    def __init__(self, api: str, key: dict[str, str]) -> None:
-        self.api, self.key = api, key
-
-    def send(self, method: str, path: str, payload=None):
-        body = encode(payload) if payload is not None else b""
-        headers = signed_headers(
-            store_id=self.key["store_id"],
-            key_id=self.key["key_id"],
-            secret=self.key["secret"],
-            method=method,
-            path=path,
-            body=body,
-        )
-        return requests.request(method, f"{self.api}{path}", headers=headers, data=body, timeout=10)
 
 
 def test_given_a_member_when_a_pos_posts_a_purchase_and_a_refund_then_points_follow(
@@ -100,7 +57,7 @@ def test_given_a_member_when_a_pos_posts_a_purchase_and_a_refund_then_points_fol
     assert refund.json()["points_reversed"] == 25
     points = requests.get(
         f"{stack.base_url}/v1/members/{member_id}/points",
-        headers=bearer(token_for(member_id)),
+        headers=auth(token_for(member_id)),
         timeout=10,
     ).json()
     assert points["balance"] == SIGNUP_BONUS + 73
@@ -117,7 +74,7 @@ def test_given_a_referral_when_the_referee_buys_for_the_first_time_then_the_refe
     referee = register(stack.base_url)
     declared = requests.post(
         f"{stack.base_url}/v1/members/{referee}/activities",
-        headers=bearer(token_for(referee)),
+        headers=auth(token_for(referee)),
         data=json.dumps(
             {"activity_id": "ref-1", "type": "referral", "referrer_member_id": referrer}
         ),
@@ -138,18 +95,9 @@ def test_given_a_referral_when_the_referee_buys_for_the_first_time_then_the_refe
     )
     assert bought.status_code == 201, bought.text
 
-    def referrer_balance() -> int:
-        return int(
-            requests.get(
-                f"{stack.base_url}/v1/members/{referrer}/points",
-                headers=bearer(token_for(referrer)),
-                timeout=10,
-            ).json()["balance"]
-        )
-
     # the default referral reward, on top of the sign-up bonus
     assert wait_for_balance(stack.base_url, referrer, SIGNUP_BONUS + 200)
-    assert referrer_balance() == SIGNUP_BONUS + 200
+    assert balance(stack.base_url, referrer) == SIGNUP_BONUS + 200
 
 
 def test_given_a_purchase_crossing_the_gold_threshold_then_the_member_is_gold_within_seconds(
@@ -179,7 +127,7 @@ def test_given_a_purchase_crossing_the_gold_threshold_then_the_member_is_gold_wi
     def tier() -> dict:
         return requests.get(
             f"{stack.base_url}/v1/members/{member_id}/tier",
-            headers=bearer(token_for(member_id)),
+            headers=auth(token_for(member_id)),
             timeout=10,
         ).json()
 
@@ -193,7 +141,7 @@ def test_given_a_purchase_crossing_the_gold_threshold_then_the_member_is_gold_wi
     assert view["retention"]["retain_spend"] == 400_000
     assert view["history"][0]["to"] == "gold"
     member = requests.get(
-        f"{stack.base_url}/v1/members/{member_id}", headers=bearer(token_for(member_id)), timeout=10
+        f"{stack.base_url}/v1/members/{member_id}", headers=auth(token_for(member_id)), timeout=10
     ).json()
     assert member["tier"]["code"] == "gold"
     assert member["tier"]["expires_at"] is not None

@@ -4,17 +4,15 @@ tier year ends today is reviewed once."""
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
 import requests
 
 from chalicelib.domain.clock import PROGRAM_TZ
-from chalicelib.domain.tiering import TierChange, review_key, start_of_day
-from chalicelib.wiring import services
-from tests.conftest import token_for, unique_phone
-from tests.e2e.test_expiry_over_pipeline import bearer, tick, wait_for
+from tests.conftest import auth, token_for
+from tests.e2e.clients import new_member, tick
+from tests.helpers import make_gold, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -23,28 +21,10 @@ def test_given_a_gold_member_due_today_without_spend_when_the_review_ticks_then_
     stack, stack_env
 ):
     api = stack.base_url
-    member_id = requests.post(
-        f"{api}/v1/members",
-        headers=bearer(token_for(None, role="ops")),
-        data=json.dumps({"phone": unique_phone(), "channel": "app"}),
-        timeout=10,
-    ).json()["member_id"]
+    member_id = new_member(api)
     today = datetime.now(PROGRAM_TZ).date()
     # gold for a year that ends today, with no spend in it: the review moves them down
-    assert services().tiers.change(
-        TierChange(
-            member_id,
-            "member",
-            "gold",
-            "upgrade",
-            0,
-            today - timedelta(days=365),
-            start_of_day(today),
-            review_key(today, member_id),
-            None,
-        ),
-        datetime.now(UTC),
-    )
+    make_gold(member_id, today - timedelta(days=365), today)
 
     result = tick(stack, "tier_review", datetime.now(UTC))
     assert today.isoformat() in result["dates"]
@@ -52,11 +32,11 @@ def test_given_a_gold_member_due_today_without_spend_when_the_review_ticks_then_
 
     def tier() -> dict:
         return requests.get(
-            f"{api}/v1/members/{member_id}/tier", headers=bearer(token_for(member_id)), timeout=10
+            f"{api}/v1/members/{member_id}/tier", headers=auth(token_for(member_id)), timeout=10
         ).json()
 
     assert wait_for(lambda: tier()["tier"]["code"] == "silver", 60), stack.log()[-3000:]
-    staff = bearer(token_for(None, role="ops"))
+    staff = auth(token_for(None, role="ops"))
 
     def run() -> dict:
         return requests.get(

@@ -4,9 +4,7 @@ with every first task delivered twice at once (a redelivery racing the original)
 
 from __future__ import annotations
 
-import json
 import random
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -15,13 +13,12 @@ import pytest
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from chalicelib.dal.senders import LogSender
-from chalicelib.domain import members as members_domain
 from chalicelib.domain.tiering import TierChange, review_key, start_of_day
 from chalicelib.domain.tiers import add_years
 from chalicelib.handlers import jobs, messages, schedules, tiers
 from chalicelib.wiring import services
-from tests.conftest import unique_phone
 from tests.fakes import FakeLambdaContext, FakeQueue, set_last_scheduled
+from tests.helpers import fake_queues, make_gold, register_member, sqs_record
 
 pytestmark = pytest.mark.integration
 LOW = 1_000  # remaining ms: every page is its task's last, the rest goes on
@@ -29,24 +26,11 @@ LOW = 1_000  # remaining ms: every page is its task's last, the rest goes on
 
 @pytest.fixture
 def queues(ddb_local, monkeypatch) -> tuple[FakeQueue, FakeQueue]:
-    tasks, outbox = FakeQueue(), FakeQueue()
-    monkeypatch.setattr(services().tasks, "send_many", tasks.send_many)
-    monkeypatch.setattr(services().messages, "send_many", outbox.send_many)
-    return tasks, outbox
+    return fake_queues(monkeypatch)
 
 
 def sqs(task: dict[str, Any]) -> SQSRecord:
-    return SQSRecord(
-        {
-            "messageId": str(uuid.uuid4()),
-            "receiptHandle": "rh",
-            "body": json.dumps(task),
-            "attributes": {"ApproximateReceiveCount": "1"},
-            "messageAttributes": {},
-            "eventSource": "aws:sqs",
-            "awsRegion": "cn-north-1",
-        }
-    )
+    return SQSRecord(sqs_record(task))
 
 
 def drive(tasks: FakeQueue) -> int:
@@ -72,18 +56,6 @@ def fired_on(day: date, minute: int) -> dict[str, str]:
     return {"time": moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}
 
 
-def register(birthday: date | None = None) -> str:
-    svc = services()
-    return members_domain.register(
-        members_domain.Registration(
-            phone=unique_phone(), channel="app", name="Mei", birthday=birthday
-        ),
-        svc.members,
-        svc.hasher,
-        datetime.now(UTC),
-    ).member_id
-
-
 def test_given_40_members_due_one_day_when_reviewed_across_tasks_then_each_once(
     queues, monkeypatch
 ):
@@ -94,21 +66,8 @@ def test_given_40_members_due_one_day_when_reviewed_across_tasks_then_each_once(
     svc = services()
     due = []
     for _ in range(40):  # gold, no spend: each review moves them down to silver
-        member_id = register()
-        assert svc.tiers.change(
-            TierChange(
-                member_id,
-                "member",
-                "gold",
-                "upgrade",
-                0,
-                since,
-                start_of_day(day),
-                review_key(day, member_id),
-                None,
-            ),
-            datetime.now(UTC),
-        )
+        member_id = register_member()
+        make_gold(member_id, since, day)
         due.append(member_id)
     set_last_scheduled("tier_review", day - timedelta(days=1))
 
@@ -136,7 +95,7 @@ def test_given_30_members_born_one_day_when_greeted_across_tasks_then_each_once(
     sender = LogSender()
     monkeypatch.setattr(messages, "_sender", sender)
     day = date(2400 + random.randrange(500), 9, 17)  # nobody else in these tests: 17 Sep
-    born = [register(birthday=date(1985 + n % 20, 9, 17)) for n in range(30)]
+    born = [register_member(birthday=date(1985 + n % 20, 9, 17)) for n in range(30)]
     set_last_scheduled("birthdays", day - timedelta(days=1))
 
     scheduled = schedules.run_birthday_greetings(fired_on(day, 5))
@@ -150,23 +109,15 @@ def test_given_30_members_born_one_day_when_greeted_across_tasks_then_each_once(
     # the messages worker sends each greeting once, duplicates from redeliveries dropped
     for start in range(0, len(queued), 10):
         batch = [
-            {
-                "messageId": str(uuid.uuid4()),
-                "receiptHandle": "rh",
-                "body": json.dumps(
-                    {
-                        "message_id": m.message_id,
-                        "member_id": m.member_id,
-                        "template": m.template,
-                        "category": "service",  # consent is not what this test is about
-                        "params": m.params,
-                    }
-                ),
-                "attributes": {"ApproximateReceiveCount": "1"},
-                "messageAttributes": {},
-                "eventSource": "aws:sqs",
-                "awsRegion": "cn-north-1",
-            }
+            sqs_record(
+                {
+                    "message_id": m.message_id,
+                    "member_id": m.member_id,
+                    "template": m.template,
+                    "category": "service",  # consent is not what this test is about
+                    "params": m.params,
+                }
+            )
             for m in queued[start : start + 10]
         ]
         assert messages.handle({"Records": batch}, FakeLambdaContext()) == {"batchItemFailures": []}
@@ -181,7 +132,7 @@ def test_given_a_member_moved_meanwhile_when_a_review_applies_its_change_then_fa
     ddb_local,
 ):
     svc = services()
-    member_id = register()
+    member_id = register_member()
     since = date(2026, 6, 1)
     key = review_key(add_years(since), member_id)
     upgrade = TierChange(

@@ -16,6 +16,7 @@ from chalicelib.domain.records import PurchaseRef
 from chalicelib.errors import DomainError
 from chalicelib.handlers.expiry import run_points_expiry
 from chalicelib.wiring import services
+from tests.helpers import credit
 from tests.integration.test_ledger_ddb_local import (
     check_invariants,
     ledger_sum,
@@ -33,21 +34,6 @@ def ctx_at(moment: datetime, program: ProgramConfig | None = None) -> domain.Con
         program=program or svc.program.config(),
         tiers=svc.program.tiers(),
         now=moment,
-    )
-
-
-def credit(member_id: str, points: int, at: datetime) -> None:
-    """Points earned at `at` (a staff credit dated then, so its lot expires 12 months on)."""
-    domain.record_adjustment(
-        domain.Adjustment(
-            member_id=member_id,
-            adjustment_id=f"c-{uuid.uuid4().hex[:10]}",
-            points=points,
-            reason="earned long ago",
-            actor="test",
-            request_hash=uuid.uuid4().hex,
-        ),
-        ctx_at(at),
     )
 
 

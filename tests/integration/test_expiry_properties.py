@@ -13,7 +13,6 @@ from collections import Counter
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
-from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
@@ -26,6 +25,7 @@ from chalicelib.domain.expiry import expire_member
 from chalicelib.domain.records import Entry
 from chalicelib.errors import BusinessRuleViolation
 from chalicelib.wiring import services
+from tests.helpers import run_machine
 from tests.integration.test_ledger_ddb_local import check_invariants, new_member
 
 pytestmark = pytest.mark.integration
@@ -169,10 +169,4 @@ class ExpiryMachine(RuleBasedStateMachine):
 def test_given_earning_spending_refunds_and_expiry_at_arbitrary_dates_then_the_ledger_holds(
     ddb_local,
 ):
-    ExpiryMachine.TestCase.settings = settings(
-        max_examples=10,
-        stateful_step_count=12,
-        deadline=None,
-        suppress_health_check=list(HealthCheck),
-    )
-    ExpiryMachine.TestCase().runTest()
+    run_machine(ExpiryMachine, examples=10)

@@ -8,41 +8,25 @@ negative, and that a replayed request changes nothing.
 
 from __future__ import annotations
 
-import threading
 import uuid
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from chalicelib.domain import members as members_domain
 from chalicelib.domain import points as domain
 from chalicelib.domain.earning import Item
-from chalicelib.errors import BusinessRuleViolation, DomainError
+from chalicelib.errors import BusinessRuleViolation
 from chalicelib.wiring import services
-from tests.conftest import unique_phone
+from tests.helpers import at_once, codes, credit, register_member, run_machine
 
 pytestmark = pytest.mark.integration
 
 
 def new_member() -> str:
-    svc = services()
-    member = members_domain.register(
-        members_domain.Registration(
-            phone=unique_phone(),
-            channel="pos",
-            name="Prop",
-            gender="female",
-            birthday=datetime(1990, 1, 1).date(),
-        ),
-        svc.members,
-        svc.hasher,
-        datetime.now(UTC),
-    )
-    return member.member_id
+    return register_member(datetime(1990, 1, 1).date(), channel="pos", name="Prop", gender="female")
 
 
 def context() -> domain.Context:
@@ -198,34 +182,15 @@ class LedgerMachine(RuleBasedStateMachine):
 
 
 def run_state_machine() -> None:
-    LedgerMachine.TestCase.settings = settings(
-        max_examples=12,
-        stateful_step_count=12,
-        deadline=None,
-        suppress_health_check=list(HealthCheck),
-    )
-    LedgerMachine.TestCase().runTest()
+    run_machine(LedgerMachine, examples=12)
 
 
 def test_given_50_concurrent_submissions_of_one_transaction_then_it_is_credited_once(ddb_local):
     member_id = new_member()
     command = purchase(member_id, f"storm-{uuid.uuid4().hex[:8]}", [12_345, 6_789])
-    barrier = threading.Barrier(50)
-    results: list[Any] = []
-    errors: list[BaseException] = []
-
-    def submit() -> None:
-        barrier.wait()
-        try:
-            results.append(domain.record_purchase(command, context()))
-        except BaseException as exc:
-            errors.append(exc)
-
-    threads = [threading.Thread(target=submit) for _ in range(50)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    outcomes = at_once([lambda: domain.record_purchase(command, context())] * 50)
+    errors = [o for o in outcomes if isinstance(o, BaseException)]
+    results = [o for o in outcomes if not isinstance(o, BaseException)]
 
     assert errors == []
     assert len(results) == 50
@@ -239,34 +204,12 @@ def test_given_50_concurrent_submissions_of_one_transaction_then_it_is_credited_
 
 def test_given_a_balance_for_one_payment_when_20_pay_at_once_then_exactly_one_succeeds(ddb_local):
     member_id = new_member()
-    domain.record_adjustment(
-        domain.Adjustment(
-            member_id=member_id,
-            adjustment_id=f"seed-{member_id}",
-            points=1_000,
-            reason="opening balance",
-            actor="test",
-            request_hash="0a",
-        ),
-        context(),
-    )
-    barrier = threading.Barrier(20)
-    outcomes: list[str] = []
-
-    def pay(n: int) -> None:
-        command = purchase(member_id, f"pay-{uuid.uuid4().hex[:8]}-{n}", [10_000], pay=1_000)
-        barrier.wait()
-        try:
-            domain.record_purchase(command, context())
-            outcomes.append("ok")
-        except DomainError as exc:
-            outcomes.append(exc.code)
-
-    threads = [threading.Thread(target=pay, args=(n,)) for n in range(20)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    credit(member_id, 1_000, datetime.now(UTC))
+    bills = [
+        purchase(member_id, f"pay-{uuid.uuid4().hex[:8]}-{n}", [10_000], pay=1_000)
+        for n in range(20)
+    ]
+    outcomes = codes(at_once([lambda b=b: domain.record_purchase(b, context()) for b in bills]))
 
     assert outcomes.count("ok") == 1, outcomes
     assert outcomes.count("INSUFFICIENT_POINTS") == 19, outcomes

@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import boto3
@@ -16,6 +15,7 @@ import pytest
 from local import ddb
 from local.infra import create_queues
 from local.pipeline import Binding, EventPipeline
+from tests.helpers import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -61,15 +61,6 @@ def run_pipeline(local_aws: dict[str, Any], bindings: list[Binding]) -> EventPip
     )
     pipeline.start()
     return pipeline
-
-
-def wait_for(condition: Callable[[], bool], seconds: float = 30.0) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.1)
-    return False
 
 
 def drain(sqs: Any, url: str) -> list[dict[str, Any]]:

@@ -5,7 +5,6 @@ used and other members' codes are refused, and a replay still gets its first ans
 from __future__ import annotations
 
 import json
-import threading
 import uuid
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -21,6 +20,7 @@ from chalicelib.domain.member_codes import MemberCode
 from chalicelib.errors import DomainError
 from chalicelib.wiring import reset_services, services
 from tests.conftest import auth, token_for
+from tests.helpers import Pos, at_once, codes, credit
 from tests.integration.test_ledger_ddb_local import (
     check_invariants,
     context,
@@ -34,17 +34,7 @@ pytestmark = pytest.mark.integration
 
 def funded_member(points: int = 1_000) -> str:
     member_id = new_member()
-    domain.record_adjustment(
-        domain.Adjustment(
-            member_id=member_id,
-            adjustment_id=f"seed-{member_id}",
-            points=points,
-            reason="opening balance",
-            actor="test",
-            request_hash="0a",
-        ),
-        context(),
-    )
+    credit(member_id, points, datetime.now(UTC))
     return member_id
 
 
@@ -88,23 +78,8 @@ def test_given_a_member_when_a_code_is_issued_then_it_costs_one_write_and_carrie
 def test_given_one_code_when_eight_tills_pay_with_it_at_once_then_exactly_one_spends(ddb_local):
     member_id = funded_member(8_000)
     code = new_code(member_id)
-    barrier = threading.Barrier(8)
-    outcomes: list[str] = []
-
-    def pay(n: int) -> None:
-        command = at_till(member_id, code, 1_000, f"till-{n}-{uuid.uuid4().hex[:6]}")
-        barrier.wait()
-        try:
-            domain.record_purchase(command, context())
-            outcomes.append("ok")
-        except DomainError as exc:
-            outcomes.append(exc.code)
-
-    threads = [threading.Thread(target=pay, args=(n,)) for n in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    bills = [at_till(member_id, code, 1_000, f"till-{n}-{uuid.uuid4().hex[:6]}") for n in range(8)]
+    outcomes = codes(at_once([lambda b=b: domain.record_purchase(b, context()) for b in bills]))
 
     assert outcomes.count("ok") == 1, outcomes
     assert outcomes.count("MEMBER_CODE_INVALID") == 7, outcomes
@@ -224,7 +199,6 @@ def test_given_only_a_code_then_it_identifies_the_member_and_is_consumed(ddb_loc
 def test_given_a_code_when_a_pos_looks_it_up_then_the_masked_member_over_the_app(
     ddb_local, app_client
 ):
-    from local.pos import signed_headers
     from local.tools import create_store_key
 
     staff = token_for(None, "ops")
@@ -248,17 +222,8 @@ def test_given_a_code_when_a_pos_looks_it_up_then_the_masked_member_over_the_app
         f"/v1/members/{member_id}/member-code", headers=auth(token_for(member_id))
     )
     assert issued.status_code == 201, issued.json_body
-    key = create_store_key("store-001")
-    headers = signed_headers(
-        store_id="store-001",
-        key_id=key["key_id"],
-        secret=key["secret"],
-        method="GET",
-        path="/v1/members/lookup",
-        body=b"",
-    )
-    found = app_client.http.get(
-        f"/v1/members/lookup?member_code={issued.json_body['code']}", headers=headers
+    found = Pos(app_client, create_store_key("store-001")).send(
+        "GET", f"/v1/members/lookup?member_code={issued.json_body['code']}"
     )
     assert found.status_code == 200, found.json_body
     view = found.json_body

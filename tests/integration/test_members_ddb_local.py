@@ -13,8 +13,9 @@ from chalicelib.domain import members as domain
 from chalicelib.domain.birthdays import birthday_key
 from chalicelib.errors import MemberExists, NotFound, Unavailable
 from chalicelib.wiring import services
+from local.pos import key_headers
 from local.tools import signed_token
-from tests.conftest import auth, signed_by, token_for, unique_phone
+from tests.conftest import auth, token_for, unique_phone
 
 pytestmark = pytest.mark.integration
 
@@ -163,7 +164,7 @@ def test_given_a_signed_purchase_when_replayed_exactly_then_its_first_answer_one
             "total": 5000,
         }
     )
-    headers = signed_by(key, "POST", "/v1/transactions", body)
+    headers = key_headers(key, "POST", "/v1/transactions", body)
     answers = [
         app_client.http.post("/v1/transactions", headers=headers, body=body) for _ in range(3)
     ]

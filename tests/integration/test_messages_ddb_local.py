@@ -4,7 +4,6 @@ only until its deadline."""
 
 from __future__ import annotations
 
-import json
 import threading
 import uuid
 from datetime import UTC, datetime
@@ -19,23 +18,11 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import (
 from chalicelib.dal.senders import LogSender
 from chalicelib.handlers import messages
 from tests.fakes import FakeLambdaContext
+from tests.helpers import sqs_record
 from tests.integration.test_ledger_ddb_local import new_member
 
 pytestmark = pytest.mark.integration
 DAYTIME = datetime(2026, 3, 2, 4, 0, tzinfo=UTC)  # 12:00 in Shanghai
-
-
-def record(body: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "messageId": str(uuid.uuid4()),
-        "receiptHandle": "rh-unused",
-        "body": json.dumps(body),
-        "attributes": {"ApproximateReceiveCount": "1"},
-        "messageAttributes": {},
-        "eventSource": "aws:sqs",
-        "eventSourceARN": "arn:aws:sqs:cn-north-1:123456789012:messages",
-        "awsRegion": "cn-north-1",
-    }
 
 
 def welcome(member_id: str) -> dict[str, Any]:
@@ -79,7 +66,7 @@ def test_given_eight_deliveries_of_one_message_at_once_then_one_sends_and_seven_
     def deliver() -> None:
         start.wait()
         try:
-            outcomes.append(messages.record_handler(SQSRecord(record(body))))
+            outcomes.append(messages.record_handler(SQSRecord(sqs_record(body))))
         except IdempotencyAlreadyInProgressError:
             with lock:
                 waited.append("in progress")
@@ -96,7 +83,7 @@ def test_given_eight_deliveries_of_one_message_at_once_then_one_sends_and_seven_
     assert len(waited) == workers - 1
     assert held.sent == [(member_id, "welcome")]
     # the seven come back after the visibility timeout: the message is already sent
-    again = messages.handle({"Records": [record(body) for _ in range(3)]}, FakeLambdaContext())
+    again = messages.handle({"Records": [sqs_record(body) for _ in range(3)]}, FakeLambdaContext())
     assert again == {"batchItemFailures": []}
     assert held.sent == [(member_id, "welcome")]
     assert messages.delivered(body["message_id"])
@@ -124,11 +111,11 @@ def test_given_a_worker_that_timed_out_mid_send_then_the_redelivery_after_its_de
     body = welcome(member_id)
     dying = FakeLambdaContext(remaining_ms=0)
     with pytest.raises(FunctionTimedOut):
-        messages.handle({"Records": [record(body)]}, dying)
+        messages.handle({"Records": [sqs_record(body)]}, dying)
     assert not messages.delivered(body["message_id"])
     dying.wait_past_deadline()
 
-    first, second = record(body), record(body)
+    first, second = sqs_record(body), sqs_record(body)
     assert messages.handle({"Records": [first]}, FakeLambdaContext()) == {"batchItemFailures": []}
     assert messages.handle({"Records": [second]}, FakeLambdaContext()) == {"batchItemFailures": []}
     assert sender.sent == [(member_id, "welcome")]

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import threading
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from types import SimpleNamespace
@@ -18,25 +16,10 @@ from chalicelib.domain.clock import program_date, utc_now
 from chalicelib.domain.tiers import DEFAULT_TIERS
 from chalicelib.handlers.jobs import task_handler
 from chalicelib.wiring import services
+from tests.helpers import sqs_record
 from tests.integration.test_ledger_ddb_local import new_member
 
 pytestmark = pytest.mark.integration
-
-
-def sqs_record(body: dict[str, Any]) -> SQSRecord:
-    return SQSRecord(
-        {
-            "messageId": uuid.uuid4().hex,
-            "receiptHandle": "r",
-            "body": json.dumps(body),
-            "attributes": {},
-            "messageAttributes": {},
-            "md5OfBody": "",
-            "eventSource": "aws:sqs",
-            "eventSourceARN": "arn:aws:sqs:cn-north-1:1:q",
-            "awsRegion": "cn-north-1",
-        }
-    )
 
 
 def member_with_spend(amount: int) -> str:
@@ -55,7 +38,7 @@ def run_all(version: int, mode: str, monkeypatch) -> list[dict[str, Any]]:
     start = tier_rules.start_dry_run if mode == "dry_run" else tier_rules.start_apply
     start(str(version), services().program, services().tasks)
     for task in list(queued):
-        task_handler(sqs_record(task))
+        task_handler(SQSRecord(sqs_record(task)))
     return queued
 
 
@@ -87,7 +70,7 @@ def test_given_a_lower_gold_threshold_then_the_dry_run_counts_and_the_apply_move
     changed = applied["apply"]["changed"]
 
     for task in tasks:  # the whole apply delivered again
-        task_handler(sqs_record(task))
+        task_handler(SQSRecord(sqs_record(task)))
     again = svc.program.rules_version(version)
     assert again["apply"]["changed"] == changed  # counts were added once per segment
     history = svc.tiers.history(rich)

@@ -25,6 +25,7 @@ from chalicelib.domain.tiers import add_years
 from chalicelib.handlers import member_stream
 from chalicelib.wiring import services
 from tests.fakes import set_last_scheduled
+from tests.helpers import stream_record
 from tests.integration.test_ledger_ddb_local import context, new_member, purchase
 
 pytestmark = pytest.mark.integration
@@ -37,26 +38,9 @@ def stream_event(items: list[tuple[str, str]]) -> dict[str, Any]:
     client = boto3.client("dynamodb", region_name="cn-north-1")
     table = services().settings.members_table
     records = []
-    for n, (pk, sk) in enumerate(items):
+    for pk, sk in items:
         image = client.get_item(TableName=table, Key={"pk": {"S": pk}, "sk": {"S": sk}})["Item"]
-        records.append(
-            {
-                "eventID": uuid.uuid4().hex,
-                "eventName": "INSERT",
-                "eventVersion": "1.1",
-                "eventSource": "aws:dynamodb",
-                "awsRegion": "cn-north-1",
-                "dynamodb": {
-                    "ApproximateCreationDateTime": 1795300000,
-                    "Keys": {"pk": image["pk"], "sk": image["sk"]},
-                    "NewImage": image,
-                    "SequenceNumber": f"{1000 + n}",
-                    "SizeBytes": 500,
-                    "StreamViewType": "NEW_AND_OLD_IMAGES",
-                },
-                "eventSourceARN": "arn:aws:dynamodb:cn-north-1:123456789012:table/t/stream/x",
-            }
-        )
+        records.append(stream_record("INSERT", image, created=1795300000))
     return {"Records": records}
 
 

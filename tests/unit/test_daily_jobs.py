@@ -4,7 +4,6 @@ the schedule's tasks, one shard's worker, and its continuation near the time lim
 from __future__ import annotations
 
 import json
-import uuid
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -16,40 +15,23 @@ from chalicelib.dal.tables import MemberItem
 from chalicelib.domain import members as members_domain
 from chalicelib.domain.birthdays import birthday_key, shard_keys
 from chalicelib.domain.expiry import EXPIRY_SHARDS, shard_of
-from chalicelib.domain.tiering import TierChange, start_of_day
 from chalicelib.domain.tiers import add_years
 from chalicelib.handlers import jobs, schedules, sharded, tiers
 from chalicelib.handlers.payloads import ShardTask
 from chalicelib.wiring import services
-from tests.conftest import unique_phone
 from tests.fakes import FakeLambdaContext, FakeQueue
+from tests.helpers import fake_queues, make_gold, register_member, sqs_record
 
 LOW = 1_000  # remaining ms: below the safety margin, so every page is the task's last
 
 
 @pytest.fixture
 def queues(seeded, monkeypatch) -> tuple[FakeQueue, FakeQueue]:
-    tasks, outbox = FakeQueue(), FakeQueue()
-    monkeypatch.setattr(services().tasks, "send_many", tasks.send_many)
-    monkeypatch.setattr(services().messages, "send_many", outbox.send_many)
-    return tasks, outbox
-
-
-def sqs_message(task: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "messageId": str(uuid.uuid4()),
-        "receiptHandle": "rh",
-        "body": json.dumps(task),
-        "attributes": {"ApproximateReceiveCount": "1"},
-        "messageAttributes": {},
-        "eventSource": "aws:sqs",
-        "eventSourceARN": "arn:aws:sqs:cn-north-1:123456789012:jobs",
-        "awsRegion": "cn-north-1",
-    }
+    return fake_queues(monkeypatch)
 
 
 def sqs(task: dict[str, Any]) -> SQSRecord:
-    return SQSRecord(sqs_message(task))
+    return SQSRecord(sqs_record(task))
 
 
 def fired(day: date, hour: int = 16, minute: int = 10) -> dict[str, str]:
@@ -68,36 +50,11 @@ def run_all(tasks: FakeQueue, context_ms: int = LOW) -> int:
     return delivered
 
 
-def register(birthday: date | None = None) -> str:
-    svc = services()
-    return members_domain.register(
-        members_domain.Registration(
-            phone=unique_phone(), channel="app", name="Li", birthday=birthday
-        ),
-        svc.members,
-        svc.hasher,
-        datetime.now(UTC),
-    ).member_id
-
-
 def gold_due(key: str) -> str:
     """A gold member with no spend whose review is filed under `key`."""
-    member_id = register()
+    member_id = register_member()
     since = date(2026, 6, 1)
-    assert services().tiers.change(
-        TierChange(
-            member_id,
-            "member",
-            "gold",
-            "upgrade",
-            0,
-            since,
-            start_of_day(add_years(since)),
-            key,
-            None,
-        ),
-        datetime.now(UTC),
-    )
+    make_gold(member_id, since, add_years(since), key)
     return member_id
 
 
@@ -222,7 +179,7 @@ def test_given_members_born_today_on_one_shard_when_greeted_two_per_page_then_ea
     tasks, outbox = queues
     monkeypatch.setattr(schedules, "BIRTHDAYS_PAGE", 2)
     day = date(2027, 7, 19)
-    born = [register(birthday=date(1990, 7, 19)) for _ in range(3)]
+    born = [register_member(birthday=date(1990, 7, 19)) for _ in range(3)]
     for member_id in born:
         file_birthday_under(member_id, "0719#5")
     first = {"job": "birthdays", "date": day.isoformat(), "shard": 5}
@@ -243,7 +200,7 @@ def test_given_members_born_today_on_one_shard_when_greeted_two_per_page_then_ea
 def test_given_a_member_filed_before_keys_had_shards_then_shard_0_greets_them(queues):
     tasks, outbox = queues
     day = date(2027, 10, 3)
-    member_id = register(birthday=date(1988, 10, 3))
+    member_id = register_member(birthday=date(1988, 10, 3))
     file_birthday_under(member_id, "1003")  # as written before the key carried a shard
     tasks.send_many(
         [{"job": "birthdays", "date": day.isoformat(), "shard": s} for s in range(EXPIRY_SHARDS)]
@@ -253,7 +210,7 @@ def test_given_a_member_filed_before_keys_had_shards_then_shard_0_greets_them(qu
 
 
 def test_given_a_birthday_when_registered_or_changed_then_the_index_key_names_its_shard(seeded):
-    member_id = register(birthday=date(1991, 12, 24))
+    member_id = register_member(birthday=date(1991, 12, 24))
     item = MemberItem.get(member_pk(member_id), MEMBER_SK)
     assert (
         item.birthday_key
@@ -286,9 +243,9 @@ def test_given_job_tasks_when_dispatched_then_each_job_runs_and_the_batch_report
     services().jobs.start_run("birthdays", day, 16)
     event = {
         "Records": [
-            sqs_message({"job": "tier_review", "date": day.isoformat(), "shard": 2}),
-            sqs_message({"job": "birthdays", "date": day.isoformat(), "shard": 2}),
-            sqs_message({"job": "nonsense"}),
+            sqs_record({"job": "tier_review", "date": day.isoformat(), "shard": 2}),
+            sqs_record({"job": "birthdays", "date": day.isoformat(), "shard": 2}),
+            sqs_record({"job": "nonsense"}),
         ]
     }
     response = jobs.handle_tasks(event, FakeLambdaContext())
@@ -314,8 +271,8 @@ def test_given_a_malformed_task_when_dispatched_then_its_record_fails_and_nothin
 ):
     day = date(2027, 11, 12)
     services().jobs.start_run("tier_review", day, 16)
-    bad = {**sqs_message({}), "body": body}
-    good = sqs_message({"job": "tier_review", "date": day.isoformat(), "shard": 3})
+    bad = {**sqs_record({}), "body": body}
+    good = sqs_record({"job": "tier_review", "date": day.isoformat(), "shard": 3})
     response = jobs.handle_tasks({"Records": [bad, good]}, FakeLambdaContext())
     assert response["batchItemFailures"] == [{"itemIdentifier": bad["messageId"]}]
     assert services().jobs.run("tier_review", day)["tasks_done"] == 1  # the good one only

@@ -3,7 +3,6 @@ the members-table stream (outbox) and the messages queue worker."""
 
 from __future__ import annotations
 
-import itertools
 import json
 import uuid
 from datetime import UTC, datetime
@@ -19,11 +18,11 @@ from chalicelib.handlers import member_stream, messages
 from chalicelib.wiring import reset_services, services
 from tests.conftest import unique_phone
 from tests.fakes import FakeLambdaContext
+from tests.helpers import sqs_record, stream_record
 
 BUS = "loyalty-unit"
 DAYTIME = datetime(2026, 3, 2, 4, 0, tzinfo=UTC)  # 12:00 in Shanghai
 NIGHT = datetime(2026, 3, 1, 15, 0, tzinfo=UTC)  # 23:00 in Shanghai
-_sequence = itertools.count(100)
 
 
 class Queues:
@@ -90,31 +89,6 @@ def member(name: str = "Li", **fields: Any) -> Member:
         name=name,
         **fields,
     )
-
-
-def stream_record(event_name: str, image: dict[str, Any]) -> dict[str, Any]:
-    dynamodb: dict[str, Any] = {
-        "ApproximateCreationDateTime": 1772366400,
-        "Keys": {"pk": image["pk"], "sk": image["sk"]},
-        "SequenceNumber": f"{next(_sequence):021d}",
-        "SizeBytes": 256,
-        "StreamViewType": "NEW_AND_OLD_IMAGES",
-    }
-    if event_name != "REMOVE":
-        dynamodb["NewImage"] = image
-    if event_name != "INSERT":
-        dynamodb["OldImage"] = image
-    return {
-        "eventID": uuid.uuid4().hex,
-        "eventName": event_name,
-        "eventVersion": "1.1",
-        "eventSource": "aws:dynamodb",
-        "awsRegion": "cn-north-1",
-        "dynamodb": dynamodb,
-        "eventSourceARN": (
-            "arn:aws:dynamodb:cn-north-1:123456789012:table/members/stream/2026-03-01T00:00"
-        ),
-    }
 
 
 def member_image(m: Member) -> dict[str, Any]:
@@ -240,25 +214,6 @@ def message_body(
         "template": "welcome" if category == "service" else "spring_sale",
         "category": category,
         "params": {"name": "Li"},
-    }
-
-
-def sqs_record(body: dict[str, Any], receipt_handle: str = "rh-unused") -> dict[str, Any]:
-    return {
-        "messageId": str(uuid.uuid4()),
-        "receiptHandle": receipt_handle,
-        "body": json.dumps(body),
-        "attributes": {
-            "ApproximateReceiveCount": "1",
-            "SentTimestamp": "1772366400000",
-            "SenderId": "123456789012",
-            "ApproximateFirstReceiveTimestamp": "1772366400000",
-        },
-        "messageAttributes": {},
-        "md5OfBody": "",
-        "eventSource": "aws:sqs",
-        "eventSourceARN": "arn:aws:sqs:cn-north-1:123456789012:unit-messages",
-        "awsRegion": "cn-north-1",
     }
 
 

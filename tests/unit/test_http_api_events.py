@@ -23,8 +23,8 @@ import pytest
 
 import app as app_module
 from infra import gen_template
-from local.pos import encode
-from tests.conftest import auth, signed_by, token_for, unique_phone
+from local.pos import encode, key_headers
+from tests.conftest import auth, token_for, unique_phone
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "events" / "http_api_v1_pos_purchase.json"
@@ -177,7 +177,7 @@ def test_given_a_signed_pos_look_up_with_a_single_query_value_then_the_masked_me
         v1_event(
             "POST",
             "/v1/members",
-            headers=signed_by(store_key, "POST", "/v1/members", body),
+            headers=key_headers(store_key, "POST", "/v1/members", body),
             body=body,
             base64_body=True,
         )
@@ -188,7 +188,7 @@ def test_given_a_signed_pos_look_up_with_a_single_query_value_then_the_masked_me
             "GET",
             "/v1/members/lookup",
             query={"card": [card]},
-            headers=signed_by(store_key, "GET", "/v1/members/lookup", b""),
+            headers=key_headers(store_key, "GET", "/v1/members/lookup", b""),
         )
     )
     assert status == 200, found
@@ -233,7 +233,7 @@ def test_given_a_base64_signed_purchase_then_the_signature_verifies_over_the_raw
 ):
     body, card = registration()
     registered = app_client.http.post(
-        "/v1/members", headers=signed_by(store_key, "POST", "/v1/members", body), body=body
+        "/v1/members", headers=key_headers(store_key, "POST", "/v1/members", body), body=body
     )
     assert registered.status_code == 201, registered.json_body
     purchase = encode(
@@ -246,7 +246,7 @@ def test_given_a_base64_signed_purchase_then_the_signature_verifies_over_the_raw
             "total": 5000,
         }
     )
-    signed = signed_by(store_key, "POST", "/v1/transactions", purchase)
+    signed = key_headers(store_key, "POST", "/v1/transactions", purchase)
     event = v1_event(
         "POST",
         "/v1/transactions",

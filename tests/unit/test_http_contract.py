@@ -287,17 +287,10 @@ def test_given_the_openapi_document_then_every_error_response_is_the_envelope(se
 
 
 def pos_post(client: Any, store_key: dict[str, str], **overrides: str) -> Any:
-    from local.pos import encode, signed_headers
+    from tests.helpers import SignedPos
 
-    body = encode({"phone": unique_phone(), "channel": "pos"})
-    headers = signed_headers(
-        store_id="store-001",
-        key_id=store_key["key_id"],
-        secret=store_key["secret"],
-        method="POST",
-        path=MEMBERS,
-        body=body,
-    )
+    payload = {"phone": unique_phone(), "channel": "pos"}
+    body, headers = SignedPos(store_key).signed("POST", MEMBERS, payload)
     headers.update(overrides)
     return client.http.post(MEMBERS, headers=headers, body=body)
 

@@ -12,7 +12,6 @@ needed by some call.
 
 from __future__ import annotations
 
-import itertools
 import json
 import os
 import uuid
@@ -31,11 +30,10 @@ from infra import gen_template, iam
 from local.pipeline import LambdaContext, scheduled_event, sqs_event_record
 from tests import iam_check
 from tests.conftest import auth, token_for, unique_phone
-from tests.unit.test_transactions_api import Pos
+from tests.helpers import Pos, credit, stream_record
 
 DAYTIME = datetime(2026, 3, 2, 4, 0, tzinfo=UTC)  # 12:00 in Shanghai
 NIGHT = datetime(2026, 3, 1, 15, 0, tzinfo=UTC)  # 23:00 in Shanghai
-_sequence = itertools.count(1)
 
 
 class World:
@@ -94,7 +92,7 @@ class World:
         ]
         new = [i for i in items if (i["pk"]["S"], i["sk"]["S"]) not in self.streamed]
         for start in range(0, len(new), 100):
-            records = [_insert_record(item) for item in new[start : start + 100]]
+            records = [stream_record("INSERT", item) for item in new[start : start + 100]]
             self.invoke("on_member_stream", {"Records": records})
         self.streamed.update((i["pk"]["S"], i["sk"]["S"]) for i in new)
         return len(new)
@@ -176,45 +174,7 @@ class World:
     def credit(self, member_id: str, points: int, earned_at: datetime) -> None:
         """Points earned at `earned_at` (so their lot expires 12 months on), as a test
         sets the scene: outside every function."""
-        from chalicelib.domain import points as domain
-        from chalicelib.wiring import services
-
-        svc = services()
-        domain.record_adjustment(
-            domain.Adjustment(
-                member_id=member_id,
-                adjustment_id=f"c-{uuid.uuid4().hex[:10]}",
-                points=points,
-                reason="earned long ago",
-                actor="test",
-                request_hash=uuid.uuid4().hex,
-            ),
-            domain.Context(
-                repo=svc.ledger,
-                program=svc.program.config(),
-                tiers=svc.program.tiers(),
-                now=earned_at,
-            ),
-        )
-
-
-def _insert_record(item: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "eventID": uuid.uuid4().hex,
-        "eventName": "INSERT",
-        "eventVersion": "1.1",
-        "eventSource": "aws:dynamodb",
-        "awsRegion": "cn-north-1",
-        "dynamodb": {
-            "ApproximateCreationDateTime": 1772366400,
-            "Keys": {"pk": item["pk"], "sk": item["sk"]},
-            "NewImage": item,
-            "SequenceNumber": f"{next(_sequence):021d}",
-            "SizeBytes": 256,
-            "StreamViewType": "NEW_AND_OLD_IMAGES",
-        },
-        "eventSourceARN": "arn:aws:dynamodb:cn-north-1:123456789012:table/members/stream/x",
-    }
+        credit(member_id, points, earned_at)
 
 
 @pytest.fixture

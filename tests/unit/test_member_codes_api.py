@@ -11,11 +11,10 @@ from typing import Any
 import pytest
 
 from chalicelib.domain.member_codes import MemberCode
-from local.pos import encode, signed_headers
 from local.tools import member_or_staff_token
 from tests.conftest import auth, token_for, unique_phone
+from tests.helpers import Pos
 from tests.unit.test_transactions_api import (
-    Pos,
     adjust,
     error_code,
     ledger_of,
@@ -102,15 +101,7 @@ def test_given_anyone_but_the_member_when_asking_for_its_code_then_403(
         assert error_code(response) == "ROLE_REQUIRED"
     signup = ask_code(app_client, member_id, token_for(None))
     assert (signup.status_code, error_code(signup)) == (403, "NOT_A_MEMBER")
-    headers = signed_headers(
-        store_id="store-001",
-        key_id=store_key["key_id"],
-        secret=store_key["secret"],
-        method="POST",
-        path=path,
-        body=b"",
-    )
-    assert app_client.http.post(path, headers=headers).status_code == 403
+    assert Pos(app_client, store_key).send("POST", path).status_code == 403
     assert app_client.http.post(path).status_code == 401
 
 
@@ -295,18 +286,11 @@ def test_given_the_member_ops_or_admin_when_reading_then_the_full_view(
 def test_given_a_pos_registering_a_member_then_it_gets_the_masked_view(
     seeded, app_client, store_key
 ):
-    body = encode(
-        {"phone": unique_phone(), "channel": "pos", "name": "Lily", "email": "l@example.com"}
+    response = Pos(app_client, store_key).send(
+        "POST",
+        "/v1/members",
+        {"phone": unique_phone(), "channel": "pos", "name": "Lily", "email": "l@example.com"},
     )
-    headers = signed_headers(
-        store_id="store-001",
-        key_id=store_key["key_id"],
-        secret=store_key["secret"],
-        method="POST",
-        path="/v1/members",
-        body=body,
-    )
-    response = app_client.http.post("/v1/members", headers=headers, body=body)
     assert response.status_code == 201, response.json_body
     assert response.json_body["masked"] is True
     assert response.json_body["profile"]["name"] == "L*"

@@ -8,9 +8,9 @@ import re
 import jwt
 import pytest
 
-from local.pos import encode, signed_headers
 from local.tools import signed_token
 from tests.conftest import auth, token_for, unique_phone
+from tests.helpers import Pos, SignedPos
 
 
 def register(client, token, **fields):
@@ -79,14 +79,7 @@ def test_given_a_signed_pos_when_looking_up_by_card_then_the_phone_is_masked(
 ):
     register(app_client, staff_token, phone="+8613900003333", external_ids={"pos_card": "CARD77"})
     path = "/v1/members/lookup"
-    headers = signed_headers(
-        store_id="store-001",
-        key_id=store_key["key_id"],
-        secret=store_key["secret"],
-        method="GET",
-        path=path,
-        body=b"",
-    )
+    _, headers = SignedPos(store_key).signed("GET", path)
     response = app_client.http.get(f"{path}?card=CARD77", headers=headers)
     assert response.status_code == 200, response.json_body
     assert response.json_body["phone"] == "+86139****3333"
@@ -99,16 +92,9 @@ def test_given_a_signed_pos_when_looking_up_by_card_then_the_phone_is_masked(
 def test_given_a_store_key_when_registering_for_another_store_then_403(
     seeded, app_client, store_key
 ):
-    body = encode({"phone": unique_phone(), "channel": "pos", "store_id": "store-002"})
-    headers = signed_headers(
-        store_id="store-001",
-        key_id=store_key["key_id"],
-        secret=store_key["secret"],
-        method="POST",
-        path="/v1/members",
-        body=body,
+    response = Pos(app_client, store_key).send(
+        "POST", "/v1/members", {"phone": unique_phone(), "channel": "pos", "store_id": "store-002"}
     )
-    response = app_client.http.post("/v1/members", headers=headers, body=body)
     assert response.status_code == 403
     assert response.json_body["error"]["code"] == "STORE_MISMATCH"
 
@@ -290,16 +276,9 @@ def test_given_a_sign_up_claiming_a_card_or_wechat_id_then_403_and_the_id_stays_
     error = assert_error(response, 403, "EXTERNAL_ID_NOT_VERIFIED")
     assert error["details"] == {"fields": [f"external_ids.{kind}"]}
     # nothing was written: the phone and the id are still free, for a POS to link
-    body = encode({"phone": phone, "channel": "pos", "external_ids": {kind: value}})
-    headers = signed_headers(
-        store_id="store-001",
-        key_id=store_key["key_id"],
-        secret=store_key["secret"],
-        method="POST",
-        path="/v1/members",
-        body=body,
+    linked = Pos(app_client, store_key).send(
+        "POST", "/v1/members", {"phone": phone, "channel": "pos", "external_ids": {kind: value}}
     )
-    linked = app_client.http.post("/v1/members", headers=headers, body=body)
     assert linked.status_code == 201, linked.json_body
 
 
@@ -338,17 +317,10 @@ def test_given_a_taken_phone_when_a_member_token_signs_up_then_409_without_the_m
     # staff and a POS still learn which member it is
     again = assert_error(register(app_client, staff_token, phone=phone), 409, "MEMBER_EXISTS")
     assert again["details"] == {"member_id": existing, "field": "phone"}
-    body = encode({"phone": phone, "channel": "pos"})
-    headers = signed_headers(
-        store_id="store-001",
-        key_id=store_key["key_id"],
-        secret=store_key["secret"],
-        method="POST",
-        path="/v1/members",
-        body=body,
-    )
     pos = assert_error(
-        app_client.http.post("/v1/members", headers=headers, body=body), 409, "MEMBER_EXISTS"
+        Pos(app_client, store_key).send("POST", "/v1/members", {"phone": phone, "channel": "pos"}),
+        409,
+        "MEMBER_EXISTS",
     )
     assert pos["details"]["member_id"] == existing
 

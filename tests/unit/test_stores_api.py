@@ -11,7 +11,8 @@ import pytest
 
 from local.tools import member_or_staff_token
 from tests.conftest import auth, token_for
-from tests.unit.test_transactions_api import Pos, error_code, purchase_body, register
+from tests.helpers import Pos
+from tests.unit.test_transactions_api import error_code, purchase_body, register
 
 
 def admin() -> str:

@@ -10,7 +10,6 @@ from typing import Any
 
 import pytest
 
-from chalicelib.domain import members as members_domain
 from chalicelib.domain import points as points_domain
 from chalicelib.domain.clock import program_date
 from chalicelib.domain.earning import Item
@@ -18,9 +17,9 @@ from chalicelib.errors import Conflict, Unavailable
 from chalicelib.handlers import jobs, member_stream
 from chalicelib.handlers.schedules import run_birthday_greetings
 from chalicelib.wiring import points_context, services
-from tests.conftest import unique_phone
 from tests.fakes import FakeLambdaContext
-from tests.unit.test_handlers import Queues, stream_record
+from tests.helpers import register_member, stream_record
+from tests.unit.test_handlers import Queues
 from tests.unit.test_handlers import queues as queues  # the fixture, found by name
 
 
@@ -28,19 +27,6 @@ from tests.unit.test_handlers import queues as queues  # the fixture, found by n
 def outbox(seeded, request) -> Queues:
     """The messages queue and a tap on the event bus (test_handlers' `queues`)."""
     return request.getfixturevalue("queues")
-
-
-def register(birthday: date | None = None) -> str:
-    svc = services()
-    member = members_domain.register(
-        members_domain.Registration(
-            phone=unique_phone(), channel="app", name="Li", birthday=birthday
-        ),
-        svc.members,
-        svc.hasher,
-        datetime.now(UTC),
-    )
-    return member.member_id
 
 
 def member_posts(member_id: str, activity_id: str, kind: str, **extra: Any) -> dict[str, Any]:
@@ -115,7 +101,7 @@ def test_given_members_who_posted_the_birthday_activity_id_when_the_birthday_job
 ):
     event = birthday_event()
     year = program_date(datetime.now(UTC)).year
-    squatter, neighbour = register(born_today()), register(born_today())
+    squatter, neighbour = register_member(born_today()), register_member(born_today())
     # the squatter checks in under the id the job uses for this year's birthday points
     checked_in = member_posts(squatter, f"birthday-{year}", "checkin")
     assert checked_in["points_earned"] == 5
@@ -131,7 +117,7 @@ def test_given_members_who_posted_the_birthday_activity_id_when_the_birthday_job
 def test_given_a_member_who_posted_signup_as_an_activity_id_when_the_member_record_streams_then_the_signup_bonus_is_paid(
     outbox,
 ):
-    member_id = register()
+    member_id = register_member()
     shared = member_posts(member_id, "signup", "share")
     record = stream_record("INSERT", raw_item(f"MEMBER#{member_id}", "MEMBER"))
 
@@ -146,7 +132,7 @@ def test_given_a_member_who_posted_signup_as_an_activity_id_when_the_member_reco
 def test_given_a_referrer_who_posted_the_referral_reward_id_when_the_referee_buys_then_the_reward_is_paid(
     outbox,
 ):
-    referrer, referee = register(), register()
+    referrer, referee = register_member(), register_member()
     posted = member_posts(referrer, f"referral-reward-{referee}", "review")
     member_posts(referee, "ref-1", "referral", referrer_member_id=referrer)
     points_domain.record_purchase(
@@ -177,7 +163,7 @@ def test_given_one_member_whose_grant_is_refused_for_good_when_the_birthday_job_
     outbox, monkeypatch
 ):
     event = birthday_event()
-    first, broken, last = (register(born_today()) for _ in range(3))
+    first, broken, last = (register_member(born_today()) for _ in range(3))
     real = points_domain.record_activity
 
     def record_activity(cmd, ctx):
@@ -204,7 +190,7 @@ def test_given_one_member_whose_grant_fails_for_a_moment_when_the_birthday_job_r
     outbox, monkeypatch, failure
 ):
     event = birthday_event()
-    first, broken, last = (register(born_today()) for _ in range(3))
+    first, broken, last = (register_member(born_today()) for _ in range(3))
     real = points_domain.record_activity
     failing = iter([failure])
 
@@ -229,7 +215,7 @@ def test_given_one_member_whose_grant_fails_for_a_moment_when_the_birthday_job_r
 def test_given_a_grant_refused_for_good_when_the_member_record_streams_then_the_record_succeeds(
     outbox, monkeypatch
 ):
-    member_id = register()
+    member_id = register_member()
 
     def record_activity(cmd, ctx):
         raise Conflict("taken", code="IDEMPOTENCY_CONFLICT")

@@ -12,8 +12,9 @@ from typing import Any, NamedTuple
 
 import pytest
 
-from local.pos import encode, signed_headers
-from tests.conftest import auth, signed_by, token_for, unique_phone
+from local.pos import encode
+from tests.conftest import auth, token_for, unique_phone
+from tests.helpers import Pos
 
 API_MD_FIELDS = {
     "transaction_id",
@@ -25,25 +26,6 @@ API_MD_FIELDS = {
     "tier",
     "coupons_applied",
 }
-
-
-class Pos:
-    """A till: signs every request with its store key, a fresh nonce each time."""
-
-    def __init__(self, client: Any, key: dict[str, str]) -> None:
-        self.client, self.key = client, key
-
-    def send(self, method: str, path: str, payload: Any = None, *, raw: bytes | None = None):
-        body = raw if raw is not None else (encode(payload) if payload is not None else b"")
-        headers = signed_headers(
-            store_id=self.key["store_id"],
-            key_id=self.key["key_id"],
-            secret=self.key["secret"],
-            method=method,
-            path=path.split("?")[0],
-            body=body,
-        )
-        return self.client.http.request(method, path, headers=headers, body=body)
 
 
 @pytest.fixture
@@ -182,7 +164,7 @@ def test_given_a_recorded_purchase_when_its_id_comes_with_another_body_then_409_
 def signed_once(pos: Pos, method: str, path: str, payload: Any) -> tuple[dict[str, str], bytes]:
     """Headers and body as a POS sent them once: what someone who saw them could resend."""
     body = encode(payload)
-    return signed_by(pos.key, method, path, body), body
+    return pos.signed(method, path, raw=body)[1], body
 
 
 def nonce_items(tables: dict[str, str]) -> list[dict[str, Any]]:
@@ -774,7 +756,6 @@ def test_given_an_admin_capped_the_points_per_purchase_when_a_pos_posts_a_purcha
 def test_given_coupon_codes_when_coupons_are_not_available_then_each_is_reported_rejected(
     seeded, app_client, staff_token, store_key
 ):
-    from local.pos import encode, signed_headers
     from tests.conftest import auth, unique_phone
 
     member_id = app_client.http.post(
@@ -782,7 +763,9 @@ def test_given_coupon_codes_when_coupons_are_not_available_then_each_is_reported
         headers=auth(staff_token),
         body=json.dumps({"phone": unique_phone(), "channel": "pos"}),
     ).json_body["member_id"]
-    body = encode(
+    response = Pos(app_client, store_key).send(
+        "POST",
+        "/v1/transactions",
         {
             "transaction_id": "coupon-1",
             "store_id": "store-001",
@@ -791,17 +774,8 @@ def test_given_coupon_codes_when_coupons_are_not_available_then_each_is_reported
             "items": [{"sku": "a", "quantity": 1, "unit_price": 1000}],
             "total": 1000,
             "coupon_codes": ["WELCOME10"],
-        }
+        },
     )
-    headers = signed_headers(
-        store_id="store-001",
-        key_id=store_key["key_id"],
-        secret=store_key["secret"],
-        method="POST",
-        path="/v1/transactions",
-        body=body,
-    )
-    response = app_client.http.post("/v1/transactions", headers=headers, body=body)
     assert response.status_code == 201
     assert response.json_body["coupons_applied"] == []
     assert response.json_body["coupons_rejected"] == [
