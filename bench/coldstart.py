@@ -31,12 +31,13 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
 from typing import Any
+
+from bench import common
+from bench.common import local_env
+from local.stack import ENDPOINT_VARIABLES
 
 ROOT = Path(__file__).resolve().parent.parent
 RUNS = 21
@@ -172,7 +173,6 @@ def member_with_token(env: dict[str, str]) -> tuple[str, str]:
     as `local.tools.member_or_staff_token` does). Runs in this process, never in a child."""
     import boto3
 
-    from bench.purchases import environment
     from chalicelib.domain import members as domain
     from chalicelib.domain.clock import utc_now
     from chalicelib.wiring import services
@@ -180,7 +180,7 @@ def member_with_token(env: dict[str, str]) -> tuple[str, str]:
     from local.seed import seed
     from local.tools import member_or_staff_token
 
-    with environment(env):
+    with common.environment(env, remove=ENDPOINT_VARIABLES):
         create_tables(boto3.client("dynamodb", region_name=env["AWS_REGION"]), env)
         seed()
         svc = services()
@@ -194,22 +194,6 @@ def member_with_token(env: dict[str, str]) -> tuple[str, str]:
         member = domain.register(registration, svc.members, svc.hasher, utc_now())
         token = member_or_staff_token("member", member.member_id, env=env)
     return member.member_id, token
-
-
-@contextmanager
-def dynamodb_local() -> Iterator[dict[str, str]]:
-    """An in-memory DynamoDB Local on a free port; yields the local stage's settings with
-    dummy credentials and its endpoint (what a child needs to reach it)."""
-    from bench.purchases import local_env
-    from local import ddb
-
-    with tempfile.TemporaryDirectory(prefix="bench-coldstart-") as tmp:
-        port = ddb.free_port()
-        proc = ddb.start(port, None, Path(tmp) / "dynamodb.log")
-        try:
-            yield local_env(f"http://127.0.0.1:{port}")
-        finally:
-            ddb.stop(proc)
 
 
 def measure(kind: str, env: dict[str, str]) -> float:
@@ -244,7 +228,8 @@ def summary(samples: list[float]) -> dict[str, float]:
 
 def run(quick: bool = False) -> dict[str, Any]:
     runs = QUICK_RUNS if quick else RUNS
-    with dynamodb_local() as stage:
+    with common.dynamodb_local("coldstart") as endpoint:
+        stage = local_env(endpoint)
         member_id, token = member_with_token(stage)
         # A Lambda starts with its settings in the environment; here also the endpoint
         # and dummy credentials, so the first request reaches DynamoDB Local.
