@@ -1,0 +1,361 @@
+"""The points ledger under test, on either store: the in-memory fake or the DynamoDB
+repository the service runs (chalicelib/dal/ledger.py) on DynamoDB Local.
+
+The domain suites (tests/unit/test_points_domain.py, test_member_codes.py) take the
+`ledger` fixture (tests/conftest.py), which gives them a `Ledger` over each store in turn.
+A test reaches the store only through the LedgerRepository protocol, the member-code
+store, and a few seeding writes both stores implement, so it means the same on both, and
+the fake cannot drift from DynamoDB without a test failing on one of them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, date, datetime
+from typing import Protocol
+
+from chalicelib.dal.ledger import purchase_pk, request_key
+from chalicelib.domain.ledger import Wallet
+from chalicelib.domain.member_codes import MemberCode
+from chalicelib.domain.members import Member
+from chalicelib.domain.records import (
+    Account,
+    Commit,
+    Entry,
+    MemberCodeTaken,
+    PurchaseRef,
+    RequestExists,
+    RequestRecord,
+    RequestRef,
+    VersionConflict,
+)
+from chalicelib.errors import InvalidInput
+from chalicelib.ids import ulid
+
+JOINED = datetime(2024, 5, 14, 4, 0, tzinfo=UTC)  # 400 days before the domain tests' NOW
+
+
+class Store(Protocol):
+    """What a test needs of a store: the repository, the code store, and seeding (writes
+    the service never makes: a bare member, a record or code put as is)."""
+
+    def load(self, member_id: str) -> Account | None: ...
+    def commit(self, commit: Commit) -> None: ...
+    def get_request(self, ref: RequestRef, *, consistent: bool = True) -> RequestRecord | None: ...
+    def reference(self, purchase: PurchaseRef) -> str: ...
+    def member_code(self, code: str) -> MemberCode | None: ...
+    def list_entries(
+        self, member_id: str, limit: int, cursor: str | None
+    ) -> tuple[list[Entry], str | None]: ...
+    def put_new(self, code: MemberCode) -> bool: ...
+    def get(self, code: str) -> MemberCode | None: ...
+    def put_member(self, member: Member) -> None: ...
+    def put_request(self, record: RequestRecord) -> None: ...
+    def put_code(self, code: MemberCode) -> None: ...
+
+
+class InMemoryLedger:
+    """The fake: behaves as DynamoDB does for what the service asks of it. A commit is all
+    or nothing, conditional on the member's version, on every new request record not
+    existing yet, on the version of a purchase record a refund updates, and on the member
+    code a purchase consumes being the member's, unused and unexpired. Ledger entries
+    list newest first by entry id (the sort key), in pages of `limit` with an opaque
+    cursor."""
+
+    def __init__(self) -> None:
+        self._accounts: dict[str, Account] = {}
+        self._requests: dict[tuple[str, str], RequestRecord] = {}
+        self._entries: dict[str, list[Entry]] = {}
+        self._codes: dict[str, MemberCode] = {}
+
+    # -- LedgerRepository --
+
+    def load(self, member_id: str) -> Account | None:
+        return self._accounts.get(member_id)
+
+    def get_request(self, ref: RequestRef, *, consistent: bool = True) -> RequestRecord | None:
+        return self._requests.get(request_key(ref))
+
+    def reference(self, purchase: PurchaseRef) -> str:
+        return purchase_pk(purchase)
+
+    def member_code(self, code: str) -> MemberCode | None:
+        return self._codes.get(code)
+
+    def commit(self, commit: Commit) -> None:
+        # Every condition first; nothing is applied unless all of them hold.
+        keys = [request_key(r.ref) for r in commit.new_requests]
+        if len(set(keys)) != len(keys) or any(key in self._requests for key in keys):
+            raise RequestExists()
+        use = commit.member_code
+        if use is not None:
+            code = self._codes.get(use.code)
+            if code is None or code.member_id != use.member_id or not code.usable_at(use.at):
+                raise MemberCodeTaken()
+        account = self._accounts.get(commit.member_id)
+        if account is None or account.version != commit.expected_version:
+            raise VersionConflict()
+        if commit.updated_request is not None:
+            update = commit.updated_request
+            current = self._requests.get(request_key(update.ref))
+            if current is None or current.version != update.expected_version:
+                raise VersionConflict()
+        fields = dict(commit.member_fields)
+        wallet = commit.wallet
+        self._accounts[commit.member_id] = replace(
+            account,
+            wallet=wallet,
+            version=account.version + 1,
+            activity_counts=(
+                dict(commit.activity_counts)
+                if commit.activity_counts is not None
+                else account.activity_counts
+            ),
+            referred_by=fields.pop("referred_by", account.referred_by),
+            first_purchase_at=fields.pop("first_purchase_at", account.first_purchase_at),
+            member=replace(
+                account.member,
+                points_balance=wallet.balance,
+                points_pending=wallet.pending_points,
+                lifetime_earned=wallet.lifetime_earned,
+            ),
+        )
+        for record in commit.new_requests:
+            self._requests[request_key(record.ref)] = record
+        if commit.updated_request is not None:
+            update = commit.updated_request
+            current = self._requests[request_key(update.ref)]
+            self._requests[request_key(update.ref)] = replace(
+                current, data={**current.data, **update.data}, version=current.version + 1
+            )
+        self._entries.setdefault(commit.member_id, []).extend(commit.entries)
+        if use is not None:
+            self._codes[use.code] = replace(self._codes[use.code], used_by=use.used_by)
+
+    def list_entries(
+        self, member_id: str, limit: int, cursor: str | None
+    ) -> tuple[list[Entry], str | None]:
+        ordered = sorted(self._entries.get(member_id, []), key=lambda e: e.entry_id, reverse=True)
+        start = 0
+        if cursor is not None:
+            ids = [e.entry_id for e in ordered]
+            if cursor not in ids:
+                raise InvalidInput("invalid cursor", code="INVALID_CURSOR")
+            start = ids.index(cursor) + 1
+        page = ordered[start : start + limit]
+        more = start + limit < len(ordered)
+        return page, page[-1].entry_id if more and page else None
+
+    # -- MemberCodeStore --
+
+    def put_new(self, code: MemberCode) -> bool:
+        if code.code in self._codes:
+            return False
+        self._codes[code.code] = code
+        return True
+
+    def get(self, code: str) -> MemberCode | None:
+        return self._codes.get(code)
+
+    # -- seeding --
+
+    def put_member(self, member: Member) -> None:
+        self._accounts[member.member_id] = Account(
+            member=member, wallet=Wallet(), version=member.version
+        )
+
+    def put_request(self, record: RequestRecord) -> None:
+        self._requests[request_key(record.ref)] = record
+
+    def put_code(self, code: MemberCode) -> None:
+        self._codes[code.code] = code
+
+
+class DynamoStore:
+    """The service's repositories on the current settings' tables, with seeding writes
+    made of the same item classes."""
+
+    def __init__(self) -> None:
+        from chalicelib.wiring import services
+
+        svc = services()  # binds the item classes to the settings' tables
+        self._ledger = svc.ledger
+        self._codes = svc.codes
+
+    def load(self, member_id: str) -> Account | None:
+        return self._ledger.load(member_id)
+
+    def commit(self, commit: Commit) -> None:
+        self._ledger.commit(commit)
+
+    def get_request(self, ref: RequestRef, *, consistent: bool = True) -> RequestRecord | None:
+        return self._ledger.get_request(ref, consistent=consistent)
+
+    def reference(self, purchase: PurchaseRef) -> str:
+        return self._ledger.reference(purchase)
+
+    def member_code(self, code: str) -> MemberCode | None:
+        return self._ledger.member_code(code)
+
+    def list_entries(
+        self, member_id: str, limit: int, cursor: str | None
+    ) -> tuple[list[Entry], str | None]:
+        return self._ledger.list_entries(member_id, limit, cursor)
+
+    def put_new(self, code: MemberCode) -> bool:
+        return self._codes.put_new(code)
+
+    def get(self, code: str) -> MemberCode | None:
+        return self._codes.get(code)
+
+    def put_member(self, member: Member) -> None:
+        from chalicelib.dal.members import to_item
+
+        to_item(member).save()
+
+    def put_request(self, record: RequestRecord) -> None:
+        from chalicelib.dal.ledger import _request_item
+
+        _request_item(record).save()
+
+    def put_code(self, code: MemberCode) -> None:
+        from chalicelib.dal.member_codes import CODE_SK, code_pk, epoch
+        from chalicelib.dal.tables import MemberCodeItem
+
+        MemberCodeItem(
+            pk=code_pk(code.code),
+            sk=CODE_SK,
+            member_id=code.member_id,
+            expires_at=epoch(code.expires_at),
+            used_by=code.used_by,
+        ).save()
+
+
+class Ledger:
+    """What the domain code is given as its repository (and code store) in a test: the
+    store's own answers, plus what tests arrange or observe around them.
+
+    - `commits`: every commit the store accepted, in order (`[]`: nothing was written).
+    - `stale_reads`: eventually consistent reads of request records miss every record
+      (DynamoDB may answer so for a moment after a write; DynamoDB Local never does).
+    - reads for assertions (`account`, `wallet`, `entries_of`, `request`, `code`) go
+      through the protocol, newest state, as a consistent read sees it.
+    Subclasses change `commit` to stage races and failures on either store."""
+
+    def __init__(self, store: Store, kind: str) -> None:
+        self.store = store
+        self.kind = kind  # "fake" | "dynamodb"
+        self.commits: list[Commit] = []
+        self.stale_reads = False
+
+    # -- LedgerRepository --
+
+    def load(self, member_id: str) -> Account | None:
+        return self.store.load(member_id)
+
+    def get_request(self, ref: RequestRef, *, consistent: bool = True) -> RequestRecord | None:
+        if self.stale_reads and not consistent:
+            return None
+        return self.store.get_request(ref, consistent=consistent)
+
+    def reference(self, purchase: PurchaseRef) -> str:
+        return self.store.reference(purchase)
+
+    def member_code(self, code: str) -> MemberCode | None:
+        return self.store.member_code(code)
+
+    def commit(self, commit: Commit) -> None:
+        self.store.commit(commit)
+        self.commits.append(commit)
+
+    def list_entries(
+        self, member_id: str, limit: int, cursor: str | None
+    ) -> tuple[list[Entry], str | None]:
+        return self.store.list_entries(member_id, limit, cursor)
+
+    # -- MemberCodeStore --
+
+    def put_new(self, code: MemberCode) -> bool:
+        return self.store.put_new(code)
+
+    def get(self, code: str) -> MemberCode | None:
+        return self.store.get(code)
+
+    # -- seeding --
+
+    def add_member(
+        self,
+        member_id: str | None = None,
+        *,
+        name: str | None = "韩梅梅",
+        gender: str | None = "female",
+        birthday: date | None = date(1990, 5, 1),
+        tier_code: str = "member",
+        wallet: Wallet | None = None,
+    ) -> str:
+        """A member holding `wallet` (written by a commit with no entries: points from
+        before the ledger began)."""
+        member_id = member_id or f"mbr_{ulid().lower()}"
+        self.store.put_member(
+            Member(
+                member_id=member_id,
+                phone="+8613900001111",
+                channel="app",
+                created_at=JOINED,
+                updated_at=JOINED,
+                name=name,
+                gender=gender,
+                birthday=birthday,
+                tier_code=tier_code,
+            )
+        )
+        if wallet is not None:
+            self.store.commit(
+                Commit(
+                    member_id=member_id,
+                    expected_version=1,
+                    wallet=wallet,
+                    entries=[],
+                    new_requests=[],
+                )
+            )
+        return member_id
+
+    def put_request(self, record: RequestRecord) -> None:
+        self.store.put_request(record)
+
+    def put_code(self, code: MemberCode) -> None:
+        self.store.put_code(code)
+
+    # -- reads for assertions --
+
+    def account(self, member_id: str) -> Account:
+        account = self.store.load(member_id)
+        assert account is not None, member_id
+        return account
+
+    def wallet(self, member_id: str) -> Wallet:
+        return self.account(member_id).wallet
+
+    def balance(self, member_id: str) -> int:
+        return self.wallet(member_id).balance
+
+    def entries_of(self, member_id: str, kind: str | None = None) -> list[Entry]:
+        """Every ledger entry of the member, oldest first (the listing, read to its end
+        and reversed)."""
+        entries: list[Entry] = []
+        cursor: str | None = None
+        while True:
+            page, cursor = self.store.list_entries(member_id, 100, cursor)
+            entries.extend(page)
+            if cursor is None:
+                break
+        return [e for e in reversed(entries) if kind is None or e.type == kind]
+
+    def request(self, ref: RequestRef) -> RequestRecord | None:
+        return self.store.get_request(ref, consistent=True)
+
+    def code(self, code: str) -> MemberCode:
+        found = self.store.member_code(code)
+        assert found is not None, code
+        return found
