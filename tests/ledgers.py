@@ -58,9 +58,10 @@ class InMemoryLedger:
     """The fake: behaves as DynamoDB does for what the service asks of it. A commit is all
     or nothing, conditional on the member's version, on every new request record not
     existing yet, on the version of a purchase record a refund updates, and on the member
-    code a purchase consumes being the member's, unused and unexpired. Ledger entries
-    list newest first by entry id (the sort key), in pages of `limit` with an opaque
-    cursor."""
+    code a purchase consumes being the member's, unused and unexpired. What it stores
+    reads back as DynamoDB gives it: times to the millisecond, the member's figures and
+    version on the member. Ledger entries list newest first by entry id (the sort key),
+    in pages of `limit` with an opaque cursor; a full page has a cursor, even the last."""
 
     def __init__(self) -> None:
         self._accounts: dict[str, Account] = {}
@@ -83,6 +84,7 @@ class InMemoryLedger:
         return self._codes.get(code)
 
     def commit(self, commit: Commit) -> None:
+        commit = _as_stored(commit)
         # Every condition first; nothing is applied unless all of them hold.
         keys = [request_key(r.ref) for r in commit.new_requests]
         if len(set(keys)) != len(keys) or any(key in self._requests for key in keys):
@@ -102,10 +104,12 @@ class InMemoryLedger:
                 raise VersionConflict()
         fields = dict(commit.member_fields)
         wallet = commit.wallet
+        nxt = wallet.expiring_next()
+        version = account.version + 1
         self._accounts[commit.member_id] = replace(
             account,
             wallet=wallet,
-            version=account.version + 1,
+            version=version,
             activity_counts=(
                 dict(commit.activity_counts)
                 if commit.activity_counts is not None
@@ -113,11 +117,15 @@ class InMemoryLedger:
             ),
             referred_by=fields.pop("referred_by", account.referred_by),
             first_purchase_at=fields.pop("first_purchase_at", account.first_purchase_at),
+            # One item holds the member and the wallet: the figures and version agree.
             member=replace(
                 account.member,
                 points_balance=wallet.balance,
                 points_pending=wallet.pending_points,
                 lifetime_earned=wallet.lifetime_earned,
+                expiring_next_points=nxt[1] if nxt else 0,
+                expiring_next_date=nxt[0] if nxt else None,
+                version=version,
             ),
         )
         for record in commit.new_requests:
@@ -143,8 +151,9 @@ class InMemoryLedger:
                 raise InvalidInput("invalid cursor", code="INVALID_CURSOR")
             start = ids.index(cursor) + 1
         page = ordered[start : start + limit]
-        more = start + limit < len(ordered)
-        return page, page[-1].entry_id if more and page else None
+        # A full page has a cursor, as a query stopped by its Limit has a LastEvaluatedKey
+        # whether or not more items follow.
+        return page, page[-1].entry_id if len(page) == limit else None
 
     # -- MemberCodeStore --
 
@@ -165,10 +174,31 @@ class InMemoryLedger:
         )
 
     def put_request(self, record: RequestRecord) -> None:
-        self._requests[request_key(record.ref)] = record
+        self._requests[request_key(record.ref)] = replace(
+            record, created_at=_millisecond(record.created_at)
+        )
 
     def put_code(self, code: MemberCode) -> None:
         self._codes[code.code] = code
+
+
+def _millisecond(moment: datetime) -> datetime:
+    """A time as DynamoDB keeps it: RFC 3339 text to the millisecond."""
+    return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
+
+
+def _as_stored(commit: Commit) -> Commit:
+    fields = dict(commit.member_fields)
+    if fields.get("first_purchase_at") is not None:
+        fields["first_purchase_at"] = _millisecond(fields["first_purchase_at"])
+    return replace(
+        commit,
+        entries=[replace(e, created_at=_millisecond(e.created_at)) for e in commit.entries],
+        new_requests=[
+            replace(r, created_at=_millisecond(r.created_at)) for r in commit.new_requests
+        ],
+        member_fields=fields,
+    )
 
 
 class DynamoStore:

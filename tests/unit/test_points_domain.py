@@ -1128,3 +1128,63 @@ def test_given_a_purchase_paid_with_points_when_listing_the_ledger_then_the_earn
     record_purchase(purchase(member_id, pay_with_points=2000), context(repo))
     entries, _ = repo.list_entries(member_id, 10, None)
     assert [e.type for e in entries] == ["earn", "redeem"]  # newest first
+
+
+# ---- what the repository keeps, as DynamoDB keeps it --------------------------------------
+
+
+def test_given_a_purchase_when_the_member_is_loaded_then_its_item_carries_the_wallets_figures_and_version(
+    repo, member
+):
+    record_purchase(purchase(member), context(repo, program=ProgramConfig(pending_days=7)))
+    record_adjustment(adjustment(member, 500), context(repo))
+    account = repo.account(member)
+    assert (
+        account.member.points_balance,
+        account.member.points_pending,
+        account.member.lifetime_earned,
+    ) == (500, 98, 0)
+    assert (account.member.expiring_next_date, account.member.expiring_next_points) == (
+        date(2026, 6, 30),
+        500,
+    )
+    assert account.member.version == account.version
+
+
+def test_given_a_moment_with_microseconds_when_recorded_then_the_times_read_back_to_the_millisecond(
+    repo, member
+):
+    at = NOW + timedelta(microseconds=123_456)
+    record_purchase(purchase(member, occurred_at=NOW), context(repo, now=at))
+    millisecond = NOW + timedelta(milliseconds=123)
+    [earn] = repo.entries_of(member)
+    assert earn.created_at == millisecond
+    assert repo.request(PurchaseRef(STORE, "t1")).created_at == millisecond
+    assert repo.account(member).first_purchase_at == NOW
+
+
+def test_given_a_page_of_entries_exactly_when_listing_then_the_full_page_has_a_cursor_to_an_empty_last_page(
+    repo, member
+):
+    for n in range(3):
+        grant(repo, member, 10 + n, f"g{n}")
+    first, cursor = repo.list_entries(member, 2, None)
+    assert [e.points for e in first] == [12, 11]
+    second, cursor = repo.list_entries(member, 2, cursor)
+    assert [e.points for e in second] == [10]
+    assert cursor is None
+    # DynamoDB cannot tell that a full page was the last: it gives a cursor all the same
+    whole, cursor = repo.list_entries(member, 3, None)
+    assert len(whole) == 3
+    assert cursor is not None
+    assert repo.list_entries(member, 3, cursor) == ([], None)
+
+
+def test_given_another_members_cursor_when_listing_then_invalid_cursor(repo, member):
+    other = repo.add_member()
+    for n in range(2):
+        grant(repo, other, 10, f"g{n}")
+    _, cursor = repo.list_entries(other, 1, None)
+    with pytest.raises(InvalidInput) as excinfo:
+        repo.list_entries(member, 1, cursor)
+    assert excinfo.value.code == "INVALID_CURSOR"
