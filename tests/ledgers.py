@@ -10,9 +10,11 @@ the fake cannot drift from DynamoDB without a test failing on one of them.
 
 from __future__ import annotations
 
-from dataclasses import replace
+import json
+import zlib
+from dataclasses import asdict, replace
 from datetime import UTC, date, datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from chalicelib.dal.ledger import purchase_pk, request_key
 from chalicelib.domain.ledger import Wallet
@@ -58,7 +60,8 @@ class InMemoryLedger:
     """The fake: behaves as DynamoDB does for what the service asks of it. A commit is all
     or nothing, conditional on the member's version, on every new request record not
     existing yet, on the version of a purchase record a refund updates, and on the member
-    code a purchase consumes being the member's, unused and unexpired. What it stores
+    code a purchase consumes being the member's, unused and unexpired; refused with
+    REQUEST_TOO_LARGE when an item it writes is over DynamoDB's 400 KB. What it stores
     reads back as DynamoDB gives it: times to the millisecond, the member's figures and
     version on the member. Ledger entries list newest first by entry id (the sort key),
     in pages of `limit` with an opaque cursor; a full page has a cursor, even the last."""
@@ -84,6 +87,11 @@ class InMemoryLedger:
         return self._codes.get(code)
 
     def commit(self, commit: Commit) -> None:
+        items = [_record_item(r) for r in commit.new_requests] + [
+            _entry_item(e) for e in commit.entries
+        ]
+        if any(_item_size(item) > ITEM_SIZE_LIMIT for item in items):
+            raise InvalidInput("request too large to record", code="REQUEST_TOO_LARGE")
         commit = _as_stored(commit)
         # Every condition first; nothing is applied unless all of them hold.
         keys = [request_key(r.ref) for r in commit.new_requests]
@@ -180,6 +188,48 @@ class InMemoryLedger:
 
     def put_code(self, code: MemberCode) -> None:
         self._codes[code.code] = code
+
+
+ITEM_SIZE_LIMIT = 400 * 1024
+
+
+def _item_size(value: Any) -> int:
+    """The size DynamoDB counts for a value (developer guide, "Item sizes"): strings and
+    binary their bytes, a number one byte per two significant digits plus one, a list or
+    map 3 bytes plus one per element (and a map's names)."""
+    if value is None or isinstance(value, bool):
+        return 1
+    if isinstance(value, str):
+        return len(value.encode())
+    if isinstance(value, bytes):
+        return len(value)
+    if isinstance(value, int | float):
+        digits = str(abs(value)).replace(".", "").strip("0")
+        return (len(digits) + 1) // 2 + 1
+    if isinstance(value, dict):
+        return 3 + sum(len(str(k).encode()) + _item_size(v) + 1 for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return 3 + sum(_item_size(v) + 1 for v in value)
+    return len(str(value).encode())  # dates and times: their ISO text
+
+
+def _record_item(record: RequestRecord) -> dict[str, Any]:
+    """A request record's attributes as the repository writes them (the answer is
+    zlib-compressed JSON, the hash its 32 bytes)."""
+    answer = json.dumps(record.response, separators=(",", ":"), ensure_ascii=False).encode()
+    pk, sk = request_key(record.ref)
+    return {
+        **{name: value for name, value in asdict(record).items() if name != "ref"},
+        "pk": pk,
+        "sk": sk,
+        "request_hash": bytes(32),
+        "response": zlib.compress(answer, 9),
+        "created_at": "2025-01-01T00:00:00.000Z",
+    }
+
+
+def _entry_item(entry: Entry) -> dict[str, Any]:
+    return {"pk": f"MEMBER#{entry.member_id}", "sk": f"LEDGER#{entry.entry_id}", **asdict(entry)}
 
 
 def _millisecond(moment: datetime) -> datetime:

@@ -1188,3 +1188,16 @@ def test_given_another_members_cursor_when_listing_then_invalid_cursor(repo, mem
     with pytest.raises(InvalidInput) as excinfo:
         repo.list_entries(member, 1, cursor)
     assert excinfo.value.code == "INVALID_CURSOR"
+
+
+def test_given_a_request_record_over_400_kb_when_committing_then_request_too_large_and_nothing_written(
+    repo, member
+):
+    # 2,400 lines of 200-character SKUs: over 500 KB of items in the purchase's record
+    items = [Item(f"{n:04d}" + "x" * 196, "general", 1, 100) for n in range(2400)]
+    with pytest.raises(InvalidInput) as excinfo:
+        record_purchase(purchase(member, items=items), context(repo))
+    assert excinfo.value.code == "REQUEST_TOO_LARGE"
+    assert repo.commits == []
+    assert repo.request(PurchaseRef(STORE, "t1")) is None
+    assert repo.balance(member) == 0
