@@ -10,7 +10,6 @@ negative, and that a replayed request changes nothing.
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
 from typing import Any
 
 from hypothesis import strategies as st
@@ -18,30 +17,13 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 
 from chalicelib.domain import points as domain
 from chalicelib.domain.earning import Item
-from chalicelib.domain.program import ProgramConfig
-from chalicelib.domain.tiers import DEFAULT_TIERS
 from chalicelib.errors import BusinessRuleViolation
 from tests.helpers import run_machine
 from tests.ledgers import Ledger
+from tests.unit.test_points_domain import activity, adjustment, context, purchase, refund
 
 # Examples per store: DynamoDB Local answers in milliseconds, the fake in microseconds.
 EXAMPLES = {"fake": 100, "dynamodb": 12}
-
-
-def purchase(member_id: str, txn_id: str, unit_prices: list[int], pay: int = 0) -> domain.Purchase:
-    items = [Item(f"sku-{i}", "general", 1, price) for i, price in enumerate(unit_prices)]
-    document = {"t": txn_id, "m": member_id, "p": unit_prices, "pay": pay}
-    return domain.Purchase(
-        transaction_id=txn_id,
-        store_id="store-001",
-        member_id=member_id,
-        occurred_at=datetime.now(UTC),
-        items=items,
-        total=sum(unit_prices),
-        currency="CNY",
-        pay_with_points=pay,
-        request_hash=domain.request_hash(document),
-    )
 
 
 def check_invariants(repo: Ledger, member_id: str) -> None:
@@ -59,11 +41,6 @@ def check_invariants(repo: Ledger, member_id: str) -> None:
 class LedgerMachine(RuleBasedStateMachine):
     repo: Ledger  # set before a run
 
-    def context(self) -> domain.Context:
-        return domain.Context(
-            repo=self.repo, program=ProgramConfig(), tiers=DEFAULT_TIERS, now=datetime.now(UTC)
-        )
-
     @initialize()
     def start(self) -> None:
         self.member_id = self.repo.add_member()
@@ -72,7 +49,7 @@ class LedgerMachine(RuleBasedStateMachine):
 
     def _apply(self, kind: str, command: Any, call: Any) -> None:
         try:
-            result = call(command, self.context())
+            result = call(command, context(self.repo))
         except BusinessRuleViolation:
             return
         self.done.append((kind, command, result))
@@ -86,7 +63,8 @@ class LedgerMachine(RuleBasedStateMachine):
         pay = min(balance, sum(prices) * pay_share // 100) if pay_share else 0
         pay = max(pay, 0)
         txn_id = f"t-{uuid.uuid4().hex[:12]}"
-        command = purchase(self.member_id, txn_id, prices, pay)
+        items = [Item(f"sku-{i}", "general", 1, price) for i, price in enumerate(prices)]
+        command = purchase(self.member_id, txn_id, items=items, pay_with_points=pay)
         before = len(self.done)
         self._apply("purchase", command, domain.record_purchase)
         if len(self.done) > before:
@@ -94,48 +72,27 @@ class LedgerMachine(RuleBasedStateMachine):
 
     @precondition(lambda self: bool(self.purchases))
     @rule(data=st.data(), by_items=st.booleans())
-    def refund(self, data: st.DataObject, by_items: bool) -> None:
+    def return_goods(self, data: st.DataObject, by_items: bool) -> None:
         index = data.draw(st.integers(min_value=0, max_value=len(self.purchases) - 1))
         txn_id, prices, _ = self.purchases[index]
         if by_items:
             sku = data.draw(st.integers(min_value=0, max_value=len(prices) - 1))
-            items, amount, document = [(f"sku-{sku}", 1)], None, {"sku": sku}
+            items, amount = [(f"sku-{sku}", 1)], None
         else:
-            amount = data.draw(st.integers(min_value=1, max_value=sum(prices)))
-            items, document = None, {"amount": amount}
-        refund_id = f"r-{uuid.uuid4().hex[:12]}"
-        command = domain.Refund(
-            refund_id=refund_id,
-            store_id="store-001",
-            transaction_id=txn_id,
-            items=items,
-            amount=amount,
-            request_hash=domain.request_hash({"id": refund_id, **document}),
+            items, amount = None, data.draw(st.integers(min_value=1, max_value=sum(prices)))
+        command = refund(
+            f"r-{uuid.uuid4().hex[:12]}", transaction_id=txn_id, items=items, amount=amount
         )
         self._apply("refund", command, domain.record_refund)
 
     @rule(points=st.integers(min_value=-500, max_value=2_000).filter(lambda p: p != 0))
     def adjust(self, points: int) -> None:
-        adjustment_id = f"a-{uuid.uuid4().hex[:12]}"
-        command = domain.Adjustment(
-            member_id=self.member_id,
-            adjustment_id=adjustment_id,
-            points=points,
-            reason="property test",
-            actor="staff-test",
-            request_hash=domain.request_hash({"id": adjustment_id, "p": points}),
-        )
+        command = adjustment(self.member_id, points, f"a-{uuid.uuid4().hex[:12]}")
         self._apply("adjustment", command, domain.record_adjustment)
 
     @rule(kind=st.sampled_from(["checkin", "share", "review"]))
-    def activity(self, kind: str) -> None:
-        activity_id = f"x-{uuid.uuid4().hex[:12]}"
-        command = domain.Activity(
-            member_id=self.member_id,
-            activity_id=activity_id,
-            type=kind,
-            request_hash=domain.request_hash({"id": activity_id, "t": kind}),
-        )
+    def take_part(self, kind: str) -> None:
+        command = activity(self.member_id, f"x-{uuid.uuid4().hex[:12]}", kind)
         self._apply("activity", command, domain.record_activity)
 
     @precondition(lambda self: bool(self.done))
@@ -149,7 +106,7 @@ class LedgerMachine(RuleBasedStateMachine):
             "activity": domain.record_activity,
         }
         before = self.repo.entries_of(self.member_id)
-        assert calls[kind](command, self.context()) == first
+        assert calls[kind](command, context(self.repo)) == first
         assert self.repo.entries_of(self.member_id) == before
 
     @invariant()
