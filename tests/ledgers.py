@@ -16,7 +16,8 @@ from dataclasses import asdict, replace
 from datetime import UTC, date, datetime
 from typing import Any, Protocol
 
-from chalicelib.dal.ledger import purchase_pk, request_key
+from chalicelib.dal.ledger import expiry_key, purchase_pk, request_key
+from chalicelib.dal.members import member_pk
 from chalicelib.domain.ledger import Wallet
 from chalicelib.domain.member_codes import MemberCode
 from chalicelib.domain.members import Member
@@ -49,6 +50,9 @@ class Store(Protocol):
     def list_entries(
         self, member_id: str, limit: int, cursor: str | None
     ) -> tuple[list[Entry], str | None]: ...
+    def members_due(
+        self, key: str, start: dict[str, Any] | None, limit: int
+    ) -> tuple[list[str], dict[str, Any] | None]: ...
     def put_new(self, code: MemberCode) -> bool: ...
     def get(self, code: str) -> MemberCode | None: ...
     def put_member(self, member: Member) -> None: ...
@@ -162,6 +166,22 @@ class InMemoryLedger:
         # A full page has a cursor, as a query stopped by its Limit has a LastEvaluatedKey
         # whether or not more items follow.
         return page, page[-1].entry_id if len(page) == limit else None
+
+    def members_due(
+        self, key: str, start: dict[str, Any] | None, limit: int
+    ) -> tuple[list[str], dict[str, Any] | None]:
+        """The sparse expiry index: members whose earliest lot's key is `key`, in order of
+        their partition key, `limit` a page (a full page has a cursor, as in listing)."""
+        due = sorted(
+            member_pk(member_id)
+            for member_id, account in self._accounts.items()
+            if (nxt := account.wallet.expiring_next()) and expiry_key(nxt[0], member_id) == key
+        )
+        if start is not None:
+            due = [pk for pk in due if pk > start["pk"]]
+        page = due[:limit]
+        ids = [pk.removeprefix("MEMBER#") for pk in page]
+        return ids, {"pk": page[-1]} if len(page) == limit else None
 
     # -- MemberCodeStore --
 
@@ -281,6 +301,11 @@ class DynamoStore:
         self, member_id: str, limit: int, cursor: str | None
     ) -> tuple[list[Entry], str | None]:
         return self._ledger.list_entries(member_id, limit, cursor)
+
+    def members_due(
+        self, key: str, start: dict[str, Any] | None, limit: int
+    ) -> tuple[list[str], dict[str, Any] | None]:
+        return self._ledger.members_due(key, start, limit)
 
     def put_new(self, code: MemberCode) -> bool:
         return self._codes.put_new(code)
@@ -431,6 +456,16 @@ class Ledger:
             if cursor is None:
                 break
         return [e for e in reversed(entries) if kind is None or e.type == kind]
+
+    def all_due(self, key: str) -> list[str]:
+        """Every member the expiry index holds under `key` (all its pages)."""
+        due: list[str] = []
+        start: dict[str, Any] | None = None
+        while True:
+            page, start = self.store.members_due(key, start, 100)
+            due.extend(page)
+            if start is None:
+                return due
 
     def request(self, ref: RequestRef) -> RequestRecord | None:
         return self.store.get_request(ref, consistent=True)
