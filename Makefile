@@ -47,11 +47,13 @@ run: setup
 test: setup
 	$(BIN)/python -m pytest
 
+# The domain suites in tests/unit run once on the in-memory ledger fake and once on
+# DynamoDB Local (the `ledger` fixture): `unit` takes the first, `integration` the second.
 unit: setup
-	$(BIN)/python -m pytest tests/unit
+	$(BIN)/python -m pytest tests/unit -m "not integration"
 
 integration: setup
-	$(BIN)/python -m pytest tests/integration
+	$(BIN)/python -m pytest tests/integration tests/unit -m integration
 
 e2e: setup
 	$(BIN)/python -m pytest tests/e2e

@@ -4,6 +4,9 @@
 - `moto_tables`  : the template's tables in moto (unit tests).
 - `ddb_local`    : one DynamoDB Local for the session (integration tests), tables from
                    the template, settings pointing at it.
+- `ledger`       : the points ledger on the in-memory fake, then on the DynamoDB
+                   repository on DynamoDB Local (marked integration), for the domain
+                   suites: tests/ledgers.py.
 - `app_client`   : chalice.test.Client over the app with the current settings.
 - `staff_token`, `store_key`, `token_for(...)` : credentials as clients get them.
 """
@@ -91,6 +94,63 @@ def ddb_local(
 
     seed()
     return tables
+
+
+@pytest.fixture(scope="session")
+def ledger_suite_tables(ddb_local_endpoint: str) -> tuple[dict[str, str], Any]:
+    """Tables of the ledger suite's own on the session's DynamoDB Local (environment
+    variable -> name) and a client for them. Emptied before each of its tests (the fake
+    starts empty too), they never hold what the other integration tests share (a lot in
+    the expiry index would join their expiry runs)."""
+    import boto3
+
+    env = {**stage_environment("local"), **LOCAL_CREDENTIALS}
+    names = {
+        name: f"{value}-ledger-suite" for name, value in env.items() if name.endswith("_TABLE")
+    }
+    client = boto3.client(
+        "dynamodb",
+        endpoint_url=ddb_local_endpoint,
+        region_name=env["AWS_DEFAULT_REGION"],
+        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+    )
+    create_tables(client, {**env, **names})
+    return names, client
+
+
+def _empty_tables(client: Any, names: list[str]) -> None:
+    for name in names:
+        keys = [
+            {"DeleteRequest": {"Key": item}}
+            for page in client.get_paginator("scan").paginate(
+                TableName=name, ProjectionExpression="pk, sk"
+            )
+            for item in page["Items"]
+        ]
+        for start in range(0, len(keys), 25):  # BatchWriteItem takes 25 at most
+            batch = {name: keys[start : start + 25]}
+            while batch:  # what it leaves unprocessed is sent again
+                batch = client.batch_write_item(RequestItems=batch)["UnprocessedItems"]
+
+
+@pytest.fixture(params=["fake", pytest.param("dynamodb", marks=pytest.mark.integration)])
+def ledger(request: pytest.FixtureRequest) -> Any:
+    """The points ledger a domain test runs on, once per store: the in-memory fake, and
+    the service's DynamoDB repository on DynamoDB Local, on empty tables."""
+    from tests.ledgers import DynamoStore, InMemoryLedger, Ledger
+
+    if request.param == "fake":
+        return Ledger(InMemoryLedger(), "fake")
+    names, client = request.getfixturevalue("ledger_suite_tables")
+    request.getfixturevalue("aws_env")
+    monkeypatch = request.getfixturevalue("monkeypatch")
+    monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", request.getfixturevalue("ddb_local_endpoint"))
+    for name, value in names.items():
+        monkeypatch.setenv(name, value)
+    reset_app_state()
+    _empty_tables(client, [names["MEMBERS_TABLE"], names["RUNTIME_TABLE"]])
+    return Ledger(DynamoStore(), "dynamodb")
 
 
 @pytest.fixture

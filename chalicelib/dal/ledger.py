@@ -252,7 +252,12 @@ class DynamoLedgerRepository:
                 or exc.cause_response_code == "TransactionConflictException"
             ):
                 raise VersionConflict() from exc
-            if any(r is not None and r.code == "ValidationError" for r in reasons):
+            # DynamoDB names an item over 400 KB among the cancellation reasons; DynamoDB
+            # Local refuses the whole request instead.
+            if any(r is not None and r.code == "ValidationError" for r in reasons) or (
+                exc.cause_response_code == "ValidationException"
+                and "Item size has exceeded" in (exc.cause_response_message or "")
+            ):
                 raise InvalidInput("request too large to record", code="REQUEST_TOO_LARGE") from exc
             raise
 

@@ -1,6 +1,6 @@
 """Member presence (会员码): issuing codes, and purchases that spend points with one, on the
-in-memory ledger of test_points_domain (which stores codes and consumes them in a commit
-as the DynamoDB repository does)."""
+ledger of test_points_domain, once on the in-memory fake and once on DynamoDB Local (the
+`ledger` fixture, tests/ledgers.py): a purchase consumes its code in its own commit."""
 
 from __future__ import annotations
 
@@ -15,7 +15,8 @@ from chalicelib.domain.member_codes import MemberCode
 from chalicelib.domain.points import Purchase, record_purchase
 from chalicelib.domain.records import Commit, MemberCodeTaken
 from chalicelib.errors import BusinessRuleViolation, DomainError, Forbidden, Unavailable
-from tests.unit.test_points_domain import NOW, InMemoryLedger, context, purchase
+from tests.ledgers import Ledger
+from tests.unit.test_points_domain import NOW, context, purchase
 
 LOTS = Wallet(lots={date(2026, 1, 31): 5000})
 
@@ -30,17 +31,18 @@ def at_till(cmd: Purchase, code: str | None, *, by_code_only: bool = False) -> P
     )
 
 
-def issue(repo: InMemoryLedger, member_id: str, now: datetime = NOW) -> str:
+def issue(repo: Ledger, member_id: str, now: datetime = NOW) -> str:
     return member_codes.issue(member_id, repo, now).code
 
 
 @pytest.fixture
-def repo() -> InMemoryLedger:
-    return InMemoryLedger()
+def repo(ledger: Ledger) -> Ledger:
+    """The ledger of the test, on each store in turn (tests/conftest.py)."""
+    return ledger
 
 
 @pytest.fixture
-def member(repo: InMemoryLedger) -> str:
+def member(repo: Ledger) -> str:
     return repo.add_member(wallet=LOTS)
 
 
@@ -110,7 +112,7 @@ def test_given_every_draw_collides_then_contended_instead_of_looping():
 def test_given_a_code_when_looked_up_then_its_member_and_it_stays_usable(repo, member):
     code = issue(repo, member)
     assert member_codes.member_of(code, repo, NOW) == member
-    assert repo.codes[code].used_by is None
+    assert repo.code(code).used_by is None
 
 
 @pytest.mark.parametrize("when", ["unknown", "expired", "at_expiry", "used"])
@@ -122,9 +124,9 @@ def test_given_an_unusable_code_when_looked_up_then_member_code_invalid(repo, me
     elif when == "expired":
         now = NOW + timedelta(seconds=121)
     elif when == "at_expiry":
-        now = repo.codes[code].expires_at
+        now = repo.code(code).expires_at
     else:
-        repo.codes[code] = replace(repo.codes[code], used_by="TXN#store-001#t0")
+        repo.put_code(replace(repo.code(code), used_by="TXN#store-001#t0"))
     error = error_of(lambda: member_codes.member_of(code, repo, now))
     assert isinstance(error, Forbidden)
     assert error.code == "MEMBER_CODE_INVALID"
@@ -165,7 +167,7 @@ def test_given_the_members_code_when_paying_with_points_then_spent_and_the_code_
     [commit] = repo.commits
     assert commit.member_code is not None
     assert (commit.member_code.code, commit.member_code.member_id) == (code, member)
-    assert repo.codes[code].used_by == "TXN#store-001#t1"
+    assert repo.code(code).used_by == "TXN#store-001#t1"
     assert repo.balance(member) == 5000 - 1000 + body["points_earned"]
 
 
@@ -176,13 +178,13 @@ def test_given_only_a_code_when_buying_then_the_code_identifies_the_member(repo,
     )
     assert status == 201
     assert body["member_id"] == member
-    assert repo.codes[code].used_by is not None
+    assert repo.code(code).used_by is not None
 
 
 def test_given_a_code_on_an_earning_only_purchase_then_it_is_consumed_too(repo, member):
     code = issue(repo, member)
     record_purchase(at_till(purchase(member), code, by_code_only=True), context(repo))
-    assert repo.codes[code].used_by == "TXN#store-001#t1"
+    assert repo.code(code).used_by == "TXN#store-001#t1"
     error = error_of(
         lambda: record_purchase(
             at_till(purchase(member, "t2", pay_with_points=1000), code), context(repo)
@@ -220,7 +222,7 @@ def test_given_an_expired_code_when_paying_then_member_code_invalid(repo, member
     )
     assert error.code == "MEMBER_CODE_INVALID"
     assert repo.commits == []
-    assert repo.codes[code].used_by is None
+    assert repo.code(code).used_by is None
 
 
 def test_given_another_members_code_when_paying_for_this_member_then_member_code_invalid(
@@ -236,7 +238,7 @@ def test_given_another_members_code_when_paying_for_this_member_then_member_code
     assert error.code == "MEMBER_CODE_INVALID"
     assert repo.commits == []
     assert repo.balance(member) == repo.balance(other) == 5000
-    assert repo.codes[code].used_by is None
+    assert repo.code(code).used_by is None
 
 
 def test_given_an_unknown_code_when_paying_then_member_code_invalid(repo, member):
@@ -275,7 +277,7 @@ def test_given_insufficient_points_when_paying_with_a_code_then_the_code_is_not_
     )
     assert isinstance(error, BusinessRuleViolation)
     assert error.code == "INSUFFICIENT_POINTS"
-    assert repo.codes[code].used_by is None
+    assert repo.code(code).used_by is None
 
 
 def test_given_two_tills_with_one_code_when_the_other_commits_first_then_exactly_one_spends(
@@ -283,7 +285,7 @@ def test_given_two_tills_with_one_code_when_the_other_commits_first_then_exactly
 ):
     code = issue(repo, member)
 
-    class RacingLedger(InMemoryLedger):
+    class RacingLedger(Ledger):
         raced = False
 
         def commit(self, commit: Commit) -> None:
@@ -295,9 +297,7 @@ def test_given_two_tills_with_one_code_when_the_other_commits_first_then_exactly
                 )
             super().commit(commit)
 
-    racing = RacingLedger()
-    racing.accounts, racing.requests, racing.entries = repo.accounts, repo.requests, repo.entries
-    racing.codes = repo.codes
+    racing = RacingLedger(repo.store, repo.kind)
     error = error_of(
         lambda: record_purchase(
             at_till(purchase(member, "till-1", pay_with_points=1000), code), context(racing)
@@ -306,7 +306,7 @@ def test_given_two_tills_with_one_code_when_the_other_commits_first_then_exactly
     assert isinstance(error, Forbidden)
     assert error.code == "MEMBER_CODE_INVALID"
     assert len(racing.entries_of(member, "redeem")) == 1
-    assert racing.codes[code].used_by == "TXN#store-001#till-2"
+    assert racing.code(code).used_by == "TXN#store-001#till-2"
 
 
 def test_given_only_the_codes_condition_reported_when_the_winner_was_this_request_then_the_first_answer(
@@ -315,20 +315,18 @@ def test_given_only_the_codes_condition_reported_when_the_winner_was_this_reques
     code = issue(repo, member)
     cmd = at_till(purchase(member, pay_with_points=1000), code)
 
-    class CodeFirstLedger(InMemoryLedger):
+    class CodeFirstLedger(Ledger):
         """Reports the code's condition and not the request's (DynamoDB may report either)."""
 
         def commit(self, commit: Commit) -> None:
-            if commit.member_code is not None and self.codes[code].used_by is not None:
+            if commit.member_code is not None and self.code(code).used_by is not None:
                 raise MemberCodeTaken()
             super().commit(commit)
 
-    ledger = CodeFirstLedger()
-    ledger.accounts, ledger.requests, ledger.entries = repo.accounts, repo.requests, repo.entries
-    ledger.codes = repo.codes
+    ledger = CodeFirstLedger(repo.store, repo.kind)
     first = record_purchase(cmd, context(ledger))
     ledger.stale_reads = True
     # the plan sees the code as unused (as a read racing the first commit would)
-    ledger_codes = dict(ledger.codes)
-    ledger.member_code = lambda c: replace(ledger_codes[c], used_by=None)  # type: ignore[method-assign]
+    shown = ledger.code(code)
+    ledger.member_code = lambda c: replace(shown, used_by=None)  # type: ignore[method-assign]
     assert record_purchase(cmd, context(ledger)) == first

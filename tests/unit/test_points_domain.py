@@ -1,10 +1,6 @@
-"""Points operations (chalicelib/domain/points.py) against an in-memory LedgerRepository.
-
-The fake behaves like the DynamoDB one: a commit is all or nothing, conditional on the
-member's version, on every new request record not existing yet, on the version of a
-purchase record a refund updates, and on the member code a purchase consumes being the
-member's, unused and unexpired; ledger entries list newest first by entry id (the sort
-key), paged with a cursor. It also stores member codes (MemberCodeStore).
+"""Points operations (chalicelib/domain/points.py) on the ledger repository, once on the
+in-memory fake and once on the DynamoDB repository on DynamoDB Local (the `ledger`
+fixture, tests/ledgers.py): the same tests on both, so the fake cannot drift.
 """
 
 from __future__ import annotations
@@ -13,17 +9,13 @@ from collections import defaultdict
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from types import SimpleNamespace
-from typing import Any
 
 import pytest
 
 from chalicelib import ids
-from chalicelib.dal.ledger import purchase_pk, request_key
 from chalicelib.domain import points as domain
 from chalicelib.domain.earning import Item
 from chalicelib.domain.ledger import Wallet
-from chalicelib.domain.member_codes import MemberCode
-from chalicelib.domain.members import Member
 from chalicelib.domain.points import (
     Activity,
     Adjustment,
@@ -40,15 +32,10 @@ from chalicelib.domain.points import (
 )
 from chalicelib.domain.program import ProgramConfig
 from chalicelib.domain.records import (
-    Account,
     Commit,
-    Entry,
-    MemberCodeTaken,
     MemberRequestRef,
     PurchaseRef,
-    RequestExists,
     RequestRecord,
-    RequestRef,
     VersionConflict,
 )
 from chalicelib.domain.tiers import DEFAULT_TIERS
@@ -59,161 +46,17 @@ from chalicelib.errors import (
     NotFound,
     Unavailable,
 )
-from chalicelib.ids import ulid
+from tests.ledgers import Ledger
 
 NOW = datetime(2025, 6, 18, 4, 0, tzinfo=UTC)  # 12:00 in Shanghai
 STORE = "store-001"
 
 
-# ---- the in-memory repository -------------------------------------------------------------
-
-
-class InMemoryLedger:
-    def __init__(self) -> None:
-        self.accounts: dict[str, Account] = {}
-        self.requests: dict[tuple[str, str], RequestRecord] = {}
-        self.entries: dict[str, list[Entry]] = defaultdict(list)
-        self.fields: dict[str, dict[str, Any]] = defaultdict(dict)
-        self.commits: list[Commit] = []
-        self.codes: dict[str, MemberCode] = {}
-        # Eventually consistent reads that have not seen the newest request records yet.
-        self.stale_reads = False
-
-    def add_member(
-        self,
-        member_id: str | None = None,
-        *,
-        name: str | None = "韩梅梅",
-        gender: str | None = "female",
-        birthday: date | None = date(1990, 5, 1),
-        tier_code: str = "member",
-        wallet: Wallet | None = None,
-    ) -> str:
-        member_id = member_id or f"mbr_{ulid().lower()}"
-        member = Member(
-            member_id=member_id,
-            phone="+8613900001111",
-            channel="app",
-            created_at=NOW - timedelta(days=400),
-            updated_at=NOW - timedelta(days=400),
-            name=name,
-            gender=gender,
-            birthday=birthday,
-            tier_code=tier_code,
-        )
-        self.accounts[member_id] = Account(member=member, wallet=wallet or Wallet(), version=1)
-        return member_id
-
-    # -- LedgerRepository --
-
-    def load(self, member_id: str) -> Account | None:
-        return self.accounts.get(member_id)
-
-    def get_request(self, ref: RequestRef, *, consistent: bool = True) -> RequestRecord | None:
-        if self.stale_reads and not consistent:
-            return None
-        return self.requests.get(request_key(ref))
-
-    def reference(self, purchase: PurchaseRef) -> str:
-        return purchase_pk(purchase)
-
-    def member_code(self, code: str) -> MemberCode | None:
-        return self.codes.get(code)
-
-    def commit(self, commit: Commit) -> None:
-        # Every condition first; nothing is applied unless all of them hold.
-        keys = [request_key(r.ref) for r in commit.new_requests]
-        if len(set(keys)) != len(keys) or any(key in self.requests for key in keys):
-            raise RequestExists()
-        use = commit.member_code
-        if use is not None:
-            code = self.codes.get(use.code)
-            if code is None or code.member_id != use.member_id or not code.usable_at(use.at):
-                raise MemberCodeTaken()
-        account = self.accounts.get(commit.member_id)
-        if account is None or account.version != commit.expected_version:
-            raise VersionConflict()
-        if commit.updated_request is not None:
-            update = commit.updated_request
-            current = self.requests.get(request_key(update.ref))
-            if current is None or current.version != update.expected_version:
-                raise VersionConflict()
-        fields = dict(commit.member_fields)
-        wallet = commit.wallet
-        self.accounts[commit.member_id] = replace(
-            account,
-            wallet=wallet,
-            version=account.version + 1,
-            activity_counts=(
-                dict(commit.activity_counts)
-                if commit.activity_counts is not None
-                else account.activity_counts
-            ),
-            referred_by=fields.pop("referred_by", account.referred_by),
-            first_purchase_at=fields.pop("first_purchase_at", account.first_purchase_at),
-            member=replace(
-                account.member,
-                points_balance=wallet.balance,
-                points_pending=wallet.pending_points,
-                lifetime_earned=wallet.lifetime_earned,
-            ),
-        )
-        self.fields[commit.member_id].update(fields)
-        for record in commit.new_requests:
-            self.requests[request_key(record.ref)] = record
-        if commit.updated_request is not None:
-            update = commit.updated_request
-            current = self.requests[request_key(update.ref)]
-            self.requests[request_key(update.ref)] = replace(
-                current, data={**current.data, **update.data}, version=current.version + 1
-            )
-        self.entries[commit.member_id].extend(commit.entries)
-        if use is not None:
-            self.codes[use.code] = replace(self.codes[use.code], used_by=use.used_by)
-        self.commits.append(commit)
-
-    # -- MemberCodeStore --
-
-    def put_new(self, code: MemberCode) -> bool:
-        if code.code in self.codes:
-            return False
-        self.codes[code.code] = code
-        return True
-
-    def get(self, code: str) -> MemberCode | None:
-        return self.codes.get(code)
-
-    def list_entries(
-        self, member_id: str, limit: int, cursor: str | None
-    ) -> tuple[list[Entry], str | None]:
-        ordered = sorted(self.entries[member_id], key=lambda e: e.entry_id, reverse=True)
-        start = 0
-        if cursor is not None:
-            ids = [e.entry_id for e in ordered]
-            if cursor not in ids:
-                raise InvalidInput("invalid cursor", code="INVALID_CURSOR")
-            start = ids.index(cursor) + 1
-        page = ordered[start : start + limit]
-        more = start + limit < len(ordered)
-        return page, page[-1].entry_id if more and page else None
-
-    # -- for assertions --
-
-    def wallet(self, member_id: str) -> Wallet:
-        return self.accounts[member_id].wallet
-
-    def balance(self, member_id: str) -> int:
-        return self.wallet(member_id).balance
-
-    def entries_of(self, member_id: str, kind: str | None = None) -> list[Entry]:
-        return [e for e in self.entries[member_id] if kind is None or e.type == kind]
-
-
-class FlakyLedger(InMemoryLedger):
+class FlakyLedger(Ledger):
     """Commits fail with VersionConflict the first `failures` times."""
 
-    def __init__(self, failures: int) -> None:
-        super().__init__()
+    def __init__(self, ledger: Ledger, failures: int) -> None:
+        super().__init__(ledger.store, ledger.kind)
         self.failures = failures
         self.attempts = 0
 
@@ -224,11 +67,11 @@ class FlakyLedger(InMemoryLedger):
         super().commit(commit)
 
 
-def assert_ledger_matches_wallet(repo: InMemoryLedger, member_id: str) -> None:
+def assert_ledger_matches_wallet(repo: Ledger, member_id: str) -> None:
     """The ledger is the history of the wallet: its sum is the balance, its per-date
     changes are the lots, and the newest entry carries the balance."""
     wallet = repo.wallet(member_id)
-    entries = repo.entries[member_id]
+    entries = repo.entries_of(member_id)
     assert sum(e.points for e in entries) == wallet.balance
     lots: dict[date, int] = defaultdict(int)
     for entry in entries:
@@ -243,7 +86,7 @@ def assert_ledger_matches_wallet(repo: InMemoryLedger, member_id: str) -> None:
 
 
 def context(
-    repo: InMemoryLedger,
+    repo: Ledger,
     now: datetime = NOW,
     program: ProgramConfig | None = None,
     sleeps: list[float] | None = None,
@@ -335,17 +178,18 @@ def activity(member_id: str, activity_id: str, kind: str, referrer: str | None =
     )
 
 
-def grant(repo: InMemoryLedger, member_id: str, points: int, adjustment_id: str = "seed") -> None:
+def grant(repo: Ledger, member_id: str, points: int, adjustment_id: str = "seed") -> None:
     record_adjustment(adjustment(member_id, points, adjustment_id), context(repo))
 
 
 @pytest.fixture
-def repo() -> InMemoryLedger:
-    return InMemoryLedger()
+def repo(ledger: Ledger) -> Ledger:
+    """The ledger of the test, on each store in turn (tests/conftest.py)."""
+    return ledger
 
 
 @pytest.fixture
-def member(repo: InMemoryLedger) -> str:
+def member(repo: Ledger) -> str:
     return repo.add_member()
 
 
@@ -373,7 +217,7 @@ def test_given_a_member_when_a_purchase_is_recorded_then_points_are_earned_and_w
         "t1",
     )
     assert earn.lots == {date(2026, 6, 30): 98}  # rolling: end of the month 12 months later
-    assert repo.accounts[member].first_purchase_at == NOW
+    assert repo.account(member).first_purchase_at == NOW
     assert_ledger_matches_wallet(repo, member)
 
 
@@ -531,7 +375,7 @@ def test_given_too_few_points_when_paying_with_points_then_insufficient_points_a
     assert excinfo.value.code == "INSUFFICIENT_POINTS"
     assert excinfo.value.details == {"requested": 600, "available": 500}
     assert repo.commits == []
-    assert repo.requests == {}
+    assert repo.request(PurchaseRef(STORE, "t1")) is None
 
 
 def test_given_the_default_50_percent_cap_when_points_would_pay_more_than_half_then_points_payment_cap(
@@ -573,7 +417,7 @@ def test_given_a_pending_window_when_buying_then_points_are_pending_not_spendabl
     assert body["points_earned"] == 98
     assert body["points_pending"] == 98
     assert body["balance"] == 0
-    view = points_view(repo.accounts[member])
+    view = points_view(repo.account(member))
     assert view["balance"] == 0
     assert view["pending"] == 98
     assert view["pending_releases"] == [{"release_at": "2025-06-25T04:00:00.000Z", "points": 98}]
@@ -693,7 +537,7 @@ def test_given_several_partial_item_refunds_then_they_sum_to_the_item_points_and
         record_refund(refund("r4", items=[("tea", 1)]), context(repo))
     assert excinfo.value.code == "REFUND_EXCEEDS_PURCHASE"
     assert repo.balance(member) == 48
-    purchase_record = repo.requests[("TXN#store-001#t1", "TXN")]
+    purchase_record = repo.request(PurchaseRef(STORE, "t1"))
     assert purchase_record.data["refunded_qty"] == [3, 0]
     assert purchase_record.data["points_reversed"] == 9
     assert_ledger_matches_wallet(repo, member)
@@ -757,7 +601,7 @@ def test_given_a_purchase_paid_partly_with_points_when_fully_refunded_then_every
     assert body["balance"] == 3000
     assert repo.balance(member_id) == 3000
     assert repo.wallet(member_id).lifetime_earned == 77  # points returned are not earned
-    record = repo.requests[("TXN#store-001#t1", "TXN")]
+    record = repo.request(PurchaseRef(STORE, "t1"))
     assert record.data["points_reversed"] == 77
     assert record.data["points_returned"] == 2000
     with pytest.raises(BusinessRuleViolation):
@@ -778,7 +622,7 @@ JUNE, SEPTEMBER = date(2025, 6, 30), date(2025, 9, 30)  # lots that expire after
 PURCHASE_EXPIRES = date(2026, 6, 30)  # what the purchase earns at NOW
 
 
-def member_paying_from_two_lots(repo: InMemoryLedger) -> str:
+def member_paying_from_two_lots(repo: Ledger) -> str:
     """300 points expiring in June, 3000 in September; then 2000 paid at the till: the
     June lot and 1700 of September's."""
     member_id = repo.add_member()
@@ -794,11 +638,11 @@ def member_paying_from_two_lots(repo: InMemoryLedger) -> str:
 
 def test_given_a_purchase_paid_with_points_then_its_record_remembers_the_lots_that_paid(repo):
     member_paying_from_two_lots(repo)
-    record = repo.requests[("TXN#store-001#t1", "TXN")]
+    record = repo.request(PurchaseRef(STORE, "t1"))
     assert record.data["paid_lots"] == {"2025-06-30": 300, "2025-09-30": 1700}
     unpaid = repo.add_member()
     record_purchase(purchase(unpaid, "t2"), context(repo))
-    assert "paid_lots" not in repo.requests[("TXN#store-001#t2", "TXN")].data
+    assert "paid_lots" not in repo.request(PurchaseRef(STORE, "t2")).data
 
 
 def test_given_a_purchase_paid_from_two_lots_when_fully_refunded_then_the_points_go_back_with_their_own_expiry_dates(
@@ -831,7 +675,7 @@ def test_given_partial_refunds_of_a_points_paid_purchase_then_the_latest_expirin
     _, rest = record_refund(refund("r2", amount=4900), context(repo))
     assert rest["points_returned"] == 1000
     assert repo.wallet(member_id).lots == {JUNE: 300, SEPTEMBER: 3000}
-    assert repo.requests[("TXN#store-001#t1", "TXN")].data["points_returned"] == 2000
+    assert repo.request(PurchaseRef(STORE, "t1")).data["points_returned"] == 2000
     assert_ledger_matches_wallet(repo, member_id)
 
 
@@ -862,9 +706,8 @@ def test_given_a_purchase_recorded_before_it_kept_its_lots_when_refunded_then_th
     repo,
 ):
     member_id = member_paying_from_two_lots(repo)
-    key = ("TXN#store-001#t1", "TXN")
-    old = repo.requests[key]
-    repo.requests[key] = replace(old, data={k: v for k, v in old.data.items() if k != "paid_lots"})
+    old = repo.request(PurchaseRef(STORE, "t1"))
+    repo.put_request(replace(old, data={k: v for k, v in old.data.items() if k != "paid_lots"}))
     a_year_later = NOW + timedelta(days=300)
 
     record_refund(refund("r1", amount=9800), context(repo, now=a_year_later))
@@ -881,7 +724,7 @@ def test_given_items_refunded_one_by_one_when_the_last_goes_then_every_point_is_
     for n, (sku, qty) in enumerate([("tea", 2), ("cake", 1), ("tea", 1)]):
         record_refund(refund(f"r{n}", items=[(sku, qty)]), context(repo))
     assert repo.balance(member) == 0
-    record = repo.requests[("TXN#store-001#t1", "TXN")]
+    record = repo.request(PurchaseRef(STORE, "t1"))
     assert record.data["refunded_amount"] == record.data["total"]
     assert record.data["points_reversed"] == 57
 
@@ -968,7 +811,7 @@ def test_given_a_checkin_at_2359_shanghai_when_checking_in_at_0000_shanghai_the_
     _, body = record_activity(activity(member, "c2", "checkin"), context(repo, now=midnight))
     assert body["points_earned"] == 5
     assert repo.balance(member) == 10
-    assert repo.accounts[member].activity_counts["checkin"] == ("2025-06-19", 1)
+    assert repo.account(member).activity_counts["checkin"] == ("2025-06-19", 1)
 
 
 def test_given_a_checkin_after_shanghai_midnight_when_checking_in_the_next_utc_day_but_same_shanghai_day_then_limit_reached(
@@ -1031,7 +874,7 @@ def test_given_a_referrer_when_a_member_declares_them_then_the_welcome_points_an
     referrer = repo.add_member()
     _, body = record_activity(activity(member, "ref1", "referral", referrer), context(repo))
     assert body["points_earned"] == 100
-    assert repo.accounts[member].referred_by == referrer
+    assert repo.account(member).referred_by == referrer
     assert repo.balance(referrer) == 0  # paid on the referee's first purchase, elsewhere
 
 
@@ -1044,7 +887,7 @@ def test_given_a_declared_referral_when_declaring_another_then_limit_reached(rep
             context(repo, now=NOW + timedelta(days=60)),
         )
     assert excinfo.value.code == "LIMIT_REACHED"
-    assert repo.accounts[member].referred_by == first
+    assert repo.account(member).referred_by == first
 
 
 def test_given_a_member_when_referring_themselves_then_invalid_referral(repo, member):
@@ -1058,7 +901,7 @@ def test_given_an_unknown_referrer_when_declaring_then_invalid_referral(repo, me
     with pytest.raises(BusinessRuleViolation) as excinfo:
         record_activity(activity(member, "ref1", "referral", "mbr_nobody"), context(repo))
     assert excinfo.value.code == "INVALID_REFERRAL"
-    assert repo.accounts[member].referred_by is None
+    assert repo.account(member).referred_by is None
 
 
 def test_given_a_referral_without_referrer_then_validation_error(repo, member):
@@ -1100,8 +943,8 @@ def test_given_a_member_who_used_a_grant_id_when_the_program_grants_it_then_both
         == {"birthday": 100, "signup": 100, "referral_reward": 200}[grant_type]
     )
     assert repo.balance(member) == posted["points_earned"] + granted["points_earned"]
-    assert (f"MEMBER#{member}", f"REQ#activity#{activity_id}") in repo.requests
-    assert (f"MEMBER#{member}", f"REQ#grant#{activity_id}") in repo.requests
+    assert repo.request(MemberRequestRef(member, "activity", activity_id)) is not None
+    assert repo.request(MemberRequestRef(member, "grant", activity_id)) is not None
     # each replays its own first answer, and nothing is paid twice
     again = record_activity(activity(member, activity_id, posted_type), context(repo))
     assert again == (201, posted)
@@ -1135,7 +978,7 @@ def test_given_a_grant_recorded_under_the_member_prefix_before_the_split_when_gr
         response={"activity_id": "referral-reward-mbr_x", "points_earned": 200, "balance": 200},
         created_at=NOW,
     )
-    repo.requests[request_key(legacy.ref)] = legacy
+    repo.put_request(legacy)
 
     assert record_activity(grant_cmd, context(repo)) == (201, legacy.response)
     assert repo.commits == []
@@ -1163,7 +1006,7 @@ def test_given_staff_when_adjusting_up_and_down_then_the_balance_moves_and_the_a
         (-200, "staff", "ops-bob"),
     ]
     assert entries[0].detail["adjustment_id"] == "a1"
-    assert repo.requests[(f"MEMBER#{member}", "REQ#adjust#a2")].data["actor"] == "ops-bob"
+    assert repo.request(MemberRequestRef(member, "adjust", "a2")).data["actor"] == "ops-bob"
     assert repo.wallet(member).lifetime_earned == 0  # a goodwill credit is not earned
     assert_ledger_matches_wallet(repo, member)
 
@@ -1201,8 +1044,8 @@ def test_given_a_custom_max_when_adjusting_beyond_it_then_invalid_adjustment(rep
 # ---- concurrency --------------------------------------------------------------------------
 
 
-def test_given_two_version_conflicts_when_recording_then_the_third_attempt_commits_once():
-    repo = FlakyLedger(failures=2)
+def test_given_two_version_conflicts_when_recording_then_the_third_attempt_commits_once(ledger):
+    repo = FlakyLedger(ledger, failures=2)
     member_id = repo.add_member()
     sleeps: list[float] = []
     status, body = record_purchase(purchase(member_id), context(repo, sleeps=sleeps))
@@ -1214,8 +1057,8 @@ def test_given_two_version_conflicts_when_recording_then_the_third_attempt_commi
     assert repo.balance(member_id) == 98
 
 
-def test_given_a_member_that_never_stops_changing_then_contended_after_the_attempts():
-    repo = FlakyLedger(failures=10**6)
+def test_given_a_member_that_never_stops_changing_then_contended_after_the_attempts(ledger):
+    repo = FlakyLedger(ledger, failures=10**6)
     member_id = repo.add_member()
     with pytest.raises(Unavailable) as excinfo:
         record_adjustment(adjustment(member_id, 10), context(repo))
@@ -1229,7 +1072,7 @@ def test_given_a_concurrent_change_when_committing_then_the_operation_is_replann
 ):
     grant(repo, member, 1000)
 
-    class RacingLedger(InMemoryLedger):
+    class RacingLedger(Ledger):
         raced = False
 
         def commit(self, commit: Commit) -> None:
@@ -1239,8 +1082,7 @@ def test_given_a_concurrent_change_when_committing_then_the_operation_is_replann
                 record_adjustment(adjustment(member, 500, "concurrent"), context(self))
             super().commit(commit)
 
-    racing = RacingLedger()
-    racing.accounts, racing.requests, racing.entries = repo.accounts, repo.requests, repo.entries
+    racing = RacingLedger(repo.store, repo.kind)
     _, body = record_purchase(purchase(member, pay_with_points=1000), context(racing))
     assert body["points_spent"] == 1000
     # the answer was planned on the state after the concurrent credit
@@ -1255,7 +1097,7 @@ def test_given_a_refund_racing_another_refund_of_the_same_purchase_then_it_is_re
 ):
     record_purchase(purchase(member, items=THREE_TEAS), context(repo))
 
-    class RacingLedger(InMemoryLedger):
+    class RacingLedger(Ledger):
         raced = False
 
         def commit(self, commit: Commit) -> None:
@@ -1264,8 +1106,7 @@ def test_given_a_refund_racing_another_refund_of_the_same_purchase_then_it_is_re
                 record_refund(refund("other", items=[("tea", 3)]), context(self))
             super().commit(commit)
 
-    racing = RacingLedger()
-    racing.accounts, racing.requests, racing.entries = repo.accounts, repo.requests, repo.entries
+    racing = RacingLedger(repo.store, repo.kind)
     with pytest.raises(BusinessRuleViolation) as excinfo:
         record_refund(refund("mine", items=[("tea", 1)]), context(racing))
     assert excinfo.value.code == "REFUND_EXCEEDS_PURCHASE"
@@ -1287,3 +1128,76 @@ def test_given_a_purchase_paid_with_points_when_listing_the_ledger_then_the_earn
     record_purchase(purchase(member_id, pay_with_points=2000), context(repo))
     entries, _ = repo.list_entries(member_id, 10, None)
     assert [e.type for e in entries] == ["earn", "redeem"]  # newest first
+
+
+# ---- what the repository keeps, as DynamoDB keeps it --------------------------------------
+
+
+def test_given_a_purchase_when_the_member_is_loaded_then_its_item_carries_the_wallets_figures_and_version(
+    repo, member
+):
+    record_purchase(purchase(member), context(repo, program=ProgramConfig(pending_days=7)))
+    record_adjustment(adjustment(member, 500), context(repo))
+    account = repo.account(member)
+    assert (
+        account.member.points_balance,
+        account.member.points_pending,
+        account.member.lifetime_earned,
+    ) == (500, 98, 0)
+    assert (account.member.expiring_next_date, account.member.expiring_next_points) == (
+        date(2026, 6, 30),
+        500,
+    )
+    assert account.member.version == account.version
+
+
+def test_given_a_moment_with_microseconds_when_recorded_then_the_times_read_back_to_the_millisecond(
+    repo, member
+):
+    at = NOW + timedelta(microseconds=123_456)
+    record_purchase(purchase(member, occurred_at=NOW), context(repo, now=at))
+    millisecond = NOW + timedelta(milliseconds=123)
+    [earn] = repo.entries_of(member)
+    assert earn.created_at == millisecond
+    assert repo.request(PurchaseRef(STORE, "t1")).created_at == millisecond
+    assert repo.account(member).first_purchase_at == NOW
+
+
+def test_given_a_page_of_entries_exactly_when_listing_then_the_full_page_has_a_cursor_to_an_empty_last_page(
+    repo, member
+):
+    for n in range(3):
+        grant(repo, member, 10 + n, f"g{n}")
+    first, cursor = repo.list_entries(member, 2, None)
+    assert [e.points for e in first] == [12, 11]
+    second, cursor = repo.list_entries(member, 2, cursor)
+    assert [e.points for e in second] == [10]
+    assert cursor is None
+    # DynamoDB cannot tell that a full page was the last: it gives a cursor all the same
+    whole, cursor = repo.list_entries(member, 3, None)
+    assert len(whole) == 3
+    assert cursor is not None
+    assert repo.list_entries(member, 3, cursor) == ([], None)
+
+
+def test_given_another_members_cursor_when_listing_then_invalid_cursor(repo, member):
+    other = repo.add_member()
+    for n in range(2):
+        grant(repo, other, 10, f"g{n}")
+    _, cursor = repo.list_entries(other, 1, None)
+    with pytest.raises(InvalidInput) as excinfo:
+        repo.list_entries(member, 1, cursor)
+    assert excinfo.value.code == "INVALID_CURSOR"
+
+
+def test_given_a_request_record_over_400_kb_when_committing_then_request_too_large_and_nothing_written(
+    repo, member
+):
+    # 2,400 lines of 200-character SKUs: over 500 KB of items in the purchase's record
+    items = [Item(f"{n:04d}" + "x" * 196, "general", 1, 100) for n in range(2400)]
+    with pytest.raises(InvalidInput) as excinfo:
+        record_purchase(purchase(member, items=items), context(repo))
+    assert excinfo.value.code == "REQUEST_TOO_LARGE"
+    assert repo.commits == []
+    assert repo.request(PurchaseRef(STORE, "t1")) is None
+    assert repo.balance(member) == 0

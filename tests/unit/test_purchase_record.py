@@ -9,14 +9,22 @@ from datetime import date
 from decimal import Decimal
 
 from chalicelib.domain.points import record_purchase, record_refund
-from chalicelib.domain.records import PurchaseLine, PurchaseRecord, RefundRecord
+from chalicelib.domain.records import (
+    PurchaseLine,
+    PurchaseRecord,
+    PurchaseRef,
+    RefundRecord,
+    RefundRef,
+)
+from tests.ledgers import Ledger
 from tests.unit.test_points_domain import (
-    InMemoryLedger,
     context,
     grant,
     purchase,
     refund,
 )
+
+T1 = PurchaseRef("store-001", "t1")
 
 # A purchase's record as stored since before purchases kept the lots that paid them and
 # before tiers (no `paid_lots`, `month`, `qualifying_delta`), as the stream delivers it
@@ -41,14 +49,16 @@ OLDEST = {
 }
 
 
-def test_given_a_purchase_paid_partly_with_points_when_recorded_then_its_record_is_the_map_stored_so_far():
-    repo = InMemoryLedger()
+def test_given_a_purchase_paid_partly_with_points_when_recorded_then_its_record_is_the_map_stored_so_far(
+    ledger: Ledger,
+):
+    repo = ledger
     member_id = repo.add_member()
     grant(repo, member_id, 1000)
 
     record_purchase(purchase(member_id, pay_with_points=1000), context(repo))
 
-    assert repo.requests[("TXN#store-001#t1", "TXN")].data == {
+    assert repo.request(T1).data == {
         "store_id": "store-001",
         "transaction_id": "t1",
         "occurred_at": "2025-06-18T04:00:00.000Z",
@@ -88,11 +98,13 @@ def test_given_a_stored_record_when_read_and_written_back_then_the_same_map():
     assert PurchaseRecord.from_data(data).to_data() == data
 
 
-def test_given_a_refund_when_recorded_then_only_the_refund_fields_of_its_purchase_change():
-    repo = InMemoryLedger()
+def test_given_a_refund_when_recorded_then_only_the_refund_fields_of_its_purchase_change(
+    ledger: Ledger,
+):
+    repo = ledger
     member_id = repo.add_member()
     record_purchase(purchase(member_id), context(repo))
-    before = repo.requests[("TXN#store-001#t1", "TXN")]
+    before = repo.request(T1)
 
     record_refund(refund("r1", items=[("tea", 1)]), context(repo))
 
@@ -104,14 +116,14 @@ def test_given_a_refund_when_recorded_then_only_the_refund_fields_of_its_purchas
         "points_reversed": 25,
         "points_returned": 0,
     }
-    after = PurchaseRecord.from_data(repo.requests[("TXN#store-001#t1", "TXN")].data)
+    after = PurchaseRecord.from_data(repo.request(T1).data)
     assert after == replace(
         PurchaseRecord.from_data(before.data),
         refunded_amount=2500,
         refunded_qty=(1, 0),
         points_reversed=25,
     )
-    assert RefundRecord.from_data(repo.requests[("TXN#store-001#t1", "REFUND#r1")].data) == (
+    assert RefundRecord.from_data(repo.request(RefundRef(T1, "r1")).data) == (
         RefundRecord(
             amount=2500,
             points_reversed=25,

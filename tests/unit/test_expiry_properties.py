@@ -1,9 +1,11 @@
-"""Expiry interleaved with earning, spending and refunds at arbitrary dates, on DynamoDB
-Local: after every step balance == Σ ledger == Σ lots − debt, the ledger's changes per
+"""Expiry interleaved with earning, spending and refunds at arbitrary dates, once on the
+in-memory ledger fake and once on DynamoDB Local (the `ledger` fixture, tests/ledgers.py):
+after every step balance == Σ ledger == Σ lots − debt, the ledger's changes per
 expiry date are the lots, no lot is negative, the member's expiry-index key names its
-earliest lot, spending takes the earliest lot first, no lot dated on or before the last
-expiry run survives it, the run expires no date twice, and points paid that a refund
-returns go back only to the lots that paid (those past their date expire at once)."""
+earliest lot (and no other date's), spending takes the earliest lot first, no lot dated
+on or before the last expiry run survives it, the run expires no date twice, and points
+paid that a refund returns go back only to the lots that paid (those past their date
+expire at once)."""
 
 from __future__ import annotations
 
@@ -12,51 +14,44 @@ import uuid
 from collections import Counter
 from datetime import UTC, date, datetime, timedelta
 
-import pytest
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 from chalicelib.dal.ledger import expiry_key
-from chalicelib.dal.tables import MemberItem
 from chalicelib.domain import points as domain
 from chalicelib.domain.clock import program_date
 from chalicelib.domain.earning import Item
 from chalicelib.domain.expiry import expire_member
-from chalicelib.domain.records import Entry
+from chalicelib.domain.program import ProgramConfig
+from chalicelib.domain.tiers import DEFAULT_TIERS
 from chalicelib.errors import BusinessRuleViolation
-from chalicelib.wiring import services
 from tests.helpers import run_machine
-from tests.integration.test_ledger_ddb_local import check_invariants, new_member
+from tests.ledgers import Ledger
+from tests.unit.test_points_properties import check_invariants
 
-pytestmark = pytest.mark.integration
-
-
-def all_entries(member_id: str) -> list[Entry]:
-    found, cursor = [], None
-    while True:
-        page, cursor = services().ledger.list_entries(member_id, 100, cursor)
-        found += page
-        if cursor is None:
-            return found
+# Examples per store: DynamoDB Local answers in milliseconds, the fake in microseconds.
+EXAMPLES = {"fake": 100, "dynamodb": 10}
 
 
 class ExpiryMachine(RuleBasedStateMachine):
+    repo: Ledger  # set before a run
+
     @initialize(
         start=st.datetimes(min_value=datetime(2025, 1, 1), max_value=datetime(2027, 12, 31))
     )
     def start(self, start: datetime) -> None:
-        self.member_id = new_member()
+        self.member_id = self.repo.add_member()
         self.now = start.replace(tzinfo=UTC)
+        self.lot_dates: set[date] = set()  # every date the member has held a lot on
         self.expired_through: date | None = None
         self.purchases: list[tuple[str, int]] = []
         self.paid: dict[str, dict[date, int]] = {}  # transaction -> lots its points came from
 
     def ctx(self) -> domain.Context:
-        svc = services()
         return domain.Context(
-            repo=svc.ledger,
-            program=svc.program.config(),
-            tiers=svc.program.tiers(),
+            repo=self.repo,
+            program=ProgramConfig(),
+            tiers=DEFAULT_TIERS,
             now=self.now,
             sleep=lambda s: None,
         )
@@ -66,8 +61,7 @@ class ExpiryMachine(RuleBasedStateMachine):
         pay_share=st.sampled_from([0, 0, 30, 50]),
     )
     def purchase(self, amount: int, pay_share: int) -> None:
-        account = services().ledger.load(self.member_id)
-        assert account is not None
+        account = self.repo.account(self.member_id)
         pay = max(0, min(account.wallet.balance, amount * pay_share // 100))
         txn = f"t-{uuid.uuid4().hex[:10]}"
         before = {d: p for d, p in account.wallet.lots.items()}
@@ -91,7 +85,9 @@ class ExpiryMachine(RuleBasedStateMachine):
         self.purchases.append((txn, amount))
         if pay:
             redeem = next(
-                e for e in all_entries(self.member_id) if e.type == "redeem" and e.source_id == txn
+                e
+                for e in self.repo.entries_of(self.member_id)
+                if e.type == "redeem" and e.source_id == txn
             )
             self.paid[txn] = {d: -p for d, p in redeem.lots.items()}
             taken = sorted(redeem.lots)
@@ -121,7 +117,7 @@ class ExpiryMachine(RuleBasedStateMachine):
             )
         # every point paid that came back went to a lot it was taken from, never beyond
         # what that lot gave; one whose date has passed expired in the same commit
-        entries = all_entries(self.member_id)
+        entries = self.repo.entries_of(self.member_id)
         returned: Counter[date] = Counter()
         for entry in entries:
             if entry.type == "reverse" and entry.source_id == txn and entry.points > 0:
@@ -129,7 +125,7 @@ class ExpiryMachine(RuleBasedStateMachine):
         paid = self.paid.get(txn, {})
         assert all(returned[day] <= paid.get(day, 0) for day in returned), (returned, paid)
         today = program_date(self.now)
-        assert all(day >= today for day in services().ledger.load(self.member_id).wallet.lots)
+        assert all(day >= today for day in self.repo.wallet(self.member_id).lots)
 
     @rule(days=st.integers(min_value=0, max_value=200))
     def time_passes_and_expiry_runs(self, days: int) -> None:
@@ -144,17 +140,21 @@ class ExpiryMachine(RuleBasedStateMachine):
     def consistent(self) -> None:
         if not hasattr(self, "member_id"):
             return
-        account = check_invariants(self.member_id)
+        check_invariants(self.repo, self.member_id)
+        account = self.repo.account(self.member_id)
         if self.expired_through is not None:
             assert all(day > self.expired_through for day in account.wallet.lots)
-        entries = all_entries(self.member_id)
+        entries = self.repo.entries_of(self.member_id)
         by_date: Counter[date] = Counter()
         for entry in entries:
             by_date.update(entry.lots)
         assert {d: p for d, p in by_date.items() if p} == account.wallet.lots
-        item = MemberItem.get(f"MEMBER#{self.member_id}", "MEMBER", consistent_read=True)
+        # the expiry index finds the member under its earliest lot's date only
         earliest = min(account.wallet.lots, default=None)
-        assert item.expiry_due == (expiry_key(earliest, self.member_id) if earliest else None)
+        self.lot_dates.update(account.wallet.lots)
+        for day in self.lot_dates:
+            due = self.repo.all_due(expiry_key(day, self.member_id))
+            assert (self.member_id in due) == (day == earliest), (day, earliest)
         # the daily run expires each date once (points a refund returned to a past date
         # expire again, in the refund's own commit)
         run_expired = Counter(
@@ -167,6 +167,7 @@ class ExpiryMachine(RuleBasedStateMachine):
 
 
 def test_given_earning_spending_refunds_and_expiry_at_arbitrary_dates_then_the_ledger_holds(
-    ddb_local,
+    ledger: Ledger,
 ):
-    run_machine(ExpiryMachine, examples=10)
+    ExpiryMachine.repo = ledger
+    run_machine(ExpiryMachine, examples=EXAMPLES[ledger.kind])
