@@ -58,6 +58,7 @@ from typing import Any
 from bench import common
 from bench.ddbunits import CapacityMeter, Consumed
 from local.stack_process import local_stack
+from local.tools import bearer
 
 JOB = "tier_review"
 DAY = date(2026, 12, 15)  # the review date the run processes
@@ -500,10 +501,6 @@ def review_cost(quick: bool) -> dict[str, dict[str, Any]]:
 
 
 # ---- upgrade lag over HTTP ----------------------------------------------------------------------
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
 
 
 @dataclass

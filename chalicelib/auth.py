@@ -269,6 +269,9 @@ class PosReplay(Enum):
     # request that did not take effect could do something on replay (a purchase refused
     # for a member not yet registered, or for too few points, can succeed later): its
     # nonce is claimed when it fails, and checked (one read, no write) before running.
+    # A request that spends the member's points claims its nonce before it runs, as NONCE
+    # does: a refused payment must never succeed on replay, and a claim made only after
+    # the failure leaves a gap (a replay between failure and claim, a crash before it).
     RECORDED_ANSWER = "recorded answer"
 
 
@@ -276,10 +279,12 @@ def nonce_key(store_id: str, nonce: str) -> str:
     return f"NONCE#{store_id}#{nonce}"
 
 
-def spend_nonce(headers: Mapping[str, str], nonces: NonceGuard) -> None:
-    """Claim a verified request's nonce after it failed on a RECORDED_ANSWER route, so
-    that a replay of it is refused instead of run again."""
-    nonces.claim(nonce_key(headers["x-store-id"], headers["x-nonce"]), "nonce", NONCE_TTL_SECONDS)
+def spend_nonce(headers: Mapping[str, str], nonces: NonceGuard) -> bool:
+    """Claim a verified request's nonce on a RECORDED_ANSWER route (see PosReplay); False
+    when it was claimed already."""
+    return nonces.claim(
+        nonce_key(headers["x-store-id"], headers["x-nonce"]), "nonce", NONCE_TTL_SECONDS
+    )
 
 
 def is_pos_request(headers: Mapping[str, str]) -> bool:

@@ -266,6 +266,7 @@ PUBLIC_API_PARAMETER = {
     ),
 }
 HTTP_API = "UseHttpApi"  # the condition
+REST_API = "UseRestApi"  # its opposite
 
 
 def chalice_routes() -> list[tuple[str, str]]:
@@ -277,14 +278,16 @@ def chalice_routes() -> list[tuple[str, str]]:
     return sorted((method, path) for path, by_method in app.routes.items() for method in by_method)
 
 
-def route_id(method: str, path: str) -> str:
+def route_id(path: str) -> str:
     words = re.findall(r"[A-Za-z0-9]+", path)
-    return "HttpRoute" + method.title() + "".join(w[:1].upper() + w[1:] for w in words)
+    return "HttpRoute" + "".join(w[:1].upper() + w[1:] for w in words)
 
 
 def http_api() -> dict[str, Any]:
-    """One route per Chalice route, not a greedy `/{proxy+}`: Chalice finds the view by
-    the event's resourcePath, which is the matched route's path."""
+    """One `ANY <path>` route per Chalice path, not a greedy `/{proxy+}`: Chalice finds
+    the view by the event's resourcePath, which is the matched route's path. ANY, not one
+    route per method: a method the path lacks then reaches Chalice, which answers 405
+    METHOD_NOT_ALLOWED in the api.md envelope instead of the gateway's bare 404."""
     resources: dict[str, Any] = {
         "HttpApi": {
             "Type": "AWS::ApiGatewayV2::Api",
@@ -335,13 +338,13 @@ def http_api() -> dict[str, Any]:
     # No JWT authorizer: the app verifies every token itself (chalicelib/auth.py) and
     # answers a bad one in the api.md envelope; an HTTP API authorizer would answer
     # {"message": "Unauthorized"} instead, and POS routes could not use it anyway.
-    for method, path in chalice_routes():
-        resources[route_id(method, path)] = {
+    for path in sorted({path for _, path in chalice_routes()}):
+        resources[route_id(path)] = {
             "Type": "AWS::ApiGatewayV2::Route",
             "Condition": HTTP_API,
             "Properties": {
                 "ApiId": {"Ref": "HttpApi"},
-                "RouteKey": f"{method} {path}",
+                "RouteKey": f"ANY {path}",
                 "Target": {"Fn::Sub": "integrations/${HttpApiIntegration}"},
             },
         }
@@ -478,7 +481,10 @@ def template() -> dict[str, Any]:
     )
     return {
         "Parameters": {"PublicApi": PUBLIC_API_PARAMETER},
-        "Conditions": {HTTP_API: {"Fn::Equals": [{"Ref": "PublicApi"}, "http"]}},
+        "Conditions": {
+            HTTP_API: {"Fn::Equals": [{"Ref": "PublicApi"}, "http"]},
+            REST_API: {"Fn::Not": [{"Condition": HTTP_API}]},
+        },
         "Globals": {"Function": {"Environment": {"Variables": env}}},
         "Resources": resources,
         "Outputs": {
@@ -486,6 +492,8 @@ def template() -> dict[str, Any]:
             "UserPoolId": {"Value": {"Ref": "UserPool"}},
             "UserPoolClientId": {"Value": {"Ref": "UserPoolClient"}},
             "EventBusName": {"Value": {"Ref": "EventBus"}},
+            # Chalice's output for the REST API's URL, which PublicApi=http switches off.
+            "EndpointURL": {"Condition": REST_API},
             "HttpApiUrl": {
                 "Condition": HTTP_API,
                 "Value": {"Fn::GetAtt": ["HttpApi", "ApiEndpoint"]},

@@ -16,7 +16,9 @@ What changes against `chalice local` (each was measured against it):
   the app, which verifies every token itself (chalicelib/auth.py).
 - **An unknown route** gets the template's MISSING_AUTHENTICATION_TOKEN gateway response
   (404 in our envelope) instead of chalice's `{"message": ...}` 403. Gateway responses
-  are read from infra/resources.json, so the local answers are the deployed ones.
+  are read from infra/resources.json, so the local answers are the REST API's
+  (`PublicApi=rest`); behind the HTTP API (the default) an unknown route gets API
+  Gateway's own `{"message": "Not Found"}` 404 (README, Operations).
 - **Any method** (TRACE, CONNECT, ...) reaches the app like GET or DELETE do, so a
   method a route does not have answers 405 `METHOD_NOT_ALLOWED` in our envelope (the
   standard library answered an HTML 501). Requests the HTTP parser refuses (a bad

@@ -27,6 +27,11 @@ from local.stack import stack_environment, state_file
 LOCAL_SIGN_INS = uuid.UUID("6f1d2f6e-3c4b-4b7e-9a51-0c1f4e2d7a10")
 
 
+def bearer(token: str) -> dict[str, str]:
+    """The headers a JSON client sends with a bearer token."""
+    return {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+
+
 def signed_token(
     claims: dict[str, Any], ttl_seconds: int = 12 * 3600, env: dict[str, str] | None = None
 ) -> str:

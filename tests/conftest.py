@@ -192,7 +192,9 @@ def store_key() -> dict[str, str]:
 
 
 def auth(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    from local.tools import bearer
+
+    return bearer(token)
 
 
 def env_snapshot() -> dict[str, str]:

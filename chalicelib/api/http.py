@@ -187,18 +187,22 @@ def operation(
         def view(**params: str) -> Response:
             request = bp.current_request
             principal = None
+            claimed = False
             try:
                 raw = _checked_request(request, params)
                 principal = None if access.public else _authenticate(request, params, raw, op)
                 call = _prepare(op, request, params, raw, principal)
+                claimed = _claim_before_running(op, request, principal, call)
                 return _respond(op, handler(call))
             except errors.DomainError as exc:
-                _after_failure(op, request, principal)
+                if not claimed:
+                    _after_failure(op, request, principal)
                 if status_for(exc) >= 500:
                     logger.warning("dependency unavailable", extra={"code": exc.code})
                 return error_response(exc)
             except Exception:
-                _after_failure(op, request, principal)
+                if not claimed:
+                    _after_failure(op, request, principal)
                 raise
 
         gateway_authorizer = None if access.public or access.store else COGNITO
@@ -208,14 +212,46 @@ def operation(
     return register
 
 
+def _recorded_answer_pos(op: Operation, principal: Principal | None) -> bool:
+    return (
+        op.pos_replay is PosReplay.RECORDED_ANSWER
+        and principal is not None
+        and principal.kind == "store"
+    )
+
+
+def _claim_before_running(
+    op: Operation, request: Request, principal: Principal | None, call: Call
+) -> bool:
+    """A POS request on a RECORDED_ANSWER route that spends the member's points claims its
+    nonce now, before anything runs (auth.PosReplay): 401 NONCE_REUSED if it is taken.
+    True when it claimed."""
+    if not (
+        _recorded_answer_pos(op, principal) and getattr(call.body, "spends_member_value", False)
+    ):
+        return False
+    from chalicelib.wiring import services
+
+    if not spend_nonce(request.headers, services().guards):
+        raise errors.Unauthenticated("nonce already used", code="NONCE_REUSED")
+    return True
+
+
 def _after_failure(op: Operation, request: Request, principal: Principal | None) -> None:
     """A signed request that did not take effect on a RECORDED_ANSWER route: claim its
     nonce now, so that a replay cannot succeed where it failed (auth.PosReplay). Only
-    after the signature verified: a forged request costs no write."""
-    if op.pos_replay is PosReplay.RECORDED_ANSWER and principal and principal.kind == "store":
+    after the signature verified: a forged request costs no write.
+
+    Best effort: if the claim itself fails (the Runtime table throttles), the till still
+    gets the request's own answer, not a 500 for a write it never asked for; the claim is
+    logged as missed. README "POS replays" lists what this leaves open."""
+    if _recorded_answer_pos(op, principal):
         from chalicelib.wiring import services
 
-        spend_nonce(request.headers, services().guards)
+        try:
+            spend_nonce(request.headers, services().guards)
+        except Exception:
+            logger.exception("nonce claim after a failed request missed")
 
 
 def _respond(op: Operation, result: Any) -> Response:

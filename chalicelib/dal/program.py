@@ -140,7 +140,6 @@ class DynamoProgramRepository:
                 )
             )
             version = int(latest[0].sk[1:]) + 1 if latest else 2  # version 1: the seed
-            empty = {"scanned": 0, "up": 0, "down": 0, "same": 0, "changed": 0}
             draft = ProgramItem(
                 pk="TIER_RULES",
                 sk=f"v{version:06d}",
@@ -149,8 +148,8 @@ class DynamoProgramRepository:
                     "version": version,
                     "status": "draft",
                     "tiers": [asdict(t) for t in tiers],
-                    "dry_run": dict(empty),
-                    "apply": dict(empty),
+                    "dry_run": dict(EMPTY_COUNTS),
+                    "apply": dict(EMPTY_COUNTS),
                     # segment -> true once its counts were added (exactly once)
                     "dry_run_done": {},
                     "apply_done": {},
@@ -231,13 +230,34 @@ class DynamoProgramRepository:
         self._cache.clear()
         return applied
 
-    def add_rules_counts(
-        self, version: int, mode: str, counts: dict[str, int], segment: int
-    ) -> int:
-        """Add one finished scan segment's counts, once (the segment joins a set in the
-        same conditional update). Returns how many segments are done."""
+    def start_dry_run(self, version: int, expected: Collection[str]) -> int | None:
+        """Status dry_run_running, the dry-run counts at zero and the run number one up,
+        in one update conditional on the status; the new run number, or None."""
         item = _rules_item(version)
-        done_path = ProgramItem.data[f"{mode}_done"][f"s{segment}"]
+        try:
+            item.update(
+                actions=[
+                    ProgramItem.data["status"].set("dry_run_running"),
+                    ProgramItem.data["dry_run"].set(dict(EMPTY_COUNTS)),
+                    ProgramItem.data["dry_run_runs"].add(1),
+                ],
+                condition=_status_in(expected),
+            )
+        except UpdateError as exc:
+            if exc.cause_response_code == "ConditionalCheckFailedException":
+                return None
+            raise
+        return int((item.data.as_dict() if item.data is not None else {})["dry_run_runs"])
+
+    def add_rules_counts(
+        self, version: int, mode: str, counts: dict[str, int], segment: int, run: int
+    ) -> int:
+        """Add one finished scan segment's counts to run `run`, once (the segment joins
+        that run's set in the same conditional update). Returns how many of the run's
+        segments are done, -1 if this one was added before."""
+        item = _rules_item(version)
+        prefix = _run_prefix(run)
+        done_path = ProgramItem.data[f"{mode}_done"][f"{prefix}{segment}"]
         try:
             item.update(
                 actions=[
@@ -251,7 +271,8 @@ class DynamoProgramRepository:
                 raise
             return -1
         data = item.data.as_dict() if item.data is not None else {}
-        return len(data.get(f"{mode}_done") or {})
+        done = data.get(f"{mode}_done") or {}
+        return sum(1 for key in done if key.startswith(prefix) and key[len(prefix) :].isdigit())
 
     # ---- dealers, stores and POS keys (domain/stores.py) --------------------------------
     #   DEALER#<id> / DEALER        the dealer            DEALERS / <id>   listing entry
@@ -444,6 +465,15 @@ def _tiers_item(tiers: tuple[Tier, ...], version: int) -> ProgramItem:
         data={"tiers": [asdict(t) for t in tiers], "version": version},
         updated_at=rfc3339(utc_now()),
     )
+
+
+EMPTY_COUNTS = {"scanned": 0, "up": 0, "down": 0, "same": 0, "changed": 0}
+
+
+def _run_prefix(run: int) -> str:
+    """Done markers of run 1 are `s<segment>` (as stored before runs were numbered), of a
+    later run `r<run>s<segment>`."""
+    return "s" if run == 1 else f"r{run}s"
 
 
 def _rules_item(version: int) -> ProgramItem:

@@ -26,6 +26,7 @@ DRY_RUN_FROM = ("draft", "dry_run_done")
 APPLY_FROM = ("draft", "dry_run_running", "dry_run_done")
 RUNNING: dict[str, str] = {"dry_run": "dry_run_running", "apply": "applying"}
 DONE: dict[str, str] = {"dry_run": "dry_run_done", "apply": "applied"}
+APPLY_RUN = 1  # a version is applied once
 
 
 class RulesRepository(Protocol):
@@ -42,9 +43,17 @@ class RulesRepository(Protocol):
         if the status is one of `expected`; False (nothing written) if not."""
         ...
 
+    def start_dry_run(self, version: int, expected: Collection[str]) -> int | None:
+        """Set the status to dry_run_running with counts at zero, if it is one of
+        `expected`; the new run's number (1, 2, ...), or None (nothing written) if not."""
+        ...
+
     def add_rules_counts(
-        self, version: int, mode: str, counts: dict[str, int], segment: int
-    ) -> int: ...
+        self, version: int, mode: str, counts: dict[str, int], segment: int, run: int
+    ) -> int:
+        """Add one finished segment's counts to run `run`, once; how many of that run's
+        segments are done (-1 if this one was added before)."""
+        ...
 
 
 class TaskQueue(Protocol):
@@ -112,8 +121,12 @@ def start_dry_run(version: str, repo: RulesRepository, tasks: TaskQueue) -> int:
     number, data = load(version, repo)
     if data["status"] not in DRY_RUN_FROM:
         raise BusinessRuleViolation("only a draft can be dry-run", code="RULES_NOT_DRAFT")
-    _moved(repo.change_rules_status(number, RUNNING["dry_run"], DRY_RUN_FROM), number, repo)
-    tasks.send_many(recalculation_tasks(number, "dry_run"))
+    # A repeated dry run counts from zero under a new run number: the segments of an
+    # earlier run are marked done under theirs, so a late redelivery adds nothing.
+    run = repo.start_dry_run(number, DRY_RUN_FROM)
+    _moved(run is not None, number, repo)
+    assert run is not None
+    tasks.send_many(recalculation_tasks(number, "dry_run", run))
     return number
 
 
@@ -124,7 +137,7 @@ def start_apply(version: str, repo: RulesRepository, tasks: TaskQueue) -> int:
     if data["status"] not in APPLY_FROM:
         raise BusinessRuleViolation("this version is already applied", code="RULES_APPLIED")
     _moved(repo.apply_rules(number, repo.rules_tiers(number), APPLY_FROM), number, repo)
-    tasks.send_many(recalculation_tasks(number, "apply"))
+    tasks.send_many(recalculation_tasks(number, "apply", APPLY_RUN))
     return number
 
 
@@ -140,13 +153,14 @@ def _moved(changed: bool, version: int, repo: RulesRepository) -> None:
         )
 
 
-def recalculation_tasks(version: int, mode: Mode) -> list[dict[str, Any]]:
+def recalculation_tasks(version: int, mode: Mode, run: int) -> list[dict[str, Any]]:
     """One jobs-queue task per scan segment (chalicelib/handlers/payloads.py reads them)."""
     return [
         {
             "job": "tier_rules",
             "version": version,
             "mode": mode,
+            "run": run,
             "segment": s,
             "total": SCAN_SEGMENTS,
             "counts": {},
@@ -162,9 +176,10 @@ def finish_segment(
     segment: int,
     total: int,
     repo: RulesRepository,
+    run: int,
 ) -> bool:
     """Add a finished segment's counts (once); the last segment ends the run, unless its
     status moved on meanwhile (an apply started while a dry run was counting). True when
     this segment ended the run."""
-    done = repo.add_rules_counts(version, mode, counts, segment)
+    done = repo.add_rules_counts(version, mode, counts, segment, run)
     return done == total and repo.change_rules_status(version, DONE[mode], (RUNNING[mode],))

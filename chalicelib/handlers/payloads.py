@@ -58,6 +58,7 @@ class TierRulesTask(Payload):
     mode: Literal["dry_run", "apply"]
     segment: NonNegativeInt
     total: int = Field(gt=0)
+    run: int = Field(default=1, gt=0)  # a dry run may be repeated; each counts apart
     counts: dict[str, int] = Field(default_factory=dict)
     start: dict[str, Any] | None = None
 

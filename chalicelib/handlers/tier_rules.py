@@ -41,7 +41,9 @@ def tier_rules_task(task: TierRulesTask, lambda_context: Any = None) -> None:
             rest = task.model_copy(update={"start": start, "counts": counts})
             svc.tasks.send_many([rest.body()])
             return
-    ended = finish_segment(task.version, task.mode, counts, task.segment, task.total, svc.program)
+    ended = finish_segment(
+        task.version, task.mode, counts, task.segment, task.total, svc.program, task.run
+    )
     logger.info(
         "tier rules segment done",
         extra={

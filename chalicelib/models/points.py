@@ -58,6 +58,12 @@ class TransactionRequest(RequestModel):
     )
     member_code: MemberCodeValue | None = None
 
+    @property
+    def spends_member_value(self) -> bool:
+        """Points leave the member (or, once coupons apply, a coupon is consumed): such a
+        request claims its POS nonce before it runs (auth.PosReplay.RECORDED_ANSWER)."""
+        return self.pay_with_points > 0 or bool(self.coupon_codes)
+
     @model_validator(mode="after")
     def _identifies_a_member(self) -> TransactionRequest:
         if not any(getattr(self, key) is not None for key in MEMBER_KEYS):

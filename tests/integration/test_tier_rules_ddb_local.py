@@ -121,3 +121,36 @@ def test_given_two_applies_that_both_read_a_draft_when_they_write_then_one_wins_
     assert len(queued) == tier_rules.SCAN_SEGMENTS  # one apply's tasks, not two
     assert svc.program.rules_version(version)["status"] == "applying"
     svc.program.save_tiers(DEFAULT_TIERS, version + 1000)  # leave the defaults for others
+
+
+def test_given_a_finished_dry_run_when_it_is_repeated_then_it_finishes_with_fresh_counts_and_late_redeliveries_add_nothing(
+    ddb_local, monkeypatch
+):
+    """A dry run may be repeated (after more members qualify, say): the second run counts
+    from zero under its own run number and ends; the first run's tasks delivered again
+    late count in neither."""
+    svc = services()
+    member_with_spend(350_000)
+    ladder = tuple(
+        replace(t, qualify_spend=300_000, retain_spend=250_000) if t.code == "gold" else t
+        for t in DEFAULT_TIERS
+    )
+    version = svc.program.create_rules_version(ladder)
+    first_tasks = run_all(version, "dry_run", monkeypatch)
+    first = svc.program.rules_version(version)
+    assert first is not None
+    assert first["status"] == "dry_run_done"
+
+    member_with_spend(360_000)  # one more member who would move up
+    second_tasks = run_all(version, "dry_run", monkeypatch)
+    second = svc.program.rules_version(version)
+    assert second is not None
+    assert second["status"] == "dry_run_done"
+    assert {t["run"] for t in first_tasks} == {1}
+    assert {t["run"] for t in second_tasks} == {2}
+    assert second["dry_run"]["up"] == first["dry_run"]["up"] + 1
+    assert second["dry_run"]["scanned"] == first["dry_run"]["scanned"] + 1
+
+    for task in first_tasks + second_tasks:  # both runs delivered again
+        task_handler(SQSRecord(sqs_record(task)))
+    assert svc.program.rules_version(version) == second

@@ -282,7 +282,7 @@ def test_given_the_tasks_a_tier_rules_run_queues_then_the_worker_reads_each_as_q
     from chalicelib.domain.tier_rules import SCAN_SEGMENTS, recalculation_tasks
     from chalicelib.handlers.payloads import TierRulesTask, parse_task
 
-    queued = recalculation_tasks(7, "apply")
+    queued = recalculation_tasks(7, "dry_run", 3)  # a repeated dry run: its run number travels
     read = [parse_task(json.dumps(task)) for task in queued]
     assert all(isinstance(task, TierRulesTask) for task in read)
     assert [t.segment for t in read] == list(range(SCAN_SEGMENTS))  # type: ignore[union-attr]

@@ -123,17 +123,14 @@ def registration() -> tuple[bytes, str]:
 # ---- the template routes what Chalice routes --------------------------------------------
 
 
-def test_given_the_template_then_every_chalice_route_has_an_http_api_route_and_no_greedy_proxy():
+def test_given_the_template_then_every_chalice_path_has_an_any_route_and_no_greedy_proxy():
     resources = gen_template.template()["Resources"]
     keys = {
         r["Properties"]["RouteKey"]
         for r in resources.values()
         if r.get("Type") == "AWS::ApiGatewayV2::Route"
     }
-    chalice = {
-        f"{method} {path}" for path, methods in app_module.app.routes.items() for method in methods
-    }
-    assert keys == chalice
+    assert keys == {f"ANY {path}" for path in app_module.app.routes}
     assert not [k for k in keys if "+}" in k or k == "$default"]
     integration = resources["HttpApiIntegration"]["Properties"]
     assert integration["PayloadFormatVersion"] == "1.0"
@@ -144,6 +141,14 @@ def test_given_the_template_then_every_chalice_route_has_an_http_api_route_and_n
     ]
     http.append("HttpApiInvokePermission")
     assert {resources[rid].get("Condition") for rid in http} == {"UseHttpApi"}
+    # the REST API's URL is an output only where the REST API is on
+    assert gen_template.template()["Outputs"]["EndpointURL"] == {"Condition": "UseRestApi"}
+
+
+def test_given_a_method_a_path_lacks_when_it_arrives_through_the_any_route_then_405_in_the_envelope():
+    status, body, _ = invoke(v1_event("DELETE", "/v1/health"))
+    assert status == 405
+    assert body["error"]["code"] == "METHOD_NOT_ALLOWED"
 
 
 # ---- payload 1.0 events reach the views as REST events do --------------------------------

@@ -226,6 +226,77 @@ def test_given_a_points_payment_refused_for_too_few_points_when_it_is_replayed_a
     assert points_of(app_client, staff_token, member_id)["balance"] == 3000
 
 
+def test_given_a_points_payment_that_took_effect_when_it_is_replayed_then_nonce_reused_and_spent_once(
+    seeded, pos, app_client, staff_token
+):
+    """A request that spends points claims its nonce before it runs (auth.PosReplay), so
+    its exact replay is refused; a POS retry (a new nonce) still gets the first answer."""
+    member_id = register(app_client, staff_token)
+    assert adjust(app_client, staff_token, member_id, 1000).status_code == 201
+    payload = purchase_body(
+        member_id, pay_with_points=500, member_code=member_code(app_client, member_id)
+    )
+    headers, body = signed_once(pos, "POST", "/v1/transactions", payload)
+    first = app_client.http.post("/v1/transactions", headers=headers, body=body)
+    assert first.status_code == 201, first.json_body
+    replay = app_client.http.post("/v1/transactions", headers=headers, body=body)
+    assert (replay.status_code, error_code(replay)) == (401, "NONCE_REUSED")
+    retry = pos.send("POST", "/v1/transactions", payload)
+    assert (retry.status_code, retry.json_body) == (201, first.json_body)
+    assert points_of(app_client, staff_token, member_id)["balance"] == first.json_body["balance"]
+    assert first.json_body["points_spent"] == 500
+
+
+def test_given_a_refused_points_payment_when_a_replay_arrives_while_it_runs_and_points_land_then_the_replay_is_refused(
+    pos, app_client, staff_token, monkeypatch
+):
+    """No gap between a failure and its nonce claim: the replay of a payment is refused
+    however it interleaves with the original (here: during the original's run, with a
+    credit landing before the original plans)."""
+    from chalicelib.api import transactions as route
+
+    member_id = register(app_client, staff_token)
+    assert adjust(app_client, staff_token, member_id, 1000).status_code == 201
+    payload = purchase_body(
+        member_id, pay_with_points=2000, member_code=member_code(app_client, member_id)
+    )
+    headers, body = signed_once(pos, "POST", "/v1/transactions", payload)
+    real = route.domain.record_purchase
+    replays: list[Any] = []
+
+    def interleaved(*args: Any, **kwargs: Any) -> Any:
+        if not replays:
+            replays.append(app_client.http.post("/v1/transactions", headers=headers, body=body))
+            assert adjust(app_client, staff_token, member_id, 2000).status_code == 201
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(route.domain, "record_purchase", interleaved)
+    original = app_client.http.post("/v1/transactions", headers=headers, body=body)
+    assert (replays[0].status_code, error_code(replays[0])) == (401, "NONCE_REUSED")
+    assert original.status_code == 201, original.json_body
+    assert original.json_body["points_spent"] == 2000
+    assert (
+        points_of(app_client, staff_token, member_id)["balance"]
+        == 3000 - 2000 + (original.json_body["points_earned"])
+    )
+
+
+def test_given_the_nonce_claim_after_a_failure_fails_when_a_purchase_is_refused_then_the_till_gets_its_own_answer(
+    pos, app_client, staff_token, monkeypatch
+):
+    """The claim after a failure is best effort: a throttled Runtime table must not turn
+    a 404 the till can act on into a 500."""
+    from chalicelib.api import http as http_module
+
+    def throttled(headers: Any, guards: Any) -> bool:
+        raise RuntimeError("ProvisionedThroughputExceededException")
+
+    monkeypatch.setattr(http_module, "spend_nonce", throttled)
+    unknown = purchase_body(card=f"C{uuid.uuid4().hex[:8]}")
+    refused = pos.send("POST", "/v1/transactions", unknown)
+    assert refused.status_code == 404, refused.json_body
+
+
 def test_given_a_purchase_for_an_unknown_card_when_it_is_replayed_after_the_card_is_registered_then_nonce_reused(
     pos, app_client, staff_token
 ):
