@@ -8,6 +8,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PORT ?= 8000
 STAGE ?= dev
+PACKAGE_DIR ?= build/package
 # Hong Kong: the nearest region to mainland stores that has Cognito user pools (the China
 # regions have none; see README, Operations).
 export AWS_DEFAULT_REGION ?= ap-east-1
@@ -70,11 +71,14 @@ check: lint typecheck
 infra: $(BIN)/.installed
 	$(BIN)/python infra/gen_template.py
 
+# A Lambda cannot write bytecode into its read-only /var/task: precompile.py adds it to
+# the zip, or every cold start compiles every module it imports (docs/benchmarks.md).
 package: $(BIN)/.installed
-	rm -rf build/package
-	$(BIN)/chalice package --stage $(STAGE) --merge-template infra/resources.json build/package
-	$(BIN)/cfn-lint build/package/sam.json
-	@echo "packaged and linted: build/package/sam.json"
+	rm -rf $(PACKAGE_DIR)
+	$(BIN)/chalice package --stage $(STAGE) --merge-template infra/resources.json $(PACKAGE_DIR)
+	$(BIN)/python infra/precompile.py $(PACKAGE_DIR)
+	$(BIN)/cfn-lint $(PACKAGE_DIR)/sam.json
+	@echo "packaged and linted: $(PACKAGE_DIR)/sam.json"
 
 bench: setup
 	$(BIN)/python -m bench

@@ -196,11 +196,12 @@ def member_with_token(env: dict[str, str]) -> tuple[str, str]:
     return member.member_id, token
 
 
-def measure(kind: str, env: dict[str, str]) -> float:
-    """One fresh interpreter of this kind; the milliseconds it reported."""
+def measure(kind: str, env: dict[str, str], cwd: Path = ROOT, flags: tuple[str, ...] = ()) -> float:
+    """One fresh interpreter of this kind (in `cwd`, with interpreter `flags`); the
+    milliseconds it reported."""
     proc = subprocess.run(
-        [sys.executable, "-c", KINDS[kind]],
-        cwd=ROOT,
+        [sys.executable, *flags, "-c", KINDS[kind]],
+        cwd=cwd,
         env=env,
         capture_output=True,
         text=True,

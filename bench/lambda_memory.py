@@ -17,6 +17,7 @@ measured here, and is taken as equal to x86's.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import statistics
 import threading
@@ -122,3 +123,20 @@ class Samples:
 
     def cpu_p50(self) -> float:
         return statistics.median(self.cpu_ms)
+
+    def billed_mean_ms(self) -> float:
+        return billed_mean_ms(self.wall_ms)
+
+    def modelled_billed_mean_ms(self, memory_mb: int) -> float:
+        """The billed mean at `memory_mb` if these (uncapped) purchases ran there: each
+        sample modelled on its own, then billed."""
+        modelled = (
+            modelled_ms(w, c, memory_mb) for w, c in zip(self.wall_ms, self.cpu_ms, strict=True)
+        )
+        return billed_mean_ms(list(modelled))
+
+
+def billed_mean_ms(durations_ms: list[float]) -> float:
+    """What Lambda bills per invocation on average: every invocation, each rounded up to
+    the started millisecond. Not the median: the slow tail is billed too."""
+    return statistics.fmean(math.ceil(ms) for ms in durations_ms)
