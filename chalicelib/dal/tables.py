@@ -38,6 +38,9 @@ class _Meta:
     max_retry_attempts = 3
     connect_timeout_seconds = 2
     read_timeout_seconds = 5
+    # One client serves every item class (share_session): the pool the three table
+    # clients had between them (10 each), for threaded callers such as the local server.
+    max_pool_connections = 30
 
 
 class BirthdayIndex(GlobalSecondaryIndex["MemberItem"]):
