@@ -17,6 +17,7 @@ from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import 
 )
 
 from chalicelib.dal.outbound import BusinessEvent, OutboundMessage
+from chalicelib.domain.records import PurchaseRecord, RefundRecord
 from chalicelib.handlers.grants import grant_activity
 from chalicelib.handlers.payloads import LedgerImage, MemberImage, TierChangeImage
 from chalicelib.observability import logger, metrics
@@ -39,11 +40,14 @@ def record_handler(record: DynamoDBRecord) -> None:
         _grant_from_stream(member.member_id, "signup", "signup")
     elif kind == "ledger":
         _points_changed(record, LedgerImage.model_validate(image))
-    elif kind == "purchase":
-        _purchase_recorded(image)
-        _count_for_tier(image)
-    elif kind == "refund":
-        _count_for_tier(image)
+    elif kind in ("purchase", "refund"):
+        data = image.get("data") or {}
+        if kind == "purchase":
+            purchase = PurchaseRecord.from_data(data)
+            _purchase_recorded(image, purchase)
+            _count_for_tier(image, purchase)
+        else:
+            _count_for_tier(image, RefundRecord.from_data(data))
     elif kind == "tier_change":
         _tier_changed(record, TierChangeImage.model_validate(image))
 
@@ -72,15 +76,12 @@ def _grant_from_stream(
         metrics.add_metric(name="GrantsRefused", unit="Count", value=1)
 
 
-def _count_for_tier(image: dict[str, Any]) -> None:
+def _count_for_tier(image: dict[str, Any], record: PurchaseRecord | RefundRecord) -> None:
     """Qualifying spend for tiers, kept per month on the member; an upgrade happens as
     soon as a purchase crosses a threshold (seconds after it was accepted)."""
     from chalicelib.domain.clock import utc_now
-    from chalicelib.domain.records import PurchaseRecord, RefundRecord
     from chalicelib.domain.tiering import apply_spend
 
-    data = image.get("data") or {}
-    record = (PurchaseRecord if image["kind"] == "purchase" else RefundRecord).from_data(data)
     if not record.month:
         return
     svc = services()
@@ -149,11 +150,8 @@ EVENT_NAMES = {
 }
 
 
-def _purchase_recorded(image: dict[str, Any]) -> None:
+def _purchase_recorded(image: dict[str, Any], purchase: PurchaseRecord) -> None:
     """A referee's first purchase earns the referrer their reward (once per referee)."""
-    from chalicelib.domain.records import PurchaseRecord
-
-    purchase = PurchaseRecord.from_data(image.get("data") or {})
     referrer = purchase.referred_by
     if purchase.first_purchase and referrer:
         referee = str(image["member_id"])
