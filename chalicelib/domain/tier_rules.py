@@ -124,8 +124,8 @@ def start_dry_run(version: str, repo: RulesRepository, tasks: TaskQueue) -> int:
     # A repeated dry run counts from zero under a new run number: the segments of an
     # earlier run are marked done under theirs, so a late redelivery adds nothing.
     run = repo.start_dry_run(number, DRY_RUN_FROM)
-    _moved(run is not None, number, repo)
-    assert run is not None
+    if run is None:
+        raise _status_changed(number, repo)
     tasks.send_many(recalculation_tasks(number, "dry_run", run))
     return number
 
@@ -136,21 +136,21 @@ def start_apply(version: str, repo: RulesRepository, tasks: TaskQueue) -> int:
     number, data = load(version, repo)
     if data["status"] not in APPLY_FROM:
         raise BusinessRuleViolation("this version is already applied", code="RULES_APPLIED")
-    _moved(repo.apply_rules(number, repo.rules_tiers(number), APPLY_FROM), number, repo)
+    if not repo.apply_rules(number, repo.rules_tiers(number), APPLY_FROM):
+        raise _status_changed(number, repo)
     tasks.send_many(recalculation_tasks(number, "apply", APPLY_RUN))
     return number
 
 
-def _moved(changed: bool, version: int, repo: RulesRepository) -> None:
+def _status_changed(version: int, repo: RulesRepository) -> Conflict:
     """The status was read as allowed, but changed before the write: another request
     started a run meanwhile."""
-    if not changed:
-        now = repo.rules_version(version) or {}
-        raise Conflict(
-            "the tier rules version changed meanwhile; reload it",
-            code="RULES_STATUS_CHANGED",
-            details={"status": now.get("status")},
-        )
+    now = repo.rules_version(version) or {}
+    return Conflict(
+        "the tier rules version changed meanwhile; reload it",
+        code="RULES_STATUS_CHANGED",
+        details={"status": now.get("status")},
+    )
 
 
 def recalculation_tasks(version: int, mode: Mode, run: int) -> list[dict[str, Any]]:
