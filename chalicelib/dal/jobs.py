@@ -6,9 +6,9 @@ import time
 from datetime import date
 from typing import Any
 
-from pynamodb.exceptions import DoesNotExist, UpdateError
+from pynamodb.exceptions import DoesNotExist
 
-from chalicelib.dal.tables import JobRunItem, save_if_new
+from chalicelib.dal.tables import JobRunItem, save_if_new, update_if
 from chalicelib.domain.clock import rfc3339, utc_now
 
 RUN_RETENTION_SECONDS = 400 * 24 * 3600  # a year of runs stays readable
@@ -25,15 +25,12 @@ class DynamoJobRepository:
     def advance(self, job: str, day: date) -> None:
         """Record that `day` has been scheduled; never moves backwards."""
         item = JobRunItem(pk=f"JOB#{job}", sk="STATE")
-        try:
-            item.update(
-                actions=[JobRunItem.last_date.set(day.isoformat())],
-                condition=(JobRunItem.last_date.does_not_exist())
-                | (JobRunItem.last_date < day.isoformat()),
-            )
-        except UpdateError as exc:  # a later day is already recorded: nothing to do
-            if exc.cause_response_code != "ConditionalCheckFailedException":
-                raise
+        # False when a later day is already recorded: nothing to do.
+        update_if(
+            item,
+            [JobRunItem.last_date.set(day.isoformat())],
+            JobRunItem.last_date.does_not_exist() | (JobRunItem.last_date < day.isoformat()),
+        )
 
     def start_run(self, job: str, day: date, tasks: int) -> bool:
         """Create the run's progress record; False if the day was already started."""
@@ -64,14 +61,11 @@ class DynamoJobRepository:
 
     def finish(self, job: str, day: date) -> None:
         item = JobRunItem(pk=f"JOB#{job}#{day.isoformat()}", sk="RUN")
-        try:
-            item.update(
-                actions=[JobRunItem.finished_at.set(rfc3339(utc_now()))],
-                condition=JobRunItem.finished_at.does_not_exist(),
-            )
-        except UpdateError as exc:
-            if exc.cause_response_code != "ConditionalCheckFailedException":
-                raise
+        update_if(
+            item,
+            [JobRunItem.finished_at.set(rfc3339(utc_now()))],
+            JobRunItem.finished_at.does_not_exist(),
+        )
 
     def run(self, job: str, day: date) -> dict[str, Any] | None:
         try:

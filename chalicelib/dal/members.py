@@ -8,10 +8,10 @@ from datetime import date, datetime
 from typing import Any
 
 from pynamodb.connection import Connection
-from pynamodb.exceptions import DoesNotExist, TransactWriteError, UpdateError
+from pynamodb.exceptions import DoesNotExist, TransactWriteError
 from pynamodb.transactions import TransactWrite
 
-from chalicelib.dal.tables import IdentityItem, MemberItem, reason_codes
+from chalicelib.dal.tables import IdentityItem, MemberItem, reason_codes, update_if
 from chalicelib.domain.birthdays import birthday_key
 from chalicelib.domain.clock import rfc3339
 from chalicelib.domain.members import Identity, Member
@@ -266,12 +266,8 @@ class DynamoMemberRepository:
             else:
                 actions += _set_or_remove(getattr(MemberItem, name), value)
         item = MemberItem(pk=member_pk(member_id), sk=MEMBER_SK)
-        try:
-            item.update(actions=actions, condition=MemberItem.pk.exists())
-        except UpdateError as exc:
-            if exc.cause_response_code == "ConditionalCheckFailedException":
-                raise NotFound("member not found", code="MEMBER_NOT_FOUND") from exc
-            raise
+        if not update_if(item, actions, MemberItem.pk.exists()):
+            raise NotFound("member not found", code="MEMBER_NOT_FOUND")
         # update() refreshed the item from ALL_NEW; no second read needed.
         return from_item(item)
 

@@ -10,7 +10,7 @@ from dataclasses import asdict, replace
 from typing import Any
 
 from pynamodb.connection import Connection
-from pynamodb.exceptions import DoesNotExist, PutError, TransactWriteError, UpdateError
+from pynamodb.exceptions import DoesNotExist, PutError, TransactWriteError
 from pynamodb.transactions import TransactWrite
 
 from chalicelib.dal.tables import (
@@ -19,6 +19,7 @@ from chalicelib.dal.tables import (
     StoreKeyItem,
     reason_codes,
     save_if_new,
+    update_if,
 )
 from chalicelib.domain.clock import rfc3339, utc_now
 from chalicelib.domain.program import (
@@ -187,16 +188,9 @@ class DynamoProgramRepository:
     def change_rules_status(self, version: int, status: str, expected: Collection[str]) -> bool:
         """Set the version's status if it is one of `expected` (and the version exists);
         False, nothing written, if not."""
-        try:
-            _rules_item(version).update(
-                actions=[ProgramItem.data["status"].set(status)],
-                condition=_status_in(expected),
-            )
-        except UpdateError as exc:
-            if exc.cause_response_code == "ConditionalCheckFailedException":
-                return False
-            raise
-        return True
+        return update_if(
+            _rules_item(version), [ProgramItem.data["status"].set(status)], _status_in(expected)
+        )
 
     def apply_rules(self, version: int, tiers: tuple[Tier, ...], expected: Collection[str]) -> bool:
         """The ladder becomes current and the version `applying`, in one transaction
@@ -234,19 +228,17 @@ class DynamoProgramRepository:
         """Status dry_run_running, the dry-run counts at zero and the run number one up,
         in one update conditional on the status; the new run number, or None."""
         item = _rules_item(version)
-        try:
-            item.update(
-                actions=[
-                    ProgramItem.data["status"].set("dry_run_running"),
-                    ProgramItem.data["dry_run"].set(dict(EMPTY_COUNTS)),
-                    ProgramItem.data["dry_run_runs"].add(1),
-                ],
-                condition=_status_in(expected),
-            )
-        except UpdateError as exc:
-            if exc.cause_response_code == "ConditionalCheckFailedException":
-                return None
-            raise
+        started = update_if(
+            item,
+            [
+                ProgramItem.data["status"].set("dry_run_running"),
+                ProgramItem.data["dry_run"].set(dict(EMPTY_COUNTS)),
+                ProgramItem.data["dry_run_runs"].add(1),
+            ],
+            _status_in(expected),
+        )
+        if not started:
+            return None
         return int((item.data.as_dict() if item.data is not None else {})["dry_run_runs"])
 
     def add_rules_counts(
@@ -258,17 +250,15 @@ class DynamoProgramRepository:
         item = _rules_item(version)
         prefix = _run_prefix(run)
         done_path = ProgramItem.data[f"{mode}_done"][f"{prefix}{segment}"]
-        try:
-            item.update(
-                actions=[
-                    *[ProgramItem.data[mode][name].add(value) for name, value in counts.items()],
-                    done_path.set(True),
-                ],
-                condition=done_path.does_not_exist(),
-            )
-        except UpdateError as exc:
-            if exc.cause_response_code != "ConditionalCheckFailedException":
-                raise
+        added = update_if(
+            item,
+            [
+                *[ProgramItem.data[mode][name].add(value) for name, value in counts.items()],
+                done_path.set(True),
+            ],
+            done_path.does_not_exist(),
+        )
+        if not added:
             return -1
         data = item.data.as_dict() if item.data is not None else {}
         done = data.get(f"{mode}_done") or {}
@@ -371,12 +361,8 @@ class DynamoProgramRepository:
         item = ProgramItem(pk=f"STORE#{store_id}", sk="STORE")
         actions = [ProgramItem.data[name].set(value) for name, value in changes.items()]
         actions += [ProgramItem.data["updated_at"].set(now), ProgramItem.updated_at.set(now)]
-        try:
-            item.update(actions=actions, condition=ProgramItem.pk.exists())
-        except UpdateError as exc:
-            if exc.cause_response_code == "ConditionalCheckFailedException":
-                return None
-            raise
+        if not update_if(item, actions, ProgramItem.pk.exists()):
+            return None
         store = _store(store_id, _data(item))
         # This container sees the change at once; others within STORE_CACHE_SECONDS.
         self._cache.put(f"store:{store_id}", store, seconds=STORE_CACHE_SECONDS)
@@ -440,18 +426,12 @@ class DynamoProgramRepository:
     def revoke_store_key(self, store_id: str, key_id: str, now: str) -> StoreKey | None:
         """Only a key of this store; the first revocation time stays."""
         item = StoreKeyItem(pk=f"STOREKEY#{key_id}", sk="KEY")
-        try:
-            item.update(
-                actions=[
-                    StoreKeyItem.active.set(False),
-                    StoreKeyItem.revoked_at.set(StoreKeyItem.revoked_at | now),
-                ],
-                condition=StoreKeyItem.store_id == store_id,
-            )
-        except UpdateError as exc:
-            if exc.cause_response_code == "ConditionalCheckFailedException":
-                return None
-            raise
+        revoking = [
+            StoreKeyItem.active.set(False),
+            StoreKeyItem.revoked_at.set(StoreKeyItem.revoked_at | now),
+        ]
+        if not update_if(item, revoking, StoreKeyItem.store_id == store_id):
+            return None
         revoked = _store_key(item)
         self._cache.put(f"key:{key_id}", revoked, seconds=KEY_CACHE_SECONDS)
         return revoked

@@ -311,6 +311,20 @@ def save_if_new(item: Model, absent: Condition) -> bool:
     return True
 
 
+def update_if(item: Model, actions: list[Any], condition: Condition) -> bool:
+    """Update `item` on `condition`, one conditional write: True if written (and `item`
+    refreshed from the new image), False if the condition did not hold."""
+    from pynamodb.exceptions import UpdateError
+
+    try:
+        item.update(actions=actions, condition=condition)
+    except UpdateError as exc:
+        if exc.cause_response_code == "ConditionalCheckFailedException":
+            return False
+        raise
+    return True
+
+
 def reason_codes(exc: Any) -> list[str | None]:
     """Why each action of a cancelled transaction (a TransactWriteError) failed, in the
     order pynamodb sent them: 'ConditionalCheckFailed', 'TransactionConflict' or None."""
