@@ -368,8 +368,16 @@ def template() -> dict[str, Any]:
                 gsi("expiry-index", "expiry_due", "pk", ["expiry_reminded"]),
                 # sparse: members above the base tier, keyed by their review date
                 gsi("review-index", "review_due", "pk"),
+                # sparse: coupon items only (COUPON#<code>), a member's coupons by issue
+                # time; what a listing shows is copied (a use rewrites the index entry)
+                gsi(
+                    "coupon-index",
+                    "coupon_owner",
+                    "issued_at",
+                    ["template_id", "status", "valid_from", "valid_to", "used_at"],
+                ),
             ],
-            extra_attrs=["birthday_key", "expiry_due", "review_due"],
+            extra_attrs=["birthday_key", "expiry_due", "review_due", "coupon_owner", "issued_at"],
         ),
         "ProgramTable": table("PROGRAM_TABLE"),
         "RuntimeTable": table("RUNTIME_TABLE", ttl="expires_at"),

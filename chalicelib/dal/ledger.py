@@ -12,9 +12,11 @@ from pynamodb.connection import Connection
 from pynamodb.exceptions import DoesNotExist, TransactWriteError
 from pynamodb.transactions import TransactWrite
 
+from chalicelib.dal.coupons import coupon_change, coupon_item
+from chalicelib.dal.mall import hold_item, stock_move
 from chalicelib.dal.member_codes import consume_code, find_member_code
 from chalicelib.dal.members import MEMBER_SK, from_item, member_pk
-from chalicelib.dal.tables import LedgerEntryItem, MemberItem, RequestItem
+from chalicelib.dal.tables import CouponItem, LedgerEntryItem, MemberItem, RequestItem
 from chalicelib.domain.clock import rfc3339
 from chalicelib.domain.expiry import shard_of
 from chalicelib.domain.ledger import PendingLot, Wallet
@@ -22,6 +24,7 @@ from chalicelib.domain.member_codes import MemberCode
 from chalicelib.domain.records import (
     Account,
     Commit,
+    CouponTaken,
     Entry,
     MemberCodeTaken,
     PurchaseRef,
@@ -29,6 +32,7 @@ from chalicelib.domain.records import (
     RequestExists,
     RequestRecord,
     RequestRef,
+    StockShort,
     VersionConflict,
 )
 from chalicelib.errors import InvalidInput
@@ -194,18 +198,31 @@ class DynamoLedgerRepository:
 
     def commit(self, commit: Commit) -> None:
         wallet = commit.wallet
-        # One label per transaction item, in the order DynamoDB receives them (pynamodb
-        # sends puts first, then updates, each in call order): cancellation reasons come
-        # back in that order.
-        labels: list[str] = []
+        # One label per transaction item. DynamoDB answers cancellation reasons in the
+        # order it received the items, and pynamodb sends deletes, then puts, then
+        # updates, each in call order: the labels are kept the same way.
+        deletes: list[str] = []
+        puts: list[str] = []
+        updates: list[str] = []
         try:
             with TransactWrite(connection=self._connection) as txn:
                 for entry in commit.entries:
                     txn.save(_entry_item(entry))
-                    labels.append("entry")
+                    puts.append("entry")
                 for record in commit.new_requests:
                     txn.save(_request_item(record), condition=RequestItem.pk.does_not_exist())
-                    labels.append("new_request")
+                    puts.append("new_request")
+                for coupon in commit.new_coupons:
+                    # 80 random bits: a taken code is a defect, not a race to re-plan
+                    txn.save(coupon_item(coupon), condition=CouponItem.pk.does_not_exist())
+                    puts.append("new_coupon")
+                for hold in commit.holds:
+                    if hold.action == "put":
+                        txn.save(hold_item(hold))
+                        puts.append("hold")
+                    else:
+                        txn.delete(hold_item(hold))
+                        deletes.append("hold")
                 if commit.updated_request is not None:
                     # Only the fields this operation changes: the stream marks the same
                     # record `tier_counted` without a version, and a whole-item write
@@ -220,30 +237,48 @@ class DynamoLedgerRepository:
                         ],
                         condition=RequestItem.version == update.expected_version,
                     )
-                    labels.append("updated_request")
+                    updates.append("updated_request")
                 txn.update(
                     MemberItem(pk=member_pk(commit.member_id), sk=MEMBER_SK),
                     actions=self._member_actions(commit, wallet),
                     condition=MemberItem.version == commit.expected_version,
                 )
-                labels.append("member")
+                updates.append("member")
                 if commit.member_code is not None:
                     code_item, actions, condition = consume_code(commit.member_code)
                     txn.update(code_item, actions=actions, condition=condition)
-                    labels.append("member_code")
+                    updates.append("member_code")
+                for change in commit.coupon_changes:
+                    coupon_row, actions, condition = coupon_change(change)
+                    txn.update(coupon_row, actions=actions, condition=condition)
+                    updates.append(f"coupon:{change.code}")
+                for move in commit.stock:
+                    shard, actions, condition = stock_move(move)
+                    txn.update(shard, actions=actions, condition=condition)
+                    updates.append(f"stock:{move.reward_id}:{move.shard}")
         except TransactWriteError as exc:
+            labels = [*deletes, *puts, *updates]
             reasons = exc.cancellation_reasons or []
-            failed = {
+            failed = [
                 label
                 for label, reason in zip(labels, reasons, strict=False)
                 if reason is not None and reason.code == "ConditionalCheckFailed"
-            }
+            ]
             # A replay first (its answer is recorded); then a code some other purchase
             # consumed, or that expired: re-planning could not make it usable again.
             if "new_request" in failed:
                 raise RequestExists() from exc
             if "member_code" in failed:
                 raise MemberCodeTaken() from exc
+            # A coupon or a stock shard that changed since it was read: the plan reads
+            # them again (a coupon used meanwhile is then refused; other shards may hold
+            # the stock this one no longer has).
+            for label in failed:
+                if label.startswith("coupon:"):
+                    raise CouponTaken(label.removeprefix("coupon:")) from exc
+                if label.startswith("stock:"):
+                    _, reward_id, shard_no = label.split(":", 2)
+                    raise StockShort(reward_id, int(shard_no)) from exc
             if (
                 any(
                     r is not None and r.code in ("ConditionalCheckFailed", "TransactionConflict")

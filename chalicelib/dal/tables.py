@@ -5,9 +5,11 @@ Members table (stream: NEW_AND_OLD_IMAGES) holds everything about a person, keye
 later merge of two members only re-points identity items:
   MEMBER#<member_id> / MEMBER        the member: profile, tier, balances
   ID#<kind>#<hmac>   / ID            a unique claim (phone, unionid, card...) -> member_id
-Program table: configuration read by every request (tiers, stores, keys, rewards).
+  COUPON#<code>      / COUPON        an issued coupon (sparse coupon-index: by member)
+Program table: configuration read by every request (tiers, stores, keys, rewards,
+coupon templates) and the rewards' stock counters (REWARD#<id> / STOCK#<shard>).
 Runtime table (TTL on `expires_at`): POS nonces, member codes, scheduled jobs' state and
-runs.
+runs, payment holds of points + cash redemptions.
 """
 
 from __future__ import annotations
@@ -75,6 +77,20 @@ class ReviewIndex(GlobalSecondaryIndex["MemberItem"]):
 
     review_due = UnicodeAttribute(hash_key=True)
     pk = UnicodeAttribute(range_key=True)
+
+
+class CouponIndex(GlobalSecondaryIndex["CouponItem"]):
+    """Sparse: only coupon items carry `coupon_owner` (the member id): a member's coupons
+    by issue time, with what a listing shows."""
+
+    class Meta:
+        index_name = "coupon-index"
+        projection = IncludeProjection(
+            ["template_id", "status", "valid_from", "valid_to", "used_at"]
+        )
+
+    coupon_owner = UnicodeAttribute(hash_key=True)
+    issued_at = UnicodeAttribute(range_key=True)
 
 
 class MemberItem(Model):
@@ -206,6 +222,34 @@ class TierHistoryItem(Model):
     expires_at = UnicodeAttribute(null=True)
 
 
+class CouponItem(Model):
+    """COUPON#<code> / COUPON: an issued coupon, with the terms of its template as they
+    were at issue (chalicelib/domain/coupons.py). Keyed by the code: a till finds it with
+    one GetItem; the member's listing reads the coupon-index."""
+
+    class Meta(_Meta):
+        pass
+
+    pk = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True)
+    kind = UnicodeAttribute(default="coupon")
+    code = UnicodeAttribute()
+    coupon_owner = UnicodeAttribute()  # the member id (the index's key)
+    template_id = UnicodeAttribute()
+    terms = MapAttribute[str, Any]()
+    valid_from = UnicodeAttribute()
+    valid_to = UnicodeAttribute()
+    issued_at = UnicodeAttribute()
+    source = UnicodeAttribute()
+    source_id = UnicodeAttribute()
+    status = UnicodeAttribute(default="active")
+    used_by = UnicodeAttribute(null=True)
+    used_at = UnicodeAttribute(null=True)
+    version = NumberAttribute(default=1)
+
+    coupon_index = CouponIndex()
+
+
 class ProgramItem(Model):
     """Program configuration items; `data` holds the typed document of each kind."""
 
@@ -217,6 +261,22 @@ class ProgramItem(Model):
     kind = UnicodeAttribute()
     data = MapAttribute[str, Any](null=True)
     updated_at = UnicodeAttribute(null=True)
+
+
+class StockShardItem(Model):
+    """REWARD#<id> / STOCK#<shard>: one part of a reward's stock. A hot reward's stock is
+    split over several shards, so concurrent redemptions take from different items
+    instead of all contending for one (chalicelib/domain/rewards.py)."""
+
+    class Meta(_Meta):
+        pass
+
+    pk = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True)
+    kind = UnicodeAttribute(default="stock")
+    reward_id = UnicodeAttribute()
+    shard = NumberAttribute()
+    left = NumberAttribute(default=0)
 
 
 class StoreKeyItem(Model):
@@ -265,6 +325,24 @@ class MemberCodeItem(Model):
     used_at = UnicodeAttribute(null=True)
 
 
+class HoldItem(Model):
+    """Runtime table: HOLD#<shard> / <due_at>#<member_id>#<redemption_id>, a points +
+    cash redemption waiting for its payment. The release job reads each shard's keys up
+    to now (a range query: only what is due); paying or cancelling deletes it in the
+    redemption's own commit. `expires_at` (TTL) only cleans up, long after `due_at`."""
+
+    class Meta(_Meta):
+        pass
+
+    pk = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True)
+    kind = UnicodeAttribute(default="hold")
+    member_id = UnicodeAttribute()
+    redemption_id = UnicodeAttribute()
+    due_at = UnicodeAttribute()
+    expires_at = NumberAttribute()
+
+
 class JobRunItem(Model):
     """Runtime table: a scheduled job's state (JOB#<name> / STATE) and each run's
     progress (JOB#<name>#<date> / RUN), readable by staff."""
@@ -292,9 +370,15 @@ MEMBERS_TABLE_MODELS: tuple[type[Model], ...] = (
     LedgerEntryItem,
     RequestItem,
     TierHistoryItem,
+    CouponItem,
 )
-PROGRAM_TABLE_MODELS: tuple[type[Model], ...] = (ProgramItem, StoreKeyItem)
-RUNTIME_TABLE_MODELS: tuple[type[Model], ...] = (GuardItem, JobRunItem, MemberCodeItem)
+PROGRAM_TABLE_MODELS: tuple[type[Model], ...] = (ProgramItem, StoreKeyItem, StockShardItem)
+RUNTIME_TABLE_MODELS: tuple[type[Model], ...] = (
+    GuardItem,
+    JobRunItem,
+    MemberCodeItem,
+    HoldItem,
+)
 
 
 def save_if_new(item: Model, absent: Condition) -> bool:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, Literal, Protocol
 
+from chalicelib.domain.coupons import Coupon, CouponChange
 from chalicelib.domain.ledger import Wallet
 from chalicelib.domain.member_codes import CodeUse, MemberCode
 from chalicelib.domain.members import Member
@@ -38,11 +39,13 @@ class RefundRef:
 
 @dataclass(frozen=True)
 class MemberRequestRef:
-    """A member's own request (`activity`, `adjust`) or a points grant of the program's
-    (`grant`): each space has its own ids, so a member can never take a grant's id."""
+    """A member's own request (`activity`, `adjust`, `redeem`: a redemption in the points
+    mall), a points grant of the program's (`grant`) or a coupon issue (`coupon`: staff's
+    issue id, or a rule's occasion): each space has its own ids, so a member can never
+    take a grant's id."""
 
     member_id: str
-    space: Literal["activity", "grant", "adjust"]
+    space: Literal["activity", "grant", "adjust", "redeem", "coupon"]
     request_id: str
 
 
@@ -113,6 +116,27 @@ class RecordUpdate:
 
 
 @dataclass(frozen=True)
+class StockMove:
+    """Units of a reward's stock taken from (delta < 0: conditional on the shard holding
+    that many) or returned to (delta > 0) one shard of its counter."""
+
+    reward_id: str
+    shard: int
+    delta: int
+
+
+@dataclass(frozen=True)
+class HoldChange:
+    """A redemption awaiting payment, kept where the release job finds it when its
+    payment window ends (`put`), or taken out when it is paid or cancelled (`delete`)."""
+
+    member_id: str
+    redemption_id: str
+    due_at: datetime
+    action: Literal["put", "delete"]
+
+
+@dataclass(frozen=True)
 class Commit:
     member_id: str
     expected_version: int
@@ -125,6 +149,13 @@ class Commit:
     updated_request: RecordUpdate | None = None
     # A purchase consumes the member code presented at the till, in the same commit.
     member_code: CodeUse | None = None
+    # The points mall: stock taken or returned, coupons issued (a coupon reward) or
+    # used/restored/voided (a purchase, its full refund, a cancelled coupon reward), and
+    # the payment hold of a points + cash redemption.
+    stock: tuple[StockMove, ...] = ()
+    new_coupons: tuple[Coupon, ...] = ()
+    coupon_changes: tuple[CouponChange, ...] = ()
+    holds: tuple[HoldChange, ...] = ()
 
 
 class VersionConflict(Exception):
@@ -137,6 +168,25 @@ class RequestExists(Exception):
 
 class MemberCodeTaken(Exception):
     """The commit's member code was used, expired or is not the member's any more."""
+
+
+class CouponTaken(Exception):
+    """A coupon the commit changes is no longer in the state the change needs (used by
+    another till meanwhile, voided): re-planning reads it again."""
+
+    def __init__(self, code: str) -> None:
+        super().__init__(code)
+        self.code = code
+
+
+class StockShort(Exception):
+    """A stock shard the commit takes from holds fewer units than it takes: re-plan with
+    the shards read again (others may still hold stock)."""
+
+    def __init__(self, reward_id: str, shard: int) -> None:
+        super().__init__(f"{reward_id}#{shard}")
+        self.reward_id = reward_id
+        self.shard = shard
 
 
 class LedgerRepository(Protocol):
