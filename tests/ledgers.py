@@ -18,18 +18,22 @@ from typing import Any, Protocol
 
 from chalicelib.dal.ledger import expiry_key, purchase_pk, request_key
 from chalicelib.dal.members import member_pk
+from chalicelib.domain.coupons import Coupon, CouponChange
 from chalicelib.domain.ledger import Wallet
 from chalicelib.domain.member_codes import MemberCode
 from chalicelib.domain.members import Member
 from chalicelib.domain.records import (
     Account,
     Commit,
+    CouponTaken,
     Entry,
+    HoldChange,
     MemberCodeTaken,
     PurchaseRef,
     RequestExists,
     RequestRecord,
     RequestRef,
+    StockShort,
     VersionConflict,
 )
 from chalicelib.errors import InvalidInput
@@ -58,6 +62,10 @@ class Store(Protocol):
     def put_member(self, member: Member) -> None: ...
     def put_request(self, record: RequestRecord) -> None: ...
     def put_code(self, code: MemberCode) -> None: ...
+    def coupon(self, code: str) -> Coupon | None: ...
+    def stock(self, reward_id: str) -> dict[int, int]: ...
+    def put_coupon(self, coupon: Coupon) -> None: ...
+    def put_stock(self, reward_id: str, shards: dict[int, int]) -> None: ...
 
 
 class InMemoryLedger:
@@ -75,6 +83,9 @@ class InMemoryLedger:
         self._requests: dict[tuple[str, str], RequestRecord] = {}
         self._entries: dict[str, list[Entry]] = {}
         self._codes: dict[str, MemberCode] = {}
+        self._coupons: dict[str, Coupon] = {}
+        self._stock: dict[str, dict[int, int]] = {}
+        self.holds: dict[tuple[str, str], HoldChange] = {}  # (member, redemption) -> hold
 
     # -- LedgerRepository --
 
@@ -89,6 +100,12 @@ class InMemoryLedger:
 
     def member_code(self, code: str) -> MemberCode | None:
         return self._codes.get(code)
+
+    def coupon(self, code: str) -> Coupon | None:
+        return self._coupons.get(code)
+
+    def stock(self, reward_id: str) -> dict[int, int]:
+        return dict(self._stock.get(reward_id, {}))
 
     def commit(self, commit: Commit) -> None:
         items = [_record_item(r) for r in commit.new_requests] + [
@@ -106,6 +123,15 @@ class InMemoryLedger:
             code = self._codes.get(use.code)
             if code is None or code.member_id != use.member_id or not code.usable_at(use.at):
                 raise MemberCodeTaken()
+        for change in commit.coupon_changes:
+            if not _coupon_change_holds(self._coupons.get(change.code), change):
+                raise CouponTaken(change.code)
+        for move in commit.stock:
+            shards = self._stock.get(move.reward_id, {})
+            if move.shard not in shards or shards[move.shard] + min(move.delta, 0) < 0:
+                raise StockShort(move.reward_id, move.shard)
+        if any(coupon.code in self._coupons for coupon in commit.new_coupons):
+            raise RuntimeError("coupon code taken")  # DynamoDB: the condition fails
         account = self._accounts.get(commit.member_id)
         if account is None or account.version != commit.expected_version:
             raise VersionConflict()
@@ -151,6 +177,18 @@ class InMemoryLedger:
         self._entries.setdefault(commit.member_id, []).extend(commit.entries)
         if use is not None:
             self._codes[use.code] = replace(self._codes[use.code], used_by=use.used_by)
+        for coupon in commit.new_coupons:
+            self._coupons[coupon.code] = coupon
+        for change in commit.coupon_changes:
+            self._coupons[change.code] = _changed_coupon(self._coupons[change.code], change)
+        for move in commit.stock:
+            self._stock[move.reward_id][move.shard] += move.delta
+        for hold in commit.holds:
+            key = (hold.member_id, hold.redemption_id)
+            if hold.action == "put":
+                self.holds[key] = hold
+            else:
+                self.holds.pop(key, None)
 
     def list_entries(
         self, member_id: str, limit: int, cursor: str | None
@@ -206,11 +244,35 @@ class InMemoryLedger:
             record, created_at=_millisecond(record.created_at)
         )
 
+    def put_coupon(self, coupon: Coupon) -> None:
+        self._coupons[coupon.code] = coupon
+
+    def put_stock(self, reward_id: str, shards: dict[int, int]) -> None:
+        self._stock[reward_id] = dict(shards)
+
     def put_code(self, code: MemberCode) -> None:
         self._codes[code.code] = code
 
 
 ITEM_SIZE_LIMIT = 400 * 1024
+
+
+def _coupon_change_holds(coupon: Coupon | None, change: CouponChange) -> bool:
+    """The conditions chalicelib/dal/coupons.py `coupon_change` puts on DynamoDB."""
+    if coupon is None or coupon.member_id != change.member_id:
+        return False
+    if change.action == "restore":
+        return coupon.status == "used" and coupon.used_by == change.ref
+    return coupon.status == "active"
+
+
+def _changed_coupon(coupon: Coupon, change: CouponChange) -> Coupon:
+    at = _millisecond(change.at)
+    if change.action == "use":
+        return replace(coupon, status="used", used_by=change.ref, used_at=at)
+    if change.action == "restore":
+        return replace(coupon, status="active", used_by=None, used_at=None)
+    return replace(coupon, status="void", used_by=change.ref)
 
 
 def _item_size(value: Any) -> int:
@@ -297,6 +359,23 @@ class DynamoStore:
     def member_code(self, code: str) -> MemberCode | None:
         return self._ledger.member_code(code)
 
+    def coupon(self, code: str) -> Coupon | None:
+        return self._ledger.coupon(code)
+
+    def stock(self, reward_id: str) -> dict[int, int]:
+        return self._ledger.stock(reward_id)
+
+    def put_coupon(self, coupon: Coupon) -> None:
+        from chalicelib.dal.coupons import coupon_item
+
+        coupon_item(coupon).save()
+
+    def put_stock(self, reward_id: str, shards: dict[int, int]) -> None:
+        from chalicelib.dal.mall import stock_item
+
+        for shard, left in shards.items():
+            stock_item(reward_id, shard, left).save()
+
     def list_entries(
         self, member_id: str, limit: int, cursor: str | None
     ) -> tuple[list[Entry], str | None]:
@@ -368,6 +447,12 @@ class Ledger:
 
     def member_code(self, code: str) -> MemberCode | None:
         return self.store.member_code(code)
+
+    def coupon(self, code: str) -> Coupon | None:
+        return self.store.coupon(code)
+
+    def stock(self, reward_id: str) -> dict[int, int]:
+        return self.store.stock(reward_id)
 
     def commit(self, commit: Commit) -> None:
         self.store.commit(commit)

@@ -12,12 +12,19 @@ from pynamodb.connection import Connection
 from pynamodb.exceptions import DoesNotExist, TransactWriteError
 from pynamodb.transactions import TransactWrite
 
-from chalicelib.dal.coupons import coupon_change, coupon_item
-from chalicelib.dal.mall import hold_item, stock_move
+from chalicelib.dal.coupons import (
+    COUPON_SK,
+    coupon_change,
+    coupon_from_item,
+    coupon_item,
+    coupon_pk,
+)
+from chalicelib.dal.mall import hold_item, read_stock, stock_move
 from chalicelib.dal.member_codes import consume_code, find_member_code
 from chalicelib.dal.members import MEMBER_SK, from_item, member_pk
 from chalicelib.dal.tables import CouponItem, LedgerEntryItem, MemberItem, RequestItem
 from chalicelib.domain.clock import rfc3339
+from chalicelib.domain.coupons import Coupon
 from chalicelib.domain.expiry import shard_of
 from chalicelib.domain.ledger import PendingLot, Wallet
 from chalicelib.domain.member_codes import MemberCode
@@ -195,6 +202,17 @@ class DynamoLedgerRepository:
 
     def member_code(self, code: str) -> MemberCode | None:
         return find_member_code(code)
+
+    def coupon(self, code: str) -> Coupon | None:
+        try:
+            return coupon_from_item(
+                CouponItem.get(coupon_pk(code), COUPON_SK, consistent_read=True)
+            )
+        except DoesNotExist:
+            return None
+
+    def stock(self, reward_id: str) -> dict[int, int]:
+        return read_stock(reward_id)
 
     def commit(self, commit: Commit) -> None:
         wallet = commit.wallet

@@ -36,6 +36,20 @@ def stock_move(move: StockMove) -> tuple[StockShardItem, list[Any], Condition]:
     return item, [StockShardItem.left.add(move.delta)], condition
 
 
+def read_stock(reward_id: str) -> dict[int, int]:
+    """Every shard of a reward's stock, consistently: shard -> units left (one Query)."""
+    query = StockShardItem.query(
+        reward_pk(reward_id), StockShardItem.sk.startswith("STOCK#"), consistent_read=True
+    )
+    return {int(item.shard): int(item.left) for item in query}
+
+
+def stock_item(reward_id: str, shard: int, left: int) -> StockShardItem:
+    return StockShardItem(
+        pk=reward_pk(reward_id), sk=stock_sk(shard), reward_id=reward_id, shard=shard, left=left
+    )
+
+
 def hold_shard(member_id: str) -> int:
     return zlib.crc32(member_id.encode()) % HOLD_SHARDS
 

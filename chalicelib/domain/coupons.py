@@ -9,8 +9,10 @@ change a coupon a member already holds. Its status is what was done to it (`acti
 
 from __future__ import annotations
 
+import re
+import secrets
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Literal
 
 CouponKind = Literal["amount_off", "percent_off"]
@@ -79,3 +81,59 @@ class CouponChange:
     action: Literal["use", "restore", "void"]
     ref: str  # the purchase (repository reference) or redemption it is used by/for
     at: datetime
+
+
+# ---- codes ----------------------------------------------------------------------------
+# Crockford's base32 (no I, L, O, U: nothing to misread or mistype): 16 characters carry
+# 80 random bits, shown in four groups of four (`7KQ2-M9XD-4HRT-ZC1B`), and fit a QR
+# or Code 128 bar code. Guessing one among a million live coupons takes about 2^60 tries.
+CODE_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+CODE_LENGTH = 16
+_SEPARATORS = re.compile(r"[\s-]")
+_CONFUSABLE = str.maketrans({"I": "1", "L": "1", "O": "0"})
+
+
+def new_code() -> str:
+    return "".join(secrets.choice(CODE_ALPHABET) for _ in range(CODE_LENGTH))
+
+
+def normalise_code(typed: str) -> str | None:
+    """The stored form of a code as a person or scanner gave it (any case, dashes or
+    spaces, I/L read as 1 and O as 0), or None when it cannot be a code."""
+    code = _SEPARATORS.sub("", typed).upper().translate(_CONFUSABLE)
+    if len(code) != CODE_LENGTH or any(c not in CODE_ALPHABET for c in code):
+        return None
+    return code
+
+
+def display_code(code: str) -> str:
+    return "-".join(code[i : i + 4] for i in range(0, len(code), 4))
+
+
+def issue(
+    template: CouponTemplate,
+    member_id: str,
+    now: datetime,
+    source: str,
+    source_id: str,
+    code: str | None = None,
+) -> Coupon:
+    """A coupon of `template` for the member, valid from now for the template's days, or
+    within its fixed window."""
+    if template.valid_days is not None:
+        valid_from, valid_to = now, now + timedelta(days=template.valid_days)
+    else:
+        assert template.valid_from is not None
+        assert template.valid_to is not None
+        valid_from, valid_to = template.valid_from, template.valid_to
+    return Coupon(
+        code=code or new_code(),
+        member_id=member_id,
+        template_id=template.template_id,
+        terms=template.terms,
+        valid_from=valid_from,
+        valid_to=valid_to,
+        issued_at=now,
+        source=source,
+        source_id=source_id,
+    )

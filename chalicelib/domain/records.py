@@ -205,6 +205,15 @@ class LedgerRepository(Protocol):
         """The code as stored now (a consistent read), used or not; None if unknown."""
         ...
 
+    def coupon(self, code: str) -> Coupon | None:
+        """The coupon with this (normalised) code as stored now (a consistent read)."""
+        ...
+
+    def stock(self, reward_id: str) -> dict[int, int]:
+        """A reward's stock shards as stored now (a consistent read): shard -> units left;
+        empty when the reward has no stock items."""
+        ...
+
     def list_entries(
         self, member_id: str, limit: int, cursor: str | None
     ) -> tuple[list[Entry], str | None]: ...
