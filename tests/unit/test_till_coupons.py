@@ -8,7 +8,10 @@ from dataclasses import replace
 from datetime import timedelta
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from chalicelib.domain.coupon_rules import apply_coupons
 from chalicelib.domain.coupons import (
     Coupon,
     CouponTemplate,
@@ -21,7 +24,7 @@ from chalicelib.domain.points import Purchase, record_purchase, record_refund, r
 from chalicelib.domain.records import Commit, CouponTaken, PurchaseRecord, PurchaseRef
 from chalicelib.errors import BusinessRuleViolation
 from tests.helpers import at_once
-from tests.ledgers import Ledger
+from tests.ledgers import InMemoryLedger, Ledger
 from tests.unit.test_points_domain import (
     NOW,
     STORE,
@@ -390,3 +393,82 @@ def test_given_items_with_a_coupon_then_the_record_round_trips(repo, member):
     bought = PurchaseRecord.from_data(record.data)
     assert PurchaseRecord.from_data(bought.to_data()) == bought
     assert bought.coupons[0].discount == 299  # 10% of 29.97 yuan, floored
+
+
+# ---- property: the bill always adds up -------------------------------------------------
+
+CATEGORIES = ("drinks", "bakery")
+
+
+@settings(max_examples=120, deadline=None)
+@given(
+    items=st.lists(
+        st.builds(
+            Item,
+            sku=st.sampled_from(("a", "b", "c")),
+            category=st.sampled_from(CATEGORIES),
+            quantity=st.integers(1, 3),
+            unit_price=st.integers(0, 20_000),
+        ),
+        min_size=1,
+        max_size=4,
+    ),
+    specs=st.lists(
+        st.tuples(
+            st.sampled_from(("amount_off", "percent_off")),
+            st.integers(1, 30_000),
+            st.integers(0, 20_000),
+            st.lists(st.sampled_from(CATEGORIES), max_size=1),
+            st.booleans(),
+        ),
+        max_size=3,
+    ),
+    pay_steps=st.integers(0, 100),
+)
+def test_property_discount_points_and_cash_add_up_to_the_total(items, specs, pay_steps):
+    """For any basket and coupons on the fake: discount + points value + cash due = total,
+    cash_due >= 0, each line's discount within its price, the coupons used are exactly
+    those applied, and the ledger is the wallet's history."""
+    repo = Ledger(InMemoryLedger(), "fake")
+    member_id = repo.add_member()
+    grant(repo, member_id, 1_000_000)
+    coupons = [
+        seed(
+            repo,
+            member_id,
+            kind=kind,
+            value=value if kind == "amount_off" else 1 + value % 100,
+            min_spend=min_spend,
+            categories=tuple(categories),
+            stackable=stackable,
+        )
+        for kind, value, min_spend, categories, stackable in specs
+    ]
+    total = sum(i.amount for i in items)
+    expected = apply_coupons(
+        [c.code for c in coupons],
+        {c.code: c for c in coupons},
+        items,
+        member_id=member_id,
+        store_id=STORE,
+        at=NOW,
+    )
+    # points (100 a yuan: 1 point = 1 fen) up to the cap: 50% of the bill after coupons
+    points = (total - expected.discount) * 50 // 100 * pay_steps // 100
+    cmd = with_coupons(
+        purchase(member_id, items=items, pay_with_points=points), *(c.code for c in coupons)
+    )
+    status, body = record_purchase(cmd, context(repo))
+    assert body["discount"] == expected.discount
+    assert body["points_value"] == points
+    assert status == 201
+    assert 0 <= body["discount"] <= total
+    assert body["discount"] + body["points_value"] + body["cash_due"] == total
+    assert body["cash_due"] >= 0
+    bought = PurchaseRecord.from_data(repo.request(PurchaseRef(STORE, "t1")).data)
+    for index, line in enumerate(bought.lines):
+        assert 0 <= bought.line_discount(index) <= line.quantity * line.unit_price
+    assert sum(sum(c.lines) for c in bought.coupons) == body["discount"]
+    used = {c.code for c in coupons if state(repo, c).status == "used"}
+    assert used == {c.code for c in bought.coupons}
+    assert_ledger_matches_wallet(repo, member_id)
