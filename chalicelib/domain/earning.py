@@ -1,13 +1,15 @@
 """Points a purchase earns, and how (returned to the POS as a breakdown).
 
 Per item: eligible spend (the item's share of what was paid in cash, since points paid
-with points earn nothing) x base rate x category multiplier x tier multiplier x campaign
+with points earn nothing, after the coupons' discount on that item: what a coupon took
+off a line earns nothing either) x base rate x category multiplier x tier multiplier x campaign
 multipliers, floored per item so that refunding an item reverses exactly what it earned.
 A per-purchase cap scales items down, largest remainders first, to hit the cap exactly.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from fractions import Fraction
@@ -64,7 +66,10 @@ def compute(
     tier_multiplier: float,
     store_id: str,
     at: datetime,
+    discounts: Sequence[int] | None = None,
 ) -> Earning:
+    """`discounts`: fen the coupons took off each item (None: none). The cash paid is
+    spread over the items in proportion to what each cost after its discount."""
     campaigns = [c for c in program.campaign_multipliers if c.applies(at, store_id)]
     campaign_multiplier = Fraction(1)
     for campaign in campaigns:
@@ -73,8 +78,11 @@ def compute(
     tier = _to_fraction(tier_multiplier)
     computed: list[ItemPoints] = []
     exact: list[Fraction] = []
-    for item in items:
-        eligible = Fraction(item.amount * cash_paid, total) if total else Fraction(0)
+    off = list(discounts) if discounts is not None else [0] * len(items)
+    payable = total - sum(off)  # the bill after coupons, paid in cash and points
+    for item, discount in zip(items, off, strict=True):
+        net = item.amount - discount
+        eligible = Fraction(net * cash_paid, payable) if payable > 0 else Fraction(0)
         category = _to_fraction(program.category_multiplier(item.category))
         value = eligible * base * category * tier * campaign_multiplier
         exact.append(value)

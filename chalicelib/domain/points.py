@@ -18,6 +18,8 @@ from typing import Any, TypeVar
 
 from chalicelib.domain import ledger
 from chalicelib.domain.clock import PROGRAM_TZ, program_date, rfc3339
+from chalicelib.domain.coupon_rules import CouponOutcome, apply_coupons, codes_to_read
+from chalicelib.domain.coupons import CouponChange, display_code
 from chalicelib.domain.earning import (
     Earning,
     Item,
@@ -32,6 +34,7 @@ from chalicelib.domain.program import ProgramConfig
 from chalicelib.domain.records import (
     Account,
     Commit,
+    CouponTaken,
     Entry,
     LedgerRepository,
     MemberCodeTaken,
@@ -45,6 +48,7 @@ from chalicelib.domain.records import (
     RequestExists,
     RequestRecord,
     RequestRef,
+    UsedCoupon,
     VersionConflict,
     client_id,
 )
@@ -119,12 +123,16 @@ def _run(
             if existing is None:  # pragma: no cover - the condition said it exists
                 raise Unavailable("request record vanished; retry") from None
             return replay(existing, hashed)
-        except VersionConflict:
+        except (VersionConflict, CouponTaken) as exc:
             # Often the winner of the race was this very request sent twice (a POS retry
             # storm): then the answer is already there and there is nothing to redo.
+            # Otherwise re-read and re-plan: a coupon another till used meanwhile is then
+            # read as used, and refused (COUPON_USED) in the new plan.
             existing = ctx.repo.get_request(key, consistent=True)
             if existing is not None:
                 return replay(existing, hashed)
+            if isinstance(exc, CouponTaken):
+                raise VersionConflict() from exc
             raise
 
     return retry_commit(ctx, attempt, "too busy; retry")
@@ -381,8 +389,12 @@ def _plan_purchase(
     plan = Planner(account, ctx, cmd.store_id)
     plan.release_due()
     tier = tier_by_code(account.member.tier_code, ctx.tiers)
-    points_value, paid_lots = _pay_with_points(plan, cmd)
-    cash_due = cmd.total - points_value
+    # Coupons first, then points against what is left of the bill (their cap applies to
+    # it), then cash: total = discount + points value + cash due.
+    coupons = _coupons(cmd, ctx, account.member.member_id)
+    discount = coupons.discount
+    points_value, paid_lots = _pay_with_points(plan, cmd, cmd.total - discount)
+    cash_due = cmd.total - discount - points_value
     earning = compute(
         cmd.items,
         total=cmd.total,
@@ -391,6 +403,7 @@ def _plan_purchase(
         tier_multiplier=tier.benefits.earn_multiplier,
         store_id=cmd.store_id,
         at=cmd.occurred_at,
+        discounts=coupons.line_discounts,
     )
     expires_on = plan.expires_on(cmd.occurred_at)
     pending = _earn(plan, cmd, earning.points, expires_on, cash_due, key)
@@ -411,11 +424,12 @@ def _plan_purchase(
             "name": tier.name,
             "member_discount_pct": tier.benefits.member_discount_pct,
         },
-        "coupons_applied": [],
-        # Coupons are not issued or validated yet: say so for each code rather than
-        # pretend, so the till does not take a discount the program never granted.
-        "coupons_rejected": [
-            {"code": code, "reason": "COUPONS_NOT_AVAILABLE"} for code in cmd.coupon_codes
+        "coupons_applied": [c.display for c in coupons.applied],
+        "coupons_rejected": [{"code": r.code, "reason": r.reason} for r in coupons.rejected],
+        "discount": discount,
+        "coupon_discounts": [
+            {"code": c.display, "template_id": c.template_id, "discount": c.discount}
+            for c in coupons.applied
         ],
         "breakdown": _breakdown(earning),
     }
@@ -440,6 +454,9 @@ def _plan_purchase(
         # tiers count what was paid in cash, in the purchase's program month
         month=program_date(cmd.occurred_at).strftime("%Y-%m"),
         qualifying_delta=cash_due,
+        coupons=tuple(
+            UsedCoupon(c.code, c.template_id, c.discount, c.lines) for c in coupons.applied
+        ),
     )
     record = RequestRecord(
         ref=key,
@@ -454,15 +471,33 @@ def _plan_purchase(
     fields: dict[str, Any] = {"last_purchase_at": cmd.occurred_at}
     if first_purchase:
         fields["first_purchase_at"] = cmd.occurred_at
-    return plan.commit([record], member_fields=fields), response
+    used = tuple(
+        CouponChange(c.code, account.member.member_id, "use", ctx.repo.reference(key), ctx.now)
+        for c in coupons.applied
+    )
+    return plan.commit([record], member_fields=fields, coupon_changes=used), response
 
 
-def _pay_with_points(plan: Planner, cmd: Purchase) -> tuple[int, dict[date, int]]:
-    """Spend the points offered as payment: what they are worth (fen) and the lots they
-    came from (expiry date -> points), which a refund returns them to."""
+def _coupons(cmd: Purchase, ctx: Context, member_id: str) -> CouponOutcome:
+    """The purchase's coupons as stored now (consistent reads), applied or refused."""
+    read = {code: ctx.repo.coupon(code) for code in codes_to_read(cmd.coupon_codes)}
+    return apply_coupons(
+        cmd.coupon_codes,
+        read,
+        cmd.items,
+        member_id=member_id,
+        store_id=cmd.store_id,
+        at=cmd.occurred_at,
+    )
+
+
+def _pay_with_points(plan: Planner, cmd: Purchase, bill: int) -> tuple[int, dict[date, int]]:
+    """Spend the points offered as payment of `bill` (the total after coupons): what they
+    are worth (fen) and the lots they came from (expiry date -> points), which a refund
+    returns them to."""
     if not cmd.pay_with_points:
         return 0, {}
-    value = _points_payment_value(cmd, plan.ctx.program)
+    value = _points_payment_value(cmd, plan.ctx.program, bill)
     redeemed = plan.debit(
         cmd.pay_with_points,
         "points paid at the till (积分抵现)",
@@ -502,7 +537,7 @@ def _earn(
     return False
 
 
-def _points_payment_value(cmd: Purchase, program: ProgramConfig) -> int:
+def _points_payment_value(cmd: Purchase, program: ProgramConfig, bill: int) -> int:
     rate = program.points_per_yuan_payment
     if (cmd.pay_with_points * 100) % rate:
         raise BusinessRuleViolation(
@@ -511,7 +546,7 @@ def _points_payment_value(cmd: Purchase, program: ProgramConfig) -> int:
             details={"points_per_yuan": rate},
         )
     value = cmd.pay_with_points * 100 // rate
-    cap = cmd.total * program.payment_cap_pct // 100
+    cap = bill * program.payment_cap_pct // 100
     if value > cap:
         raise BusinessRuleViolation(
             "points can pay only part of this bill",
@@ -583,6 +618,10 @@ def _plan_refund(
     after = _after_refund(bought, share)
     points_now = after.points_reversed - bought.points_reversed
     returned_now = after.points_returned - bought.points_returned
+    after = replace(
+        after, discount_refunded=bought.discount_refunded + _discount_share(bought, after, share)
+    )
+    discount_now = after.discount_refunded - bought.discount_refunded
 
     plan = Planner(account, ctx, cmd.store_id)
     plan.release_due()
@@ -590,6 +629,11 @@ def _plan_refund(
         _reverse_points_earned(plan, bought, points_now, key, cmd)
     if returned_now > 0:
         _return_points_paid(plan, bought, returned_now, cmd)
+    restores: tuple[CouponChange, ...] = ()
+    restored: list[str] = []
+    kept: list[dict[str, str]] = []
+    if after.refunded_amount == bought.total and bought.coupons:
+        restores, restored, kept = _restore_coupons(bought, ctx, key.purchase)
     response = {
         "refund_id": cmd.refund_id,
         "transaction_id": cmd.transaction_id,
@@ -597,6 +641,16 @@ def _plan_refund(
         "points_reversed": points_now,
         "points_returned": returned_now,
         "balance": plan.wallet.balance,
+        # only for a purchase with coupons (the response model shows the defaults)
+        **(
+            {
+                "coupon_discount": discount_now,
+                "coupons_restored": restored,
+                "coupons_not_restored": kept,
+            }
+            if bought.coupons
+            else {}
+        ),
     }
     total = bought.total
     refunded = RefundRecord(
@@ -618,7 +672,51 @@ def _plan_refund(
         data=refunded.to_data(),
     )
     updated = RecordUpdate(purchase.ref, purchase.version, after.refunded_fields())
-    return plan.commit([record], updated_request=updated), response
+    return plan.commit([record], updated_request=updated, coupon_changes=restores), response
+
+
+def _discount_share(bought: PurchaseRecord, after: PurchaseRecord, share: _Share) -> int:
+    """Of the coupons' discount, the share that went with what this refund takes back
+    (what the till may deduct from the cash it returns): each line's discount by units as
+    its points are, an amount's in proportion to the bill; the refund that completes the
+    purchase takes the rest."""
+    discount = bought.discount
+    if not discount:
+        return 0
+    if after.refunded_amount == bought.total:
+        return discount - bought.discount_refunded
+    if share.refunded_qty == bought.refunded_qty:  # an amount, no items
+        return reversal_for_amount(discount, bought.total, bought.refunded_amount, share.amount)
+    return sum(
+        reversal_for_units(bought.line_discount(i), line.quantity, before, now - before)
+        for i, (line, before, now) in enumerate(
+            zip(bought.lines, bought.refunded_qty, share.refunded_qty, strict=True)
+        )
+    )
+
+
+def _restore_coupons(
+    bought: PurchaseRecord, ctx: Context, purchase: PurchaseRef
+) -> tuple[tuple[CouponChange, ...], list[str], list[dict[str, str]]]:
+    """The refund that completes a purchase gives back its coupons, each one still used by
+    that purchase and still valid now (an expired one stays used: a refund does not
+    revive it). The changes, for the refund's own commit; the codes restored; those
+    kept, with why."""
+    ref = ctx.repo.reference(purchase)
+    changes: list[CouponChange] = []
+    restored: list[str] = []
+    kept: list[dict[str, str]] = []
+    for used in bought.coupons:
+        coupon = ctx.repo.coupon(used.code)
+        shown = display_code(used.code)
+        if coupon is None or coupon.status != "used" or coupon.used_by != ref:
+            kept.append({"code": shown, "reason": "COUPON_CHANGED"})
+        elif ctx.now > coupon.valid_to:
+            kept.append({"code": shown, "reason": "COUPON_EXPIRED"})
+        else:
+            changes.append(CouponChange(used.code, coupon.member_id, "restore", ref, ctx.now))
+            restored.append(shown)
+    return tuple(changes), restored, kept
 
 
 @dataclass(frozen=True)

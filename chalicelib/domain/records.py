@@ -232,6 +232,16 @@ class PurchaseLine:
 
 
 @dataclass(frozen=True, slots=True)
+class UsedCoupon:
+    """A coupon a purchase consumed: its discount and the fen it took off each line."""
+
+    code: str  # normalised
+    template_id: str
+    discount: int  # fen
+    lines: tuple[int, ...]  # per purchase line
+
+
+@dataclass(frozen=True, slots=True)
 class PurchaseRecord:
     """What a purchase recorded (its request record's `data`): what its refunds, `GET
     /v1/transactions/{id}` and the members stream read. Stored as the same plain map as
@@ -258,6 +268,16 @@ class PurchaseRecord:
     points_returned: int = 0  # of the points spent
     month: str | None = None  # the program month whose qualifying spend this counts in
     qualifying_delta: int = 0  # what it adds to that month: the cash paid
+    # the coupons it consumed (none on records from before coupons applied at the till)
+    coupons: tuple[UsedCoupon, ...] = ()
+    discount_refunded: int = 0  # of the coupons' discount, the share refunds counted
+
+    @property
+    def discount(self) -> int:
+        return sum(c.discount for c in self.coupons)
+
+    def line_discount(self, index: int) -> int:
+        return sum(c.lines[index] for c in self.coupons)
 
     @classmethod
     def from_data(cls, data: Mapping[str, Any]) -> PurchaseRecord:
@@ -286,6 +306,11 @@ class PurchaseRecord:
             points_reversed=int(data["points_reversed"]),
             points_returned=int(data["points_returned"]),
             **_qualifying_spend(data),
+            coupons=tuple(
+                UsedCoupon(str(code), str(template), int(off), tuple(int(x) for x in lines))
+                for code, template, off, lines in data.get("coupons") or ()
+            ),
+            discount_refunded=int(data.get("discount_refunded") or 0),
         )
 
     def to_data(self) -> dict[str, Any]:
@@ -315,6 +340,16 @@ class PurchaseRecord:
             "referred_by": self.referred_by,
             "month": self.month,
             "qualifying_delta": self.qualifying_delta,
+            # [code, template_id, discount, [fen per line]] each, only when there are any
+            **(
+                {
+                    "coupons": [
+                        [c.code, c.template_id, c.discount, list(c.lines)] for c in self.coupons
+                    ]
+                }
+                if self.coupons
+                else {}
+            ),
         }
 
     def refunded_fields(self) -> dict[str, Any]:
@@ -325,6 +360,7 @@ class PurchaseRecord:
             "refunded_qty": list(self.refunded_qty),
             "points_reversed": self.points_reversed,
             "points_returned": self.points_returned,
+            **({"discount_refunded": self.discount_refunded} if self.coupons else {}),
         }
 
 

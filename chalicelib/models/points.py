@@ -60,7 +60,7 @@ class TransactionRequest(RequestModel):
 
     @property
     def spends_member_value(self) -> bool:
-        """Points leave the member (or, once coupons apply, a coupon is consumed): such a
+        """Points leave the member (or a coupon is consumed): such a
         request claims its POS nonce before it runs (auth.PosReplay.RECORDED_ANSWER)."""
         return self.pay_with_points > 0 or bool(self.coupon_codes)
 
@@ -77,6 +77,12 @@ class TierOnReceipt(ResponseModel):
     member_discount_pct: int
 
 
+class CouponDiscount(ResponseModel):
+    code: str
+    template_id: str
+    discount: int = Field(description="fen")
+
+
 class TransactionResponse(ResponseModel):
     transaction_id: str
     member_id: str
@@ -89,10 +95,16 @@ class TransactionResponse(ResponseModel):
     currency: str
     balance: int
     tier: TierOnReceipt
-    coupons_applied: list[str]
+    coupons_applied: list[str] = Field(description="codes applied, as displayed (XXXX-XXXX-…)")
     coupons_rejected: list[dict[str, str]] = Field(
-        default_factory=list, description="codes not applied, each with a reason code"
+        default_factory=list,
+        description="codes not applied, each {code (as sent), reason}: COUPON_NOT_FOUND, "
+        "COUPON_NOT_OWNED, COUPON_USED, COUPON_VOID, COUPON_EXPIRED, COUPON_NOT_YET_VALID, "
+        "COUPON_NOT_VALID_HERE, COUPON_NOT_APPLICABLE, BELOW_MIN_SPEND, NOT_STACKABLE, "
+        "DUPLICATE_CODE",
     )
+    discount: int = Field(default=0, description="fen the coupons took off the bill")
+    coupon_discounts: list[CouponDiscount] = Field(default_factory=list)
     breakdown: dict[str, Any]
 
 
@@ -119,10 +131,20 @@ class RefundRequest(RequestModel):
 class RefundResponse(ResponseModel):
     refund_id: str
     transaction_id: str
-    amount: int
+    amount: int = Field(description="fen at the purchase's list prices (units x unit_price)")
+    coupon_discount: int = Field(
+        default=0, description="of `amount`, fen the purchase's coupons had taken off"
+    )
     points_reversed: int
     points_returned: int
     balance: int
+    coupons_restored: list[str] = Field(
+        default_factory=list, description="the full refund gave these coupons back"
+    )
+    coupons_not_restored: list[dict[str, str]] = Field(
+        default_factory=list,
+        description="coupons the full refund left used, each {code, reason: COUPON_EXPIRED}",
+    )
 
 
 class TransactionView(ResponseModel):

@@ -824,32 +824,72 @@ def test_given_an_admin_capped_the_points_per_purchase_when_a_pos_posts_a_purcha
     assert response.json_body["breakdown"]["uncapped_points"] == 98
 
 
-def test_given_coupon_codes_when_coupons_are_not_available_then_each_is_reported_rejected(
-    seeded, app_client, staff_token, store_key
-):
-    from tests.conftest import auth, unique_phone
+def seed_coupon(member_id: str, **terms: Any) -> str:
+    """A coupon of the member's, stored as the coupons' own routes store one."""
+    from datetime import timedelta
 
-    member_id = app_client.http.post(
-        "/v1/members",
-        headers=auth(staff_token),
-        body=json.dumps({"phone": unique_phone(), "channel": "pos"}),
-    ).json_body["member_id"]
-    response = Pos(app_client, store_key).send(
-        "POST",
-        "/v1/transactions",
-        {
-            "transaction_id": "coupon-1",
-            "store_id": "store-001",
-            "member_id": member_id,
-            "occurred_at": datetime.now(UTC).isoformat(),
-            "items": [{"sku": "a", "quantity": 1, "unit_price": 1000}],
-            "total": 1000,
-            "coupon_codes": ["WELCOME10"],
-        },
+    from chalicelib.dal.coupons import coupon_item
+    from chalicelib.domain.coupons import CouponTemplate, CouponTerms, issue
+    from chalicelib.wiring import services
+
+    services()  # binds the item classes to the tables
+    template = CouponTemplate(
+        "tpl-10off",
+        "10 yuan off",
+        CouponTerms(**{"kind": "amount_off", "value": 1000, **terms}),
+        valid_days=30,
     )
-    assert response.status_code == 201
-    assert response.json_body["coupons_applied"] == []
-    assert response.json_body["coupons_rejected"] == [
-        {"code": "WELCOME10", "reason": "COUPONS_NOT_AVAILABLE"}
+    coupon = issue(template, member_id, datetime.now(UTC) - timedelta(hours=1), "staff", "i-1")
+    coupon_item(coupon).save()
+    return coupon.code
+
+
+def test_given_a_coupon_when_a_pos_posts_a_purchase_then_discounted_and_the_view_shows_it(
+    pos, app_client, staff_token
+):
+    from chalicelib.domain.coupons import display_code
+
+    member_id = register(app_client, staff_token)
+    code = seed_coupon(member_id)
+    body = purchase_body(member_id, coupon_codes=[display_code(code), "WELCOME10"])
+    response = pos.send("POST", "/v1/transactions", body)
+    assert response.status_code == 201, response.json_body
+    receipt = response.json_body
+    assert receipt["coupons_applied"] == [display_code(code)]
+    assert receipt["coupons_rejected"] == [{"code": "WELCOME10", "reason": "COUPON_NOT_FOUND"}]
+    assert receipt["discount"] == 1000
+    assert receipt["coupon_discounts"] == [
+        {"code": display_code(code), "template_id": "tpl-10off", "discount": 1000}
     ]
-    assert response.json_body["cash_due"] == 1000
+    assert receipt["cash_due"] == 8800
+    assert receipt["points_earned"] == 87
+    view = pos.send("GET", f"/v1/transactions/{body['transaction_id']}")
+    assert view.status_code == 200, view.json_body
+    assert view.json_body["transaction"] == receipt
+    # the same coupon on the next purchase: used
+    again = pos.send("POST", "/v1/transactions", purchase_body(member_id, coupon_codes=[code]))
+    assert again.status_code == 201, again.json_body
+    assert again.json_body["coupons_rejected"] == [{"code": code, "reason": "COUPON_USED"}]
+    assert again.json_body["cash_due"] == 9800
+    # the full refund gives it back
+    refunded = pos.send(
+        "POST",
+        f"/v1/transactions/{body['transaction_id']}/refunds",
+        {"refund_id": "r-all", "amount": 9800},
+    )
+    assert refunded.status_code == 201, refunded.json_body
+    assert refunded.json_body["coupons_restored"] == [display_code(code)]
+    assert refunded.json_body["coupon_discount"] == 1000
+    view = pos.send("GET", f"/v1/transactions/{body['transaction_id']}")
+    assert view.json_body["refunds"][0]["coupons_restored"] == [display_code(code)]
+
+
+def test_given_another_members_coupon_when_a_pos_posts_a_purchase_then_refused_not_owned(
+    pos, app_client, staff_token
+):
+    member_id = register(app_client, staff_token)
+    code = seed_coupon(register(app_client, staff_token))
+    response = pos.send("POST", "/v1/transactions", purchase_body(member_id, coupon_codes=[code]))
+    assert response.status_code == 201, response.json_body
+    assert response.json_body["coupons_rejected"] == [{"code": code, "reason": "COUPON_NOT_OWNED"}]
+    assert response.json_body["cash_due"] == 9800
