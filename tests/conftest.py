@@ -150,9 +150,7 @@ def ledger(request: pytest.FixtureRequest) -> Any:
         monkeypatch.setenv(name, value)
     reset_app_state()
     # the Program table too: rewards' stock shards are seeded there
-    _empty_tables(
-        client, [names["MEMBERS_TABLE"], names["RUNTIME_TABLE"], names["PROGRAM_TABLE"]]
-    )
+    _empty_tables(client, [names["MEMBERS_TABLE"], names["RUNTIME_TABLE"], names["PROGRAM_TABLE"]])
     return Ledger(DynamoStore(), "dynamodb")
 
 

@@ -68,8 +68,10 @@ def test_given_points_when_redeeming_a_gift_then_earliest_lots_pay_and_one_unit_
     m = member(ledger)
     status, body = mall.redeem(redeem_cmd(m), context(ledger), shop)
     assert status == 201
-    assert body["status"] == "completed" and body["points_spent"] == 300
-    assert body["balance"] == 700 and body["cash_due"] == 0
+    assert body["status"] == "completed"
+    assert body["points_spent"] == 300
+    assert body["balance"] == 700
+    assert body["cash_due"] == 0
     assert ledger.wallet(m).lots == {LATE: 700}  # the 200 expiring first went first
     assert ledger.store.stock("rw-tote") == {0: 9}
     (entry,) = ledger.entries_of(m, "redeem")
@@ -92,7 +94,8 @@ def test_given_a_redemption_when_replayed_then_first_answer_and_other_body_confl
     with pytest.raises(Conflict) as exc:
         mall.redeem(redeem_cmd(m, quantity=2), context(ledger), shop)
     assert exc.value.code == "IDEMPOTENCY_CONFLICT"
-    assert len(ledger.commits) == 1 and ledger.store.stock("rw-tote") == {0: 9}
+    assert len(ledger.commits) == 1
+    assert ledger.store.stock("rw-tote") == {0: 9}
 
 
 @pytest.mark.parametrize(
@@ -139,7 +142,8 @@ def test_given_a_monthly_limit_when_reached_then_limit_reached_and_next_month_al
     mall.redeem(redeem_cmd(m, "a", quantity=2), context(ledger), shop)
     with pytest.raises(BusinessRuleViolation) as exc:
         mall.redeem(redeem_cmd(m, "b"), context(ledger), shop)
-    assert exc.value.code == "LIMIT_REACHED" and len(ledger.commits) == 1
+    assert exc.value.code == "LIMIT_REACHED"
+    assert len(ledger.commits) == 1
     later = NOW + timedelta(days=31)
     assert mall.redeem(redeem_cmd(m, "c"), context(ledger, now=later), shop)[0] == 201
 
@@ -163,12 +167,15 @@ def test_given_a_coupon_reward_when_redeemed_then_its_coupons_are_issued_in_the_
     shop = stocked(ledger, r)
     m = member(ledger)
     _, body = mall.redeem(redeem_cmd(m, reward_id="rw-10off", quantity=2), context(ledger), shop)
-    assert len(body["coupons"]) == 2 and body["coupon"] == body["coupons"][0]
+    assert len(body["coupons"]) == 2
+    assert body["coupon"] == body["coupons"][0]
     (commit,) = ledger.commits
     assert len(commit.new_coupons) == 2
     for coupon in commit.new_coupons:
         stored = ledger.store.coupon(coupon.code)
-        assert stored is not None and stored.member_id == m and stored.source == "reward"
+        assert stored is not None
+        assert stored.member_id == m
+        assert stored.source == "reward"
         assert stored.source_id == "r1"
 
 
@@ -182,7 +189,8 @@ def test_given_a_placed_gift_when_cancelled_then_points_keep_their_dates_and_sto
     m = member(ledger)
     mall.redeem(redeem_cmd(m), context(ledger), shop)
     view = mall.cancel(m, "r1", "member", context(ledger))
-    assert view["status"] == "cancelled" and view["cash_refund_due"] == 0
+    assert view["status"] == "cancelled"
+    assert view["cash_refund_due"] == 0
     assert ledger.wallet(m).lots == {EARLY: 200, LATE: 800}
     assert ledger.store.stock("rw-tote") == {0: 10}
     # the limit's use is given back, and cancelling again answers the same
@@ -213,7 +221,7 @@ def test_given_a_shipped_gift_or_used_coupon_when_cancelled_then_409_and_nothing
     m = member(ledger)
     mall.redeem(redeem_cmd(m), context(ledger), shop)
     mall.fulfil(m, "r1", "shipped", "SF123", context(ledger))
-    _, body = mall.redeem(redeem_cmd(m, "c1", reward_id="rw-10off"), context(ledger), shop)
+    _, _body = mall.redeem(redeem_cmd(m, "c1", reward_id="rw-10off"), context(ledger), shop)
     code = ledger.commits[-1].new_coupons[0].code
     use = CouponChange(code, m, "use", "TXN#store-001#t1", NOW)
     account = ledger.account(m)
@@ -236,7 +244,8 @@ def test_given_an_unused_coupon_reward_when_cancelled_then_its_coupons_are_voide
     code = ledger.commits[0].new_coupons[0].code
     mall.cancel(m, "r1", "staff", context(ledger))
     stored = ledger.store.coupon(code)
-    assert stored is not None and stored.status == "void"
+    assert stored is not None
+    assert stored.status == "void"
 
 
 # ---- fulfilment ------------------------------------------------------------------------------
@@ -267,14 +276,17 @@ def test_given_points_and_cash_when_paid_then_completed_and_hold_dropped(ledger:
     shop = stocked(ledger, reward(cash=2000))
     m = member(ledger)
     _, body = mall.redeem(redeem_cmd(m), context(ledger), shop)
-    assert body["status"] == "awaiting_payment" and body["cash_due"] == 2000
+    assert body["status"] == "awaiting_payment"
+    assert body["cash_due"] == 2000
     assert body["payment_due_at"] == "2025-06-18T04:15:00.000Z"
     assert ledger.commits[0].holds[0].action == "put"
     with pytest.raises(BusinessRuleViolation) as exc:
         mall.payment_notified(notice(m, amount=1999), context(ledger), shop)
-    assert exc.value.code == "PAYMENT_MISMATCH" and len(ledger.commits) == 1
+    assert exc.value.code == "PAYMENT_MISMATCH"
+    assert len(ledger.commits) == 1
     view = mall.payment_notified(notice(m), context(ledger), shop)
-    assert view["status"] == "completed" and view["fulfilment"] == "placed"
+    assert view["status"] == "completed"
+    assert view["fulfilment"] == "placed"
     assert ledger.commits[-1].holds[0].action == "delete"
     assert mall.payment_notified(notice(m), context(ledger), shop) == view  # replay
     assert len(ledger.commits) == 2
@@ -319,9 +331,11 @@ def test_given_a_points_and_cash_coupon_reward_then_coupons_come_with_the_paymen
     shop = stocked(ledger, r)
     m = member(ledger)
     _, body = mall.redeem(redeem_cmd(m, reward_id="rw-10off"), context(ledger), shop)
-    assert "coupon" not in body and ledger.commits[0].new_coupons == ()
+    assert "coupon" not in body
+    assert ledger.commits[0].new_coupons == ()
     view = mall.payment_notified(notice(m, amount=500), context(ledger), shop)
-    assert len(view["coupons"]) == 1 and len(ledger.commits[-1].new_coupons) == 1
+    assert len(view["coupons"]) == 1
+    assert len(ledger.commits[-1].new_coupons) == 1
 
 
 # ---- a small sequence property: balance == sum of the ledger, stock == initial - held -------
@@ -377,7 +391,7 @@ def test_given_stock_one_when_30_members_redeem_at_once_then_exactly_one_wins(
         [lambda m=m: mall.redeem(redeem_cmd(m, f"f-{m}"), context(ledger), shop) for m in members]
     )
     found = Counter(codes(outcomes))
-    assert found["ok"] == 1 and found["OUT_OF_STOCK"] == 29, found
+    assert found == {"ok": 1, "OUT_OF_STOCK": 29}, found
     assert ledger.store.stock("rw-tote") == {0: 0}
 
 
@@ -391,8 +405,9 @@ def test_given_balance_for_one_when_a_member_redeems_many_at_once_then_exactly_o
         [lambda n=n: mall.redeem(redeem_cmd(m, f"s{n}"), context(ledger), shop) for n in range(8)]
     )
     found = Counter(codes(outcomes))
-    assert found["ok"] == 1 and found["INSUFFICIENT_POINTS"] == 7, found
-    assert ledger.balance(m) == 400 and ledger.store.stock("rw-tote") == {0: 9}
+    assert found == {"ok": 1, "INSUFFICIENT_POINTS": 7}, found
+    assert ledger.balance(m) == 400
+    assert ledger.store.stock("rw-tote") == {0: 9}
 
 
 def test_given_stock_20_on_4_shards_when_50_redeem_at_once_then_exactly_20_sold(
@@ -405,5 +420,5 @@ def test_given_stock_20_on_4_shards_when_50_redeem_at_once_then_exactly_20_sold(
         [lambda m=m: mall.redeem(redeem_cmd(m, f"h-{m}"), context(ledger), shop) for m in members]
     )
     found = Counter(codes(outcomes))
-    assert found["ok"] == 20 and found["OUT_OF_STOCK"] == 30, found
+    assert found == {"ok": 20, "OUT_OF_STOCK": 30}, found
     assert sum(ledger.store.stock("rw-tote").values()) == 0
