@@ -13,7 +13,15 @@ from typing import Any
 from aws_lambda_powertools.logging import correlation_paths
 from chalice.app import Chalice, ConvertToMiddleware, DynamoDBEvent, Response, SQSEvent
 
-from chalicelib.api import members, points, program, stores, tier_rules, transactions
+from chalicelib.api import (
+    members,
+    points,
+    program,
+    rewards,
+    stores,
+    tier_rules,
+    transactions,
+)
 from chalicelib.api.http import error_body
 from chalicelib.observability import logger, metrics, tracing_middleware
 
@@ -62,6 +70,7 @@ app.register_blueprint(points.bp)
 app.register_blueprint(transactions.bp)
 app.register_blueprint(tier_rules.bp)
 app.register_blueprint(stores.bp)
+app.register_blueprint(rewards.bp)
 
 
 # ---- event handlers: thin shims; the work lives in chalicelib/handlers -----------------
@@ -129,3 +138,12 @@ def birthday_greetings(event: Any) -> dict[str, Any]:
     from chalicelib.handlers.schedules import run_birthday_greetings
 
     return run_birthday_greetings(event.to_dict())
+
+
+# Every minute: points + cash redemptions whose payment window ended give back their
+# points and stock (a member waits at most a minute past the window for them).
+@app.schedule("rate(1 minute)")
+def release_payment_holds(event: Any) -> dict[str, Any]:
+    from chalicelib.handlers.payment_holds import run_release
+
+    return run_release(event.to_dict())

@@ -66,6 +66,10 @@ class Settings:
     pos_clock_skew_seconds: int
     # How long a member code (会员码) stays valid: api.md allows at most 120 s.
     member_code_seconds: int = 120
+    # Payment notifications (points + cash redemptions) are signed by the payment
+    # provider with this secret (hex HMAC-SHA256 of `timestamp.body`). Only the API
+    # function is given it (infra/iam.py SECRETS); elsewhere it is None.
+    payment_notification_secret: str | None = None
 
     @property
     def uses_cognito(self) -> bool:
@@ -100,6 +104,7 @@ def load_settings() -> Settings:
         max_body_bytes=_int("MAX_BODY_BYTES", 64 * 1024),
         pos_clock_skew_seconds=_int("POS_CLOCK_SKEW_SECONDS", 300),
         member_code_seconds=_member_code_seconds(),
+        payment_notification_secret=_optional("PAYMENT_NOTIFICATION_SECRET"),
     )
 
 

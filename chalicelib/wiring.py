@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from chalicelib.dal.members import DynamoMemberRepository
     from chalicelib.dal.outbound import EventPublisher, MessageQueue, TaskQueue
     from chalicelib.dal.program import DynamoGuardRepository, DynamoProgramRepository
+    from chalicelib.dal.rewards import DynamoRewardRepository
     from chalicelib.dal.tiers import DynamoTierRepository
     from chalicelib.domain.points import Context
 
@@ -37,6 +38,7 @@ class Services:
     jobs: DynamoJobRepository
     tiers: DynamoTierRepository
     codes: DynamoMemberCodeRepository
+    rewards: DynamoRewardRepository
 
 
 class UnkeyedHasher(IdentityHasher):
@@ -60,6 +62,7 @@ def services() -> Services:
     from chalicelib.dal.members import DynamoMemberRepository
     from chalicelib.dal.outbound import EventPublisher, MessageQueue, TaskQueue
     from chalicelib.dal.program import DynamoGuardRepository, DynamoProgramRepository
+    from chalicelib.dal.rewards import DynamoRewardRepository
     from chalicelib.dal.tables import ALL_MODELS, bind, share_session
     from chalicelib.dal.tiers import DynamoTierRepository
 
@@ -93,6 +96,7 @@ def services() -> Services:
         jobs=DynamoJobRepository(),
         tiers=DynamoTierRepository(connection),
         codes=DynamoMemberCodeRepository(),
+        rewards=DynamoRewardRepository(),
     )
 
 

@@ -33,10 +33,16 @@ ALL_FUNCTIONS = [
     "PointsExpiry",
     "ExpiryReminders",
     "TierReview",
+    "ReleasePaymentHolds",
 ]
 ROLE_OF = {"APIHandler": "ApiHandlerRole"}
 # Secrets reach only the functions infra/iam.py names (iam.SECRETS), never Globals.
-SECRET_ENV = {"PII_HASH_KEY": {"Fn::Sub": "{{resolve:secretsmanager:${PiiHashKey}}}"}}
+SECRET_ENV = {
+    "PII_HASH_KEY": {"Fn::Sub": "{{resolve:secretsmanager:${PiiHashKey}}}"},
+    "PAYMENT_NOTIFICATION_SECRET": {
+        "Fn::Sub": "{{resolve:secretsmanager:${PaymentNotificationSecret}}}"
+    },
+}
 
 
 def table(
@@ -402,6 +408,14 @@ def template() -> dict[str, Any]:
             "Type": "AWS::SecretsManager::Secret",
             "Properties": {
                 "Description": "HMAC key for phone and external-id look-up hashes",
+                "GenerateSecretString": {"PasswordLength": 48, "ExcludePunctuation": True},
+            },
+        },
+        # Shared with the payment provider: it signs payment notifications with it.
+        "PaymentNotificationSecret": {
+            "Type": "AWS::SecretsManager::Secret",
+            "Properties": {
+                "Description": "HMAC key the payment provider signs payment notifications with",
                 "GenerateSecretString": {"PasswordLength": 48, "ExcludePunctuation": True},
             },
         },

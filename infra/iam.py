@@ -72,6 +72,9 @@ TIER_RULES = "TIER_RULES"  # proposed tier ladders and their dry-run/apply progr
 JOBS = "JOB#*"  # scheduled jobs' state and per-run progress
 NONCES = "NONCE#*"  # POS request nonces
 MEMBER_CODES = "MCODE#*"  # dynamic member codes (会员码), keyed by the code's hash
+REWARDS = "REWARD#*"  # a reward's configuration and its stock shards
+HOLDS = "HOLD#*"  # payment holds of points + cash redemptions, by shard
+COUPONS = "COUPON#*"  # issued coupons
 
 ACCESS: dict[str, tuple[Grant, ...]] = {
     # HTTP: members, points, POS (nonces, keys), program and tier rules administration.
@@ -83,6 +86,8 @@ ACCESS: dict[str, tuple[Grant, ...]] = {
         table("RuntimeTable", "PutItem", keys=(NONCES,)),
         # issued (put), read by a look-up or a purchase, consumed inside the purchase
         table("RuntimeTable", "GetItem", "PutItem", "UpdateItem", keys=(MEMBER_CODES,)),
+        # a points + cash redemption's hold: put with it, deleted when paid or cancelled
+        table("RuntimeTable", "PutItem", "DeleteItem", keys=(HOLDS,)),
         queue("JobsQueue", "SendMessage"),
     ),
     # The members stream: events, welcome messages, sign-up and referral points, tiers.
@@ -137,9 +142,19 @@ ACCESS: dict[str, tuple[Grant, ...]] = {
         table("RuntimeTable", "GetItem", "PutItem", "UpdateItem", keys=(JOBS,)),
         queue("JobsQueue", "SendMessage"),
     ),
+    # Points + cash redemptions not paid in time: the holds due, and the release commit
+    # (member, ledger entries, the redemption's record, stock shards back, hold deleted).
+    "ReleasePaymentHolds": (
+        table("RuntimeTable", "Query", "DeleteItem", keys=(HOLDS,)),
+        table("MembersTable", "GetItem", "PutItem", "UpdateItem", keys=(MEMBERS,)),
+        table("ProgramTable", "GetItem", keys=(PROGRAM,)),
+        table("ProgramTable", "UpdateItem", keys=(REWARDS,)),
+    ),
 }
 
 # Environment variables holding secrets, and the functions given them.
 SECRETS: dict[str, tuple[str, ...]] = {
     "PII_HASH_KEY": ("APIHandler",),  # only the API hashes phones and external ids
+    # only the API verifies the payment provider's notifications
+    "PAYMENT_NOTIFICATION_SECRET": ("APIHandler",),
 }

@@ -149,7 +149,8 @@ def ledger(request: pytest.FixtureRequest) -> Any:
     for name, value in names.items():
         monkeypatch.setenv(name, value)
     reset_app_state()
-    _empty_tables(client, [names["MEMBERS_TABLE"], names["RUNTIME_TABLE"]])
+    # the Program table too: rewards' stock shards are seeded there
+    _empty_tables(client, [names["MEMBERS_TABLE"], names["RUNTIME_TABLE"], names["PROGRAM_TABLE"]])
     return Ledger(DynamoStore(), "dynamodb")
 
 

@@ -153,6 +153,11 @@ class InMemoryLedger:
                 if commit.activity_counts is not None
                 else account.activity_counts
             ),
+            redemption_counts=(
+                dict(commit.redemption_counts)
+                if commit.redemption_counts is not None
+                else account.redemption_counts
+            ),
             referred_by=fields.pop("referred_by", account.referred_by),
             first_purchase_at=fields.pop("first_purchase_at", account.first_purchase_at),
             # One item holds the member and the wallet: the figures and version agree.

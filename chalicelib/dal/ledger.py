@@ -97,11 +97,13 @@ def wallet_from_item(item: MemberItem) -> Wallet:
 
 def account_from_item(item: MemberItem) -> Account:
     counts_raw = item.activity_counts.as_dict() if item.activity_counts is not None else {}
+    redeemed_raw = item.redemption_counts.as_dict() if item.redemption_counts is not None else {}
     return Account(
         member=from_item(item),
         wallet=wallet_from_item(item),
         version=int(item.version or 1),
         activity_counts={k: (str(v[0]), int(v[1])) for k, v in counts_raw.items()},
+        redemption_counts={k: (str(v[0]), int(v[1])) for k, v in redeemed_raw.items()},
         referred_by=item.referred_by,
         first_purchase_at=(
             datetime.fromisoformat(item.first_purchase_at) if item.first_purchase_at else None
@@ -353,6 +355,12 @@ class DynamoLedgerRepository:
             actions.append(
                 MemberItem.activity_counts.set(
                     {k: [period, count] for k, (period, count) in commit.activity_counts.items()}
+                )
+            )
+        if commit.redemption_counts is not None:
+            actions.append(
+                MemberItem.redemption_counts.set(
+                    {k: [period, n] for k, (period, n) in commit.redemption_counts.items()}
                 )
             )
         for name, value in commit.member_fields.items():

@@ -128,6 +128,7 @@ class MemberItem(Model):
     points_debt = NumberAttribute(default=0)
     pending_lots = ListAttribute[Any](null=True)
     activity_counts = MapAttribute[str, Any](null=True)
+    redemption_counts = MapAttribute[str, Any](null=True)
     referred_by = UnicodeAttribute(null=True)
     first_purchase_at = UnicodeAttribute(null=True)
     last_purchase_at = UnicodeAttribute(null=True)

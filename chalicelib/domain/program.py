@@ -69,6 +69,9 @@ class ProgramConfig:
     reminder_days: int = 30  # remind members this many days before points expire
     tier_grace_days: int = 0  # after a failed review, this long to make it up (0: none)
     tier_downgrade_policy: str = "one_level"  # or "to_qualified"
+    # Points mall: how long a points + cash redemption holds its points and stock for
+    # the payment before the release job returns them.
+    payment_timeout_minutes: int = 15
     version: int = 0
 
     def category_multiplier(self, category: str) -> float:
@@ -132,6 +135,7 @@ def config_to_dict(config: ProgramConfig) -> dict[str, Any]:
         "reminder_days": config.reminder_days,
         "tier_grace_days": config.tier_grace_days,
         "tier_downgrade_policy": config.tier_downgrade_policy,
+        "payment_timeout_minutes": config.payment_timeout_minutes,
         "version": config.version,
     }
 
@@ -174,5 +178,8 @@ def config_from_dict(raw: dict[str, Any]) -> ProgramConfig:
         reminder_days=int(raw.get("reminder_days", defaults.reminder_days)),
         tier_grace_days=int(raw.get("tier_grace_days", defaults.tier_grace_days)),
         tier_downgrade_policy=str(raw.get("tier_downgrade_policy", defaults.tier_downgrade_policy)),
+        payment_timeout_minutes=int(
+            raw.get("payment_timeout_minutes", defaults.payment_timeout_minutes)
+        ),
         version=int(raw.get("version", 0)),
     )

@@ -72,6 +72,9 @@ class Account:
     activity_counts: dict[str, tuple[str, int]] = field(default_factory=dict)
     referred_by: str | None = None
     first_purchase_at: datetime | None = None
+    # Points-mall redemptions per reward in the reward's limit period: reward id ->
+    # (period key, units redeemed), as activity_counts are per activity.
+    redemption_counts: dict[str, tuple[str, int]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -144,6 +147,7 @@ class Commit:
     entries: list[Entry]
     new_requests: list[RequestRecord]
     activity_counts: dict[str, tuple[str, int]] | None = None
+    redemption_counts: dict[str, tuple[str, int]] | None = None
     member_fields: dict[str, Any] = field(default_factory=dict)
     # A refund changes its purchase's record.
     updated_request: RecordUpdate | None = None

@@ -295,6 +295,7 @@ class ProgramConfigModel(RequestModel):
     reminder_days: Annotated[int, Field(ge=0, le=90)] = 30
     tier_grace_days: Annotated[int, Field(ge=0, le=365)] = 0
     tier_downgrade_policy: Literal["one_level", "to_qualified"] = "one_level"
+    payment_timeout_minutes: Annotated[int, Field(ge=1, le=1440)] = 15
     version: Annotated[int, Field(ge=0, le=MAX_SAFE_INT)] = 0
 
 

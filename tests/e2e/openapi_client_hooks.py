@@ -93,6 +93,27 @@ ALLOWED_REJECTIONS: tuple[Rejection, ...] = (
     Rejection("put_program", 403, "LIMITS_REQUIRE_ADMIN", "only admin changes program limits"),
     Rejection("*", 403, "STORE_INACTIVE", "a closed store's POS and staff can do nothing"),
     Rejection("post_refund", 422, "REFUND_EXCEEDS_PURCHASE", "no more than was bought"),
+    # Points mall (api.md, Rewards, coupons, redemptions).
+    Rejection("create_reward", 409, "REWARD_EXISTS", "a reward id names one reward"),
+    Rejection("create_reward", 422, "COUPON_TEMPLATE_NOT_FOUND", "an active coupon template"),
+    Rejection(
+        "create_reward",
+        400,
+        "VALIDATION_ERROR",
+        "a coupon reward names its template",
+        field="coupon_template_id",
+    ),
+    Rejection("*", 400, "VALIDATION_ERROR", "valid_to after valid_from", field="valid_to"),
+    Rejection("patch_reward", 409, "VERSION_CONFLICT", "send back the version last read"),
+    Rejection("post_redemption", 422, "INSUFFICIENT_POINTS", "points spent are points held"),
+    Rejection("post_redemption", 422, "OUT_OF_STOCK", "stock left covers the quantity"),
+    Rejection("post_redemption", 422, "LIMIT_REACHED", "the reward's limit per member"),
+    Rejection("post_redemption", 422, "TIER_REQUIRED", "the reward is for some tiers"),
+    Rejection("post_redemption", 422, "REWARD_UNAVAILABLE", "retired or outside its window"),
+    Rejection("post_redemption", 403, "MEMBER_CODE_REQUIRED", "a POS needs the member's code"),
+    Rejection("cancel_redemption", 409, "REDEMPTION_NOT_CANCELLABLE", "shipped or coupon used"),
+    Rejection("post_fulfilment", 409, "INVALID_FULFILMENT", "fulfilment moves forward only"),
+    Rejection("post_payment_notification", 401, "*", "signed by the payment provider only"),
 )
 
 

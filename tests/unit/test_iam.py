@@ -388,6 +388,49 @@ def tour_message_retries(world: World) -> None:
     assert len(world.failures) == failures + 1
 
 
+def tour_mall(world: World) -> None:
+    """The points mall (APIHandler): a reward created and listed, redeemed (points, and
+    points + cash), paid, cancelled; an unpaid one released by ReleasePaymentHolds."""
+    from tests.unit.test_rewards_api import notify
+
+    http, staff = world.client.http, auth(world.staff)
+    member_id = world.register()
+    world.credit(member_id, 5000, datetime.now(UTC))
+    member = auth(token_for(member_id))
+    reward_id = f"rw-{uuid.uuid4().hex[:8]}"
+    body = {"reward_id": reward_id, "name": "Bottle", "kind": "gift", "points": 100, "stock": 60}
+    created = http.post("/v1/admin/rewards", headers=staff, body=json.dumps({**body, "cash": 10}))
+    assert created.status_code == 201, created.json_body
+    assert http.get(f"/v1/admin/rewards/{reward_id}", headers=staff).status_code == 200
+    assert http.get("/v1/rewards", headers=member).status_code == 200
+    for rid in ("m-1", "m-2", "m-3"):
+        redeemed = http.post(
+            f"/v1/members/{member_id}/redemptions",
+            headers=member,
+            body=json.dumps({"redemption_id": rid, "reward_id": reward_id}),
+        )
+        assert redeemed.status_code == 201, redeemed.json_body
+    paid = {
+        "payment_id": "pay-1",
+        "member_id": member_id,
+        "redemption_id": "m-1",
+        "amount": 10,
+        "status": "paid",
+    }
+    assert notify(world.client, paid).status_code == 200
+    cancelled = http.post(f"/v1/members/{member_id}/redemptions/m-2/cancel", headers=member)
+    assert cancelled.status_code == 200, cancelled.json_body
+    assert http.get(f"/v1/members/{member_id}/redemptions", headers=member).status_code == 200
+    patched = http.patch(
+        f"/v1/admin/rewards/{reward_id}",
+        headers=staff,
+        body=json.dumps({"version": 1, "stock": 30}),
+    )
+    assert patched.status_code == 200, patched.json_body
+    result = world.schedule("release_payment_holds", datetime.now(UTC) + timedelta(hours=1))
+    assert result["expired"] == 1, result
+
+
 TOURS: list[Callable[[World], None]] = [
     tour_tier_rules,
     tour_http,
@@ -397,6 +440,7 @@ TOURS: list[Callable[[World], None]] = [
     tour_birthday,
     tour_review,
     tour_message_retries,
+    tour_mall,
 ]
 # What each tour needed, kept for the last test (which runs the tours not run before).
 _needed: dict[str, list[iam_check.Request]] = {}
@@ -438,6 +482,12 @@ def test_given_points_past_their_date_when_expiry_runs_then_the_schedule_and_the
     world,
 ):
     run(tour_expiry, world, "PointsExpiry", "OnJobTask")
+
+
+def test_given_the_points_mall_when_members_redeem_and_holds_are_released_then_the_roles_allow_every_call(
+    world,
+):
+    run(tour_mall, world, "APIHandler", "ReleasePaymentHolds")
 
 
 def test_given_points_expiring_soon_when_reminders_go_out_then_their_roles_allow_every_call(
