@@ -23,6 +23,7 @@ SECTIONS: list[tuple[str, str]] = [
     ("purchases", "bench.purchases"),
     ("expiry", "bench.expiry"),
     ("tiers", "bench.tiers"),
+    ("redemptions", "bench.redemptions"),
 ]
 
 

@@ -301,6 +301,7 @@ class CapacityMeter:
         self.reader = reader
         # False: only label and time the calls (no capacity request, no image reads).
         self.pricing = True
+        self._paused = False  # handlers off every client (attach waits for resume)
         self._lock = threading.Lock()
         self._original: Callable[..., Any] | None = None
         self._clients: weakref.WeakSet[Any] = weakref.WeakSet()  # the app drops old ones
@@ -338,16 +339,21 @@ class CapacityMeter:
             client.meta.events.unregister("before-parameter-build.dynamodb.*", self._before)
             client.meta.events.unregister("after-call.dynamodb.*", self._after)
         self.active = False
+        self._paused = True
 
     def resume(self) -> None:
         """Put the handlers back on the clients seen so far."""
+        self._paused = False
         for client in self._clients:
             self._register(client)
 
     def attach(self, client: Any) -> None:
         if self.reader is not None and client is self.reader.client:
             return
-        self._register(client)
+        # A client created while paused gets its handlers on resume (never twice: a call
+        # would then be recorded twice).
+        if not self._paused:
+            self._register(client)
         self._clients.add(client)
 
     def _register(self, client: Any) -> None:

@@ -48,6 +48,7 @@ from chalicelib.domain.records import (
     RequestExists,
     RequestRecord,
     RequestRef,
+    StockShort,
     UsedCoupon,
     VersionConflict,
     client_id,
@@ -93,14 +94,16 @@ def replay(record: RequestRecord, hashed: str) -> tuple[int, dict[str, Any]]:
     return record.status, record.response
 
 
-def _run(
+def run_request(
     ctx: Context,
     key: RequestRef,
     hashed: str,
     plan: Callable[[], tuple[Commit, dict[str, Any]]],
 ) -> tuple[int, dict[str, Any]]:
     """Plan (reading what the plan needs) and commit, until the commit lands, the request
-    turns out to be done already (replay), or the retries run out (503, retry later)."""
+    turns out to be done already (replay), or the retries run out (503, retry later).
+    Used by every request a client id makes idempotent: points operations here, and
+    redemptions (chalicelib/domain/redemptions.py)."""
     existing = ctx.repo.get_request(key, consistent=False)
     if existing is not None:
         return replay(existing, hashed)
@@ -123,19 +126,28 @@ def _run(
             if existing is None:  # pragma: no cover - the condition said it exists
                 raise Unavailable("request record vanished; retry") from None
             return replay(existing, hashed)
-        except (VersionConflict, CouponTaken) as exc:
+        except (VersionConflict, CouponTaken, StockShort) as exc:
             # Often the winner of the race was this very request sent twice (a POS retry
             # storm): then the answer is already there and there is nothing to redo.
             # Otherwise re-read and re-plan: a coupon another till used meanwhile is then
-            # read as used, and refused (COUPON_USED) in the new plan.
+            # read as used (and refused, COUPON_USED); a stock shard emptied meanwhile,
+            # as empty (another shard may still hold the stock).
             existing = ctx.repo.get_request(key, consistent=True)
             if existing is not None:
                 return replay(existing, hashed)
-            if isinstance(exc, CouponTaken):
-                raise VersionConflict() from exc
-            raise
+            if isinstance(exc, VersionConflict):
+                raise
+            raise VersionConflict() from exc
 
-    return retry_commit(ctx, attempt, "too busy; retry")
+    try:
+        return retry_commit(ctx, attempt, "too busy; retry")
+    except MemberCodeTaken:
+        # Another request consumed the member code between our read and our commit (two
+        # tills at once), unless that other request was this very one.
+        existing = ctx.repo.get_request(key, consistent=True)
+        if existing is not None:
+            return replay(existing, hashed)
+        raise invalid_code() from None
 
 
 def retry_commit(ctx: Context, attempt: Callable[[], T], busy: str) -> T:
@@ -330,15 +342,7 @@ def record_purchase(cmd: Purchase, ctx: Context) -> tuple[int, dict[str, Any]]:
     # first answer (found before planning), not TRANSACTION_TOO_OLD, and a retry of a
     # purchase whose member code it consumed, not MEMBER_CODE_INVALID.
     key = PurchaseRef(cmd.store_id, cmd.transaction_id)
-    try:
-        return _run(ctx, key, cmd.request_hash, lambda: _plan_present_purchase(cmd, ctx, key))
-    except MemberCodeTaken:
-        # Another purchase consumed the code between our read and our commit (two tills
-        # at once), unless that other purchase was this very request.
-        existing = ctx.repo.get_request(key, consistent=True)
-        if existing is not None:
-            return replay(existing, cmd.request_hash)
-        raise invalid_code() from None
+    return run_request(ctx, key, cmd.request_hash, lambda: _plan_present_purchase(cmd, ctx, key))
 
 
 def _plan_present_purchase(
@@ -603,7 +607,7 @@ def record_refund(cmd: Refund, ctx: Context) -> tuple[int, dict[str, Any]]:
             raise NotFound("no such transaction at this store", code="TRANSACTION_NOT_FOUND")
         return _plan_refund(_account(ctx, purchase.member_id), purchase, cmd, ctx, key)
 
-    return _run(ctx, key, cmd.request_hash, plan)
+    return run_request(ctx, key, cmd.request_hash, plan)
 
 
 def _plan_refund(
@@ -953,7 +957,7 @@ def record_activity(cmd: Activity, ctx: Context) -> tuple[int, dict[str, Any]]:
         )
         return planner.commit([record], activity_counts=counts, member_fields=fields), response
 
-    return _run(ctx, key, cmd.request_hash, lambda: plan(_account(ctx, cmd.member_id)))
+    return run_request(ctx, key, cmd.request_hash, lambda: plan(_account(ctx, cmd.member_id)))
 
 
 def _check_referrer(cmd: Activity, ctx: Context) -> None:
@@ -1034,7 +1038,7 @@ def record_adjustment(cmd: Adjustment, ctx: Context) -> tuple[int, dict[str, Any
         )
         return planner.commit([record]), response
 
-    return _run(ctx, key, cmd.request_hash, lambda: plan(_account(ctx, cmd.member_id)))
+    return run_request(ctx, key, cmd.request_hash, lambda: plan(_account(ctx, cmd.member_id)))
 
 
 # ---- reads -------------------------------------------------------------------------------

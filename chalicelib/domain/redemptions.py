@@ -24,24 +24,22 @@ from typing import Any
 from chalicelib.domain import coupons as coupon_domain
 from chalicelib.domain.clock import program_date, rfc3339
 from chalicelib.domain.coupons import CouponChange, CouponTemplate
-from chalicelib.domain.member_codes import CodeUse, code_required, invalid_code, usable
+from chalicelib.domain.member_codes import CodeUse, code_required, usable
 from chalicelib.domain.points import (
     Context,
     Planner,
     _account,
     period_key,
-    replay,
     retry_commit,
+    run_request,
 )
 from chalicelib.domain.records import (
     Account,
     Commit,
     CouponTaken,
     HoldChange,
-    MemberCodeTaken,
     MemberRequestRef,
     RecordUpdate,
-    RequestExists,
     RequestRecord,
     StockMove,
     StockShort,
@@ -51,7 +49,6 @@ from chalicelib.domain.rewards import Reward, pick_shards
 from chalicelib.errors import (
     BusinessRuleViolation,
     Conflict,
-    DomainError,
     InvalidInput,
     NotFound,
     Unavailable,
@@ -106,50 +103,7 @@ def redeem(cmd: Redeem, ctx: Context, mall: Mall) -> tuple[int, dict[str, Any]]:
             details={"fields": [{"field": "quantity", "issue": f"1..{MAX_QUANTITY}"}]},
         )
     key = redemption_ref(cmd.member_id, cmd.redemption_id)
-    try:
-        return _run(ctx, key, cmd.request_hash, lambda: _plan_redeem(cmd, ctx, mall, key))
-    except MemberCodeTaken:
-        existing = ctx.repo.get_request(key, consistent=True)
-        if existing is not None:
-            return replay(existing, cmd.request_hash)
-        raise invalid_code() from None
-
-
-def _run(
-    ctx: Context,
-    key: MemberRequestRef,
-    hashed: str,
-    plan: Callable[[], tuple[Commit, dict[str, Any]]],
-) -> tuple[int, dict[str, Any]]:
-    """points._run, where a stock shard emptied or a coupon changed since the plan read
-    it also means: read again and re-plan (other shards may still hold the stock)."""
-    existing = ctx.repo.get_request(key, consistent=False)
-    if existing is not None:
-        return replay(existing, hashed)
-
-    def attempt() -> tuple[int, dict[str, Any]]:
-        try:
-            commit, response = plan()
-        except DomainError:
-            existing = ctx.repo.get_request(key, consistent=True)
-            if existing is not None:
-                return replay(existing, hashed)
-            raise
-        try:
-            ctx.repo.commit(commit)
-            return 201, response
-        except RequestExists:
-            existing = ctx.repo.get_request(key, consistent=True)
-            if existing is None:  # pragma: no cover - the condition said it exists
-                raise Unavailable("request record vanished; retry") from None
-            return replay(existing, hashed)
-        except (VersionConflict, StockShort, CouponTaken) as exc:
-            existing = ctx.repo.get_request(key, consistent=True)
-            if existing is not None:
-                return replay(existing, hashed)
-            raise VersionConflict() from exc
-
-    return retry_commit(ctx, attempt, "too busy; retry")
+    return run_request(ctx, key, cmd.request_hash, lambda: _plan_redeem(cmd, ctx, mall, key))
 
 
 def _plan_redeem(
