@@ -13,7 +13,7 @@ from typing import Any
 from aws_lambda_powertools.logging import correlation_paths
 from chalice.app import Chalice, ConvertToMiddleware, DynamoDBEvent, Response, SQSEvent
 
-from chalicelib.api import members, points, program, stores, tier_rules, transactions
+from chalicelib.api import coupons, members, points, program, stores, tier_rules, transactions
 from chalicelib.api.http import error_body
 from chalicelib.observability import logger, metrics, tracing_middleware
 
@@ -62,6 +62,7 @@ app.register_blueprint(points.bp)
 app.register_blueprint(transactions.bp)
 app.register_blueprint(tier_rules.bp)
 app.register_blueprint(stores.bp)
+app.register_blueprint(coupons.bp)
 
 
 # ---- event handlers: thin shims; the work lives in chalicelib/handlers -----------------

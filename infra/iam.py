@@ -72,11 +72,16 @@ TIER_RULES = "TIER_RULES"  # proposed tier ladders and their dry-run/apply progr
 JOBS = "JOB#*"  # scheduled jobs' state and per-run progress
 NONCES = "NONCE#*"  # POS request nonces
 MEMBER_CODES = "MCODE#*"  # dynamic member codes (会员码), keyed by the code's hash
+COUPONS = "COUPON#*"  # coupons issued to members, keyed by their code
+COUPON_TEMPLATES = "COUPON_TEMPLATE#*"  # coupon templates staff define
 
 ACCESS: dict[str, tuple[Grant, ...]] = {
     # HTTP: members, points, POS (nonces, keys), program and tier rules administration.
     "APIHandler": (
         table("MembersTable", "GetItem", "PutItem", "UpdateItem", "Query"),
+        # a member's coupons: the coupon index, then the coupons of the page at once
+        table("MembersTable/index/coupon-index", "Query"),
+        table("MembersTable", "BatchGetItem", keys=(COUPONS,)),
         table("ProgramTable", "GetItem", "BatchGetItem", "PutItem", "UpdateItem", "Query"),
         # nonces: claimed (put), or on a route whose answer is recorded only read
         table("RuntimeTable", "GetItem", keys=(JOBS, NONCES)),
@@ -91,7 +96,9 @@ ACCESS: dict[str, tuple[Grant, ...]] = {
         failure_destination("MemberStreamDLQ"),
         table("MembersTable", "GetItem", "PutItem", keys=(MEMBERS,)),
         table("MembersTable", "UpdateItem", keys=(MEMBERS, PURCHASES)),
-        table("ProgramTable", "GetItem", keys=(PROGRAM,)),
+        # rule coupons (welcome, first purchase, tier upgrade): issued with their record
+        table("MembersTable", "PutItem", keys=(COUPONS,)),
+        table("ProgramTable", "GetItem", keys=(PROGRAM, COUPON_TEMPLATES)),
         bus("EventBus", "PutEvents"),
         queue("MessagesQueue", "SendMessage"),
     ),
@@ -115,7 +122,9 @@ ACCESS: dict[str, tuple[Grant, ...]] = {
         table("MembersTable/index/review-index", "Query"),
         table("MembersTable/index/birthday-index", "Query"),
         queue("MessagesQueue", "SendMessage"),
-        table("ProgramTable", "GetItem", keys=(PROGRAM, TIER_RULES)),
+        # birthday coupons: issued with their record
+        table("MembersTable", "PutItem", keys=(COUPONS,)),
+        table("ProgramTable", "GetItem", keys=(PROGRAM, TIER_RULES, COUPON_TEMPLATES)),
         table("ProgramTable", "UpdateItem", keys=(TIER_RULES,)),
         table("RuntimeTable", "UpdateItem", keys=(JOBS,)),
     ),
