@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 from chalicelib.domain.clock import rfc3339
 from chalicelib.domain.coupons import CouponTemplate, CouponTerms
+from chalicelib.domain.program import CouponRules
 from chalicelib.domain.stores import FirstAnswer
 from chalicelib.errors import BusinessRuleViolation, Conflict, InvalidInput, NotFound
 from chalicelib.ids import request_hash
@@ -222,3 +223,24 @@ def terms_of(
         categories=tuple(categories),
         stackable=stackable,
     )
+
+
+def check_coupon_rules(
+    rules: CouponRules, existing_templates: set[str], tier_codes: set[str]
+) -> None:
+    """The program's coupon rules name templates that exist (422 UNKNOWN_TEMPLATE) and,
+    for upgrades, tiers of the ladder (422 UNKNOWN_TIER): a typo would otherwise issue
+    nothing, silently. A template retired later stays named: the rule then issues
+    nothing (logged and counted) until ops change it."""
+    unknown = sorted(rules.template_ids() - existing_templates)
+    if unknown:
+        raise BusinessRuleViolation(
+            "coupon rules name unknown templates",
+            code="UNKNOWN_TEMPLATE",
+            details={"template_ids": unknown},
+        )
+    tiers = sorted(set(rules.tier_upgrade) - tier_codes)
+    if tiers:
+        raise BusinessRuleViolation(
+            "coupon rules name unknown tiers", code="UNKNOWN_TIER", details={"tiers": tiers}
+        )

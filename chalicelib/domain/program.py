@@ -53,6 +53,46 @@ DEFAULT_ACTIVITIES: dict[str, ActivityRule] = {
 
 
 @dataclass(frozen=True)
+class CouponRules:
+    """Coupons the program issues by itself (templates by id), once per member and
+    occasion (chalicelib/handlers/rule_coupons.py): on registration, on the first
+    purchase, on each birthday (once a year), and on each move up to a tier."""
+
+    welcome: tuple[str, ...] = ()
+    first_purchase: tuple[str, ...] = ()
+    birthday: tuple[str, ...] = ()
+    tier_upgrade: dict[str, tuple[str, ...]] = field(default_factory=dict)  # tier code ->
+
+    def template_ids(self) -> set[str]:
+        ids = {*self.welcome, *self.first_purchase, *self.birthday}
+        for templates in self.tier_upgrade.values():
+            ids.update(templates)
+        return ids
+
+
+def coupon_rules_to_dict(rules: CouponRules) -> dict[str, Any]:
+    return {
+        "welcome": list(rules.welcome),
+        "first_purchase": list(rules.first_purchase),
+        "birthday": list(rules.birthday),
+        "tier_upgrade": {tier: list(ids) for tier, ids in rules.tier_upgrade.items()},
+    }
+
+
+def coupon_rules_from_dict(raw: dict[str, Any] | None) -> CouponRules:
+    raw = raw or {}
+    return CouponRules(
+        welcome=tuple(str(i) for i in raw.get("welcome") or ()),
+        first_purchase=tuple(str(i) for i in raw.get("first_purchase") or ()),
+        birthday=tuple(str(i) for i in raw.get("birthday") or ()),
+        tier_upgrade={
+            str(tier): tuple(str(i) for i in ids)
+            for tier, ids in (raw.get("tier_upgrade") or {}).items()
+        },
+    )
+
+
+@dataclass(frozen=True)
 class ProgramConfig:
     base_points_per_yuan: float = 1.0  # 1 point per ¥1 (100 fen) of eligible spend
     category_rules: tuple[CategoryRule, ...] = ()
@@ -69,6 +109,7 @@ class ProgramConfig:
     reminder_days: int = 30  # remind members this many days before points expire
     tier_grace_days: int = 0  # after a failed review, this long to make it up (0: none)
     tier_downgrade_policy: str = "one_level"  # or "to_qualified"
+    coupon_rules: CouponRules = field(default_factory=CouponRules)
     version: int = 0
 
     def category_multiplier(self, category: str) -> float:
@@ -132,6 +173,7 @@ def config_to_dict(config: ProgramConfig) -> dict[str, Any]:
         "reminder_days": config.reminder_days,
         "tier_grace_days": config.tier_grace_days,
         "tier_downgrade_policy": config.tier_downgrade_policy,
+        "coupon_rules": coupon_rules_to_dict(config.coupon_rules),
         "version": config.version,
     }
 
@@ -174,5 +216,6 @@ def config_from_dict(raw: dict[str, Any]) -> ProgramConfig:
         reminder_days=int(raw.get("reminder_days", defaults.reminder_days)),
         tier_grace_days=int(raw.get("tier_grace_days", defaults.tier_grace_days)),
         tier_downgrade_policy=str(raw.get("tier_downgrade_policy", defaults.tier_downgrade_policy)),
+        coupon_rules=coupon_rules_from_dict(raw.get("coupon_rules")),
         version=int(raw.get("version", 0)),
     )
