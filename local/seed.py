@@ -5,6 +5,7 @@ renamed since stays as the admin left it)."""
 from __future__ import annotations
 
 import contextlib
+from typing import Any
 
 from chalicelib.domain.stores import Store
 from chalicelib.domain.tiers import DEFAULT_TIERS
@@ -22,7 +23,30 @@ DEMO_REWARDS = (
 )
 
 
-def seed() -> None:
+# Coupon templates (chalicelib/domain/coupon_templates.py): ¥10 off a bill of ¥100, and
+# 8.5折 (15% off) capped at ¥50 off; both valid 30 days from issue.
+DEMO_COUPON_TEMPLATES: tuple[dict[str, Any], ...] = (
+    {
+        "template_id": "tpl-welcome-10",
+        "name": "满100减10 ¥10 off ¥100",
+        "kind": "amount_off",
+        "value": 1000,
+        "min_spend": 10000,
+    },
+    {
+        "template_id": "tpl-85-off",
+        "name": "8.5折 最高减50 15% off, up to ¥50",
+        "kind": "percent_off",
+        "value": 15,
+        "max_off": 5000,
+    },
+)
+# With `demo_rules`: every new member gets the ¥10 welcome coupon, a gold member the 8.5折.
+DEMO_WELCOME = ("tpl-welcome-10",)
+DEMO_UPGRADE = {"gold": ("tpl-85-off",)}
+
+
+def seed(demo_rules: bool = False) -> None:
     from chalicelib.dal.tables import ProgramItem
     from chalicelib.domain import stores
     from chalicelib.domain.clock import utc_now
@@ -42,3 +66,41 @@ def seed() -> None:
         ProgramItem(
             pk=f"REWARD#{reward['reward_id']}", sk="REWARD", kind="reward", data=dict(reward)
         ).save()
+    _seed_coupons(demo_rules)
+
+
+def _seed_coupons(demo_rules: bool) -> None:
+    from dataclasses import replace
+
+    from chalicelib.dal.coupon_templates import DynamoTemplateRepository
+    from chalicelib.domain.clock import utc_now
+    from chalicelib.domain.coupon_templates import create_template, terms_of
+    from chalicelib.domain.coupons import CouponTemplate
+    from chalicelib.domain.program import CouponRules
+    from chalicelib.errors import Conflict
+
+    for raw in DEMO_COUPON_TEMPLATES:
+        template = CouponTemplate(
+            template_id=str(raw["template_id"]),
+            name=str(raw["name"]),
+            terms=terms_of(
+                str(raw["kind"]),
+                int(raw["value"]),
+                int(raw["max_off"]) if "max_off" in raw else None,
+                int(raw.get("min_spend", 0)),
+                [],
+                [],
+                False,
+            ),
+            valid_days=30,
+        )
+        with contextlib.suppress(Conflict):  # edited by staff since: it stays
+            create_template(template, DynamoTemplateRepository(), utc_now())
+    if not demo_rules:
+        return
+    program = services().program
+    config = program.config(fresh=True)
+    if config.coupon_rules == CouponRules():  # rules ops set are theirs
+        rules = CouponRules(welcome=DEMO_WELCOME, tier_upgrade=dict(DEMO_UPGRADE))
+        with contextlib.suppress(Conflict):
+            program.save_config(replace(config, coupon_rules=rules), config.version)

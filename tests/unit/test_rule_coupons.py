@@ -213,3 +213,17 @@ def test_given_coupon_rules_when_ops_put_the_program_then_unknown_templates_or_t
     assert saved.status_code == 200, saved.json_body
     assert saved.json_body["config"]["coupon_rules"]["welcome"] == [tpl]
     assert services().program.config(fresh=True).coupon_rules.tier_upgrade == {"gold": (tpl,)}
+
+
+def test_given_the_demo_seed_with_rules_when_a_member_registers_then_the_welcome_coupon(
+    quiet, app_client
+):
+    from local.seed import seed
+
+    seed(demo_rules=True)
+    seed(demo_rules=True)  # again: the same templates and rules
+    assert services().program.config(fresh=True).coupon_rules.welcome == ("tpl-welcome-10",)
+    member_id = register(app_client, token_for(None, "ops"))
+    assert deliver(raw_item(f"MEMBER#{member_id}", "MEMBER")) == {"batchItemFailures": []}
+    [coupon] = coupons_of(member_id)
+    assert (coupon.template_id, coupon.terms.min_spend) == ("tpl-welcome-10", 10000)
