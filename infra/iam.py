@@ -74,12 +74,16 @@ NONCES = "NONCE#*"  # POS request nonces
 MEMBER_CODES = "MCODE#*"  # dynamic member codes (会员码), keyed by the code's hash
 REWARDS = "REWARD#*"  # a reward's configuration and its stock shards
 HOLDS = "HOLD#*"  # payment holds of points + cash redemptions, by shard
-COUPONS = "COUPON#*"  # issued coupons
+COUPONS = "COUPON#*"  # coupons issued to members, keyed by their code
+COUPON_TEMPLATES = "COUPON_TEMPLATE#*"  # coupon templates staff define
 
 ACCESS: dict[str, tuple[Grant, ...]] = {
     # HTTP: members, points, POS (nonces, keys), program and tier rules administration.
     "APIHandler": (
         table("MembersTable", "GetItem", "PutItem", "UpdateItem", "Query"),
+        # a member's coupons: the coupon index, then the coupons of the page at once
+        table("MembersTable/index/coupon-index", "Query"),
+        table("MembersTable", "BatchGetItem", keys=(COUPONS,)),
         table("ProgramTable", "GetItem", "BatchGetItem", "PutItem", "UpdateItem", "Query"),
         # nonces: claimed (put), or on a route whose answer is recorded only read
         table("RuntimeTable", "GetItem", keys=(JOBS, NONCES)),
@@ -96,7 +100,9 @@ ACCESS: dict[str, tuple[Grant, ...]] = {
         failure_destination("MemberStreamDLQ"),
         table("MembersTable", "GetItem", "PutItem", keys=(MEMBERS,)),
         table("MembersTable", "UpdateItem", keys=(MEMBERS, PURCHASES)),
-        table("ProgramTable", "GetItem", keys=(PROGRAM,)),
+        # rule coupons (welcome, first purchase, tier upgrade): issued with their record
+        table("MembersTable", "PutItem", keys=(COUPONS,)),
+        table("ProgramTable", "GetItem", keys=(PROGRAM, COUPON_TEMPLATES)),
         bus("EventBus", "PutEvents"),
         queue("MessagesQueue", "SendMessage"),
     ),
@@ -120,7 +126,9 @@ ACCESS: dict[str, tuple[Grant, ...]] = {
         table("MembersTable/index/review-index", "Query"),
         table("MembersTable/index/birthday-index", "Query"),
         queue("MessagesQueue", "SendMessage"),
-        table("ProgramTable", "GetItem", keys=(PROGRAM, TIER_RULES)),
+        # birthday coupons: issued with their record
+        table("MembersTable", "PutItem", keys=(COUPONS,)),
+        table("ProgramTable", "GetItem", keys=(PROGRAM, TIER_RULES, COUPON_TEMPLATES)),
         table("ProgramTable", "UpdateItem", keys=(TIER_RULES,)),
         table("RuntimeTable", "UpdateItem", keys=(JOBS,)),
     ),

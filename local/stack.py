@@ -98,7 +98,7 @@ def prepare(env: dict[str, str], *, seed_demo: bool = True) -> dict[str, Any]:
     if seed_demo:
         from local.seed import seed
 
-        seed()
+        seed(demo_rules=True)  # and a welcome coupon for every new member
     return {"tables": tables, "queues": queue_urls}
 
 

@@ -10,7 +10,12 @@ from chalicelib.api.http import ADMIN, OPS, Access, Call, operation
 from chalicelib.api.members import SELF_OR_OPS
 from chalicelib.domain import points as domain
 from chalicelib.domain.clock import rfc3339
-from chalicelib.domain.program import changed_limits, config_from_dict, config_to_dict
+from chalicelib.domain.program import (
+    ProgramConfig,
+    changed_limits,
+    config_from_dict,
+    config_to_dict,
+)
 from chalicelib.errors import Conflict, Forbidden, InvalidInput, NotFound
 from chalicelib.models.points import (
     ActivityRequest,
@@ -193,8 +198,21 @@ def put_program(call: Call) -> ProgramConfigResponse:
                 code="LIMITS_REQUIRE_ADMIN",
                 details={"fields": changed},
             )
+    _check_coupon_rules(config)
     saved = svc.program.save_config(config, expected_version=request.version)
     return ProgramConfigResponse(config=config_to_dict(saved))
+
+
+def _check_coupon_rules(config: ProgramConfig) -> None:
+    """Coupon rules name existing templates and tiers (422 UNKNOWN_TEMPLATE/UNKNOWN_TIER)."""
+    from chalicelib.dal.coupon_templates import find_templates
+    from chalicelib.domain.coupon_templates import check_coupon_rules
+
+    rules = config.coupon_rules
+    named = rules.template_ids()
+    existing = {t.template_id for t in find_templates(named)} if named else set()
+    tiers = {t.code for t in services().program.tiers()} if rules.tier_upgrade else set()
+    check_coupon_rules(rules, existing, tiers)
 
 
 def replayable(status: int, body: object) -> object:

@@ -3,15 +3,19 @@ COUPON_TEMPLATES / <id>): what staff define and coupons are issued from."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from pynamodb.exceptions import DoesNotExist
+from pynamodb.exceptions import DoesNotExist, TransactWriteError
+from pynamodb.transactions import TransactWrite
 
 from chalicelib.dal.coupons import terms_from_data, terms_to_data
-from chalicelib.dal.tables import ProgramItem
+from chalicelib.dal.tables import ProgramItem, reason_codes, update_if
 from chalicelib.domain.clock import rfc3339
 from chalicelib.domain.coupons import CouponTemplate
+from chalicelib.domain.stores import FirstAnswer
+from chalicelib.errors import Unavailable
 
 TEMPLATE_SK = "TEMPLATE"
 LISTING_PK = "COUPON_TEMPLATES"
@@ -54,3 +58,121 @@ def find_template(template_id: str, *, consistent: bool = False) -> CouponTempla
     except DoesNotExist:
         return None
     return template_from_data(item.data.as_dict() if item.data is not None else {})
+
+
+# ---- saving, editing, listing (chalicelib/domain/coupon_templates.py) ---------------------
+#   COUPON_TEMPLATE#<id> / TEMPLATE   the template: `data` is template_to_data(...) plus the
+#                                     create's request hash and first answer
+#   COUPON_TEMPLATES / <id>           listing entry (the id alone; never changes)
+
+
+def add_template(
+    template: CouponTemplate, request_hash: str, response: dict[str, Any], now: datetime
+) -> FirstAnswer | None:
+    """The template and its listing entry, both only if new (one transaction). None when
+    written; otherwise what the first create stored (its request hash and answer)."""
+    at = rfc3339(now)
+    entity = ProgramItem(
+        pk=template_pk(template.template_id),
+        sk=TEMPLATE_SK,
+        kind="coupon_template",
+        data={
+            **template_to_data(template),
+            "created_at": at,
+            "updated_at": at,
+            "request_hash": request_hash,
+            "response": response,
+        },
+        updated_at=at,
+    )
+    listing = ProgramItem(pk=LISTING_PK, sk=template.template_id, kind="listing")
+    try:
+        with TransactWrite(connection=ProgramItem._get_connection().connection) as txn:
+            txn.save(entity, condition=ProgramItem.pk.does_not_exist())
+            txn.save(listing, condition=ProgramItem.pk.does_not_exist())
+    except TransactWriteError as exc:
+        try:
+            existing = ProgramItem.get(entity.pk, entity.sk, consistent_read=True)
+        except DoesNotExist:
+            if "TransactionConflict" in reason_codes(exc):
+                # the same id being created by a request still in flight
+                raise Unavailable("contended; retry", code="CONTENDED") from exc
+            raise exc from None
+        data = existing.data.as_dict() if existing.data is not None else {}
+        hashed = data.get("request_hash")
+        return FirstAnswer(str(hashed) if hashed else None, dict(data.get("response") or {}))
+    return None
+
+
+def template_times(template_id: str) -> dict[str, str]:
+    """When the template was created and last changed (consistent read)."""
+    try:
+        item = ProgramItem.get(template_pk(template_id), TEMPLATE_SK, consistent_read=True)
+    except DoesNotExist:
+        return {}
+    data = item.data.as_dict() if item.data is not None else {}
+    return {k: str(data[k]) for k in ("created_at", "updated_at") if data.get(k)}
+
+
+def replace_template(template: CouponTemplate, expected_version: int, now: datetime) -> bool:
+    """Write the template's fields (its version one up), conditional on the stored version
+    being `expected_version`: False, nothing written, if it changed (or is gone). The
+    create's request hash and first answer stay."""
+    data = template_to_data(template)
+    actions = [
+        *(ProgramItem.data[name].set(value) for name, value in data.items() if name != "version"),
+        *(
+            ProgramItem.data[name].remove()
+            for name in ("valid_days", "valid_from", "valid_to")
+            if name not in data
+        ),
+        ProgramItem.data["version"].set(expected_version + 1),
+        ProgramItem.data["updated_at"].set(rfc3339(now)),
+        ProgramItem.updated_at.set(rfc3339(now)),
+    ]
+    return update_if(
+        ProgramItem(pk=template_pk(template.template_id), sk=TEMPLATE_SK),
+        actions,
+        ProgramItem.data["version"] == expected_version,
+    )
+
+
+def list_templates(limit: int, cursor: str | None) -> tuple[list[CouponTemplate], str | None]:
+    """Templates in id order, paged with an opaque cursor: the listing partition, then the
+    templates in one BatchGetItem."""
+    from chalicelib.dal.program import _listing
+
+    ids, next_cursor = _listing(LISTING_PK, "", limit, cursor)
+    found = {t.template_id: t for t in find_templates(ids)}
+    return [found[i] for i in ids if i in found], next_cursor
+
+
+def find_templates(template_ids: Iterable[str]) -> list[CouponTemplate]:
+    """The templates named (those that exist), in one BatchGetItem (100 at most)."""
+    keys = [(template_pk(i), TEMPLATE_SK) for i in sorted(set(template_ids))]
+    if not keys:
+        return []
+    return [
+        template_from_data(item.data.as_dict() if item.data is not None else {})
+        for item in ProgramItem.batch_get(keys)
+    ]
+
+
+class DynamoTemplateRepository:
+    """The template store of chalicelib/domain/coupon_templates.py."""
+
+    def find(self, template_id: str) -> CouponTemplate | None:
+        return find_template(template_id, consistent=True)
+
+    def add(
+        self, template: CouponTemplate, request_hash: str, response: dict[str, Any], now: datetime
+    ) -> FirstAnswer | None:
+        return add_template(template, request_hash, response, now)
+
+    def replace(self, template: CouponTemplate, expected_version: int, now: datetime) -> bool:
+        return replace_template(template, expected_version, now)
+
+    def store_exists(self, store_id: str) -> bool:
+        from chalicelib.wiring import services
+
+        return services().program.store(store_id, fresh=True) is not None

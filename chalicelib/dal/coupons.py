@@ -3,6 +3,9 @@ conditional changes a points commit makes to one (chalicelib/dal/ledger.py)."""
 
 from __future__ import annotations
 
+import base64
+import json
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
@@ -10,7 +13,8 @@ from pynamodb.expressions.condition import Condition
 
 from chalicelib.dal.tables import CouponItem
 from chalicelib.domain.clock import rfc3339
-from chalicelib.domain.coupons import Coupon, CouponChange, CouponTerms
+from chalicelib.domain.coupons import Coupon, CouponChange, CouponTemplate, CouponTerms
+from chalicelib.domain.records import MemberRequestRef, PurchaseRef, RequestRecord
 
 COUPON_SK = "COUPON"
 
@@ -117,3 +121,161 @@ def coupon_change(change: CouponChange) -> tuple[CouponItem, list[Any], Conditio
         ],
         owner & (CouponItem.status == "active"),
     )
+
+
+# ---- issuing, listing and redeeming outside a purchase (chalicelib/domain/coupon_issue.py) --
+
+
+class DynamoCouponRepository:
+    """The coupon store of chalicelib/domain/coupon_issue.py on the Members table (coupons,
+    their issue records) and the Program table (templates)."""
+
+    def member_exists(self, member_id: str) -> bool:
+        from pynamodb.exceptions import DoesNotExist
+
+        from chalicelib.dal.members import MEMBER_SK, member_pk
+        from chalicelib.dal.tables import MemberItem
+
+        try:
+            MemberItem.get(
+                member_pk(member_id), MEMBER_SK, consistent_read=True, attributes_to_get=["pk"]
+            )
+        except DoesNotExist:
+            return False
+        return True
+
+    def template(self, template_id: str) -> CouponTemplate | None:
+        from chalicelib.dal.coupon_templates import find_template
+
+        return find_template(template_id, consistent=True)
+
+    def template_names(self, template_ids: Iterable[str]) -> dict[str, str]:
+        from chalicelib.dal.coupon_templates import find_templates
+
+        return {t.template_id: t.name for t in find_templates(template_ids)}
+
+    def issue_record(self, ref: MemberRequestRef) -> RequestRecord | None:
+        from chalicelib.dal.ledger import find_request
+
+        return find_request(ref, consistent=True)
+
+    def add_issued(self, coupon: Coupon, record: RequestRecord) -> None:
+        from pynamodb.exceptions import TransactWriteError
+        from pynamodb.transactions import TransactWrite
+
+        from chalicelib.dal.ledger import request_item
+        from chalicelib.dal.tables import RequestItem, reason_codes
+        from chalicelib.domain.coupon_issue import CodeTaken
+        from chalicelib.domain.records import RequestExists
+        from chalicelib.errors import Unavailable
+        from chalicelib.retry import retry
+
+        def attempt() -> None:
+            try:
+                with TransactWrite(connection=_connection()) as txn:
+                    txn.save(request_item(record), condition=RequestItem.pk.does_not_exist())
+                    txn.save(coupon_item(coupon), condition=CouponItem.pk.does_not_exist())
+            except TransactWriteError as exc:
+                reasons = reason_codes(exc)
+                if reasons[:1] == ["ConditionalCheckFailed"]:
+                    raise RequestExists() from exc
+                if reasons[1:2] == ["ConditionalCheckFailed"]:
+                    raise CodeTaken() from exc
+                raise
+
+        # Two deliveries of the same issue at once: one is cancelled with
+        # TransactionConflict; its retry finds the record (RequestExists).
+        retry(
+            attempt,
+            attempts=4,
+            retry_on=TransactWriteError,
+            retry_if=lambda exc: "TransactionConflict" in reason_codes(exc),
+            exhausted=lambda: Unavailable("coupon issue contended; retry", code="CONTENDED"),
+        )
+
+    def coupon(self, code: str) -> Coupon | None:
+        from pynamodb.exceptions import DoesNotExist
+
+        try:
+            item = CouponItem.get(coupon_pk(code), COUPON_SK, consistent_read=True)
+        except DoesNotExist:
+            return None
+        return coupon_from_item(item)
+
+    def use(self, code: str, used_by: str, at: datetime) -> bool:
+        from chalicelib.dal.tables import update_if
+
+        return update_if(
+            CouponItem(pk=coupon_pk(code), sk=COUPON_SK),
+            [
+                CouponItem.status.set("used"),
+                CouponItem.used_by.set(used_by),
+                CouponItem.used_at.set(rfc3339(at)),
+                CouponItem.version.add(1),
+            ],
+            # the one condition that decides between two tills: still active
+            CouponItem.status == "active",
+        )
+
+    def reference(self, purchase: PurchaseRef) -> str:
+        from chalicelib.dal.ledger import purchase_pk
+
+        return purchase_pk(purchase)
+
+    def member_coupons(
+        self, member_id: str, limit: int, cursor: str | None
+    ) -> tuple[list[Coupon], str | None]:
+        """A page of the coupon index (newest issued first), then the coupons themselves in
+        one BatchGetItem: the index holds only what a glance needs, not the terms."""
+        start = _decode_cursor(cursor, member_id) if cursor else None
+        query = CouponItem.coupon_index.query(
+            member_id, scan_index_forward=False, limit=limit, last_evaluated_key=start
+        )
+        codes = [item.code if item.code else item.pk.removeprefix("COUPON#") for item in query]
+        last = query.last_evaluated_key
+        found = (
+            {
+                item.pk: coupon_from_item(item)
+                for item in CouponItem.batch_get([(coupon_pk(c), COUPON_SK) for c in codes])
+            }
+            if codes
+            else {}
+        )
+        coupons = [found[coupon_pk(c)] for c in codes if coupon_pk(c) in found]
+        return coupons, _encode_cursor(last) if last else None
+
+
+def _connection() -> Any:
+    """The Members table's own connection, for transactions."""
+    return CouponItem._get_connection().connection
+
+
+def _encode_cursor(key: dict[str, Any]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(key, separators=(",", ":")).encode()).decode()
+
+
+def _decode_cursor(cursor: str, member_id: str) -> dict[str, Any]:
+    """Only a cursor of this member's listing: the index key must name the member, the
+    item key a coupon."""
+    try:
+        key = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+        pk, sk = str(key["pk"]["S"]), str(key["sk"]["S"])
+        owner, issued = str(key["coupon_owner"]["S"]), str(key["issued_at"]["S"])
+        if (
+            owner != member_id
+            or sk != COUPON_SK
+            or not pk.startswith("COUPON#")
+            or not 0 < len(pk.encode()) <= 1024
+            or not 0 < len(issued.encode()) <= 64
+        ):
+            raise ValueError("cursor of another listing")
+        return {
+            "pk": {"S": pk},
+            "sk": {"S": sk},
+            "coupon_owner": {"S": owner},
+            "issued_at": {"S": issued},
+        }
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        from chalicelib.errors import InvalidInput
+
+        raise InvalidInput("invalid cursor", code="INVALID_CURSOR") from exc

@@ -413,3 +413,18 @@ def _decode_cursor(cursor: str, member_id: str) -> dict[str, Any]:
         return {"pk": {"S": key["pk"]["S"]}, "sk": {"S": key["sk"]["S"]}}
     except (ValueError, KeyError, TypeError) as exc:
         raise InvalidInput("invalid cursor", code="INVALID_CURSOR") from exc
+
+
+# Request records outside a points commit (a coupon issue: chalicelib/dal/coupons.py), in
+# the same format and under the same keys.
+
+
+def request_item(record: RequestRecord) -> RequestItem:
+    return _request_item(record)
+
+
+def find_request(ref: RequestRef, *, consistent: bool = True) -> RequestRecord | None:
+    try:
+        return _request(RequestItem.get(*request_key(ref), consistent_read=consistent), ref)
+    except DoesNotExist:
+        return None

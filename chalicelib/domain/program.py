@@ -53,6 +53,46 @@ DEFAULT_ACTIVITIES: dict[str, ActivityRule] = {
 
 
 @dataclass(frozen=True)
+class CouponRules:
+    """Coupons the program issues by itself (templates by id), once per member and
+    occasion (chalicelib/handlers/rule_coupons.py): on registration, on the first
+    purchase, on each birthday (once a year), and on each move up to a tier."""
+
+    welcome: tuple[str, ...] = ()
+    first_purchase: tuple[str, ...] = ()
+    birthday: tuple[str, ...] = ()
+    tier_upgrade: dict[str, tuple[str, ...]] = field(default_factory=dict)  # tier code ->
+
+    def template_ids(self) -> set[str]:
+        ids = {*self.welcome, *self.first_purchase, *self.birthday}
+        for templates in self.tier_upgrade.values():
+            ids.update(templates)
+        return ids
+
+
+def coupon_rules_to_dict(rules: CouponRules) -> dict[str, Any]:
+    return {
+        "welcome": list(rules.welcome),
+        "first_purchase": list(rules.first_purchase),
+        "birthday": list(rules.birthday),
+        "tier_upgrade": {tier: list(ids) for tier, ids in rules.tier_upgrade.items()},
+    }
+
+
+def coupon_rules_from_dict(raw: dict[str, Any] | None) -> CouponRules:
+    raw = raw or {}
+    return CouponRules(
+        welcome=tuple(str(i) for i in raw.get("welcome") or ()),
+        first_purchase=tuple(str(i) for i in raw.get("first_purchase") or ()),
+        birthday=tuple(str(i) for i in raw.get("birthday") or ()),
+        tier_upgrade={
+            str(tier): tuple(str(i) for i in ids)
+            for tier, ids in (raw.get("tier_upgrade") or {}).items()
+        },
+    )
+
+
+@dataclass(frozen=True)
 class ProgramConfig:
     base_points_per_yuan: float = 1.0  # 1 point per ¥1 (100 fen) of eligible spend
     category_rules: tuple[CategoryRule, ...] = ()
@@ -72,6 +112,7 @@ class ProgramConfig:
     # Points mall: how long a points + cash redemption holds its points and stock for
     # the payment before the release job returns them.
     payment_timeout_minutes: int = 15
+    coupon_rules: CouponRules = field(default_factory=CouponRules)
     version: int = 0
 
     def category_multiplier(self, category: str) -> float:
@@ -136,6 +177,7 @@ def config_to_dict(config: ProgramConfig) -> dict[str, Any]:
         "tier_grace_days": config.tier_grace_days,
         "tier_downgrade_policy": config.tier_downgrade_policy,
         "payment_timeout_minutes": config.payment_timeout_minutes,
+        "coupon_rules": coupon_rules_to_dict(config.coupon_rules),
         "version": config.version,
     }
 
@@ -181,5 +223,6 @@ def config_from_dict(raw: dict[str, Any]) -> ProgramConfig:
         payment_timeout_minutes=int(
             raw.get("payment_timeout_minutes", defaults.payment_timeout_minutes)
         ),
+        coupon_rules=coupon_rules_from_dict(raw.get("coupon_rules")),
         version=int(raw.get("version", 0)),
     )

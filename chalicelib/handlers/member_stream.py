@@ -17,6 +17,7 @@ from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import 
 )
 
 from chalicelib.dal.outbound import BusinessEvent, OutboundMessage
+from chalicelib.domain.program import CouponRules
 from chalicelib.domain.records import PurchaseRecord, RefundRecord
 from chalicelib.handlers.grants import grant_activity
 from chalicelib.handlers.payloads import LedgerImage, MemberImage, TierChangeImage
@@ -38,6 +39,7 @@ def record_handler(record: DynamoDBRecord) -> None:
         member = MemberImage.model_validate(image)
         _member_registered(record, member)
         _grant_from_stream(member.member_id, "signup", "signup")
+        _rule_coupons(member.member_id, "welcome", _coupon_rules().welcome)
     elif kind == "ledger":
         _points_changed(record, LedgerImage.model_validate(image))
     elif kind in ("purchase", "refund"):
@@ -46,10 +48,40 @@ def record_handler(record: DynamoDBRecord) -> None:
             purchase = PurchaseRecord.from_data(data)
             _purchase_recorded(image, purchase)
             _count_for_tier(image, purchase)
+            if purchase.first_purchase:
+                member_id = str(image["member_id"])
+                _rule_coupons(member_id, "first-purchase", _coupon_rules().first_purchase)
         else:
             _count_for_tier(image, RefundRecord.from_data(data))
     elif kind == "tier_change":
-        _tier_changed(record, TierChangeImage.model_validate(image))
+        change = TierChangeImage.model_validate(image)
+        _tier_changed(record, change)
+        _tier_coupons(str(image["sk"]), change)
+
+
+def _coupon_rules() -> CouponRules:
+    return services().program.config().coupon_rules
+
+
+def _rule_coupons(member_id: str, occasion: str, template_ids: tuple[str, ...]) -> None:
+    if template_ids:
+        from chalicelib.handlers.rule_coupons import issue_rule_coupons
+
+        issue_rule_coupons(member_id, occasion, template_ids)
+
+
+def _tier_coupons(history_sk: str, change: TierChangeImage) -> None:
+    """A move up (an upgrade, or a ladder applied) issues the new tier's coupons, once per
+    move: the occasion is the tier history entry, so a member who drops and qualifies
+    again is welcomed to the tier again. A jump over tiers issues the new tier's only."""
+    templates = _coupon_rules().tier_upgrade.get(change.to_tier, ())
+    if not templates:
+        return
+    ranks = {t.code: t.rank for t in services().program.tiers()}
+    if ranks.get(change.to_tier, -1) <= ranks.get(change.from_tier, -1):
+        return
+    entry = history_sk.removeprefix("TIER#")
+    _rule_coupons(change.member_id, f"tier-{entry}", templates)
 
 
 def _grant_from_stream(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from chalicelib.dal.outbound import OutboundMessage
@@ -11,6 +13,7 @@ from chalicelib.domain.expiry import dates_to_run
 from chalicelib.errors import DomainError, Unavailable
 from chalicelib.handlers.grants import grant_activity
 from chalicelib.handlers.payloads import ShardTask, event_time
+from chalicelib.handlers.rule_coupons import issue_rule_coupons
 from chalicelib.handlers.sharded import Progress, schedule, walk_shard
 from chalicelib.observability import logger, metrics
 from chalicelib.wiring import services
@@ -41,8 +44,25 @@ def birthday_task(task: ShardTask, lambda_context: Any = None) -> None:
     greetings queued, a redelivered page again."""
     today = task.date
     svc = services()
+    coupons = svc.program.config().coupon_rules.birthday
+    occasion = f"birthday-{today.year}"
     granted = queued = failures = 0
     transient: list[str] = []
+
+    def attempt(member_id: str, gift: Callable[[], bool | int]) -> bool:
+        nonlocal failures
+        try:
+            return bool(gift())
+        except DomainError as exc:
+            failures += 1
+            if isinstance(exc, Unavailable):
+                transient.append(member_id)
+            logger.warning("birthday gift failed", extra={"member_id": member_id, "code": exc.code})
+        except Exception:
+            failures += 1
+            transient.append(member_id)
+            logger.exception("birthday gift failed", extra={"member_id": member_id})
+        return False
 
     def greet_page(
         key: str, start: dict[str, Any] | None
@@ -56,20 +76,16 @@ def birthday_task(task: ShardTask, lambda_context: Any = None) -> None:
             # (the id taken, a limit) is reported; a transient one (CONTENDED, throttling)
             # fails the task once the rest are done, so SQS redelivers it and the grant,
             # idempotent, is made then instead of lost.
-            try:
-                granted += grant_activity(member.member_id, "birthday", f"birthday-{today.year}")
-            except DomainError as exc:
-                failures += 1
-                if isinstance(exc, Unavailable):
-                    transient.append(member.member_id)
-                logger.warning(
-                    "birthday points failed",
-                    extra={"member_id": member.member_id, "code": exc.code},
+            # Birthday coupons likewise, once a year (the occasion names the year); a
+            # refusal for good is logged and counted inside, a transient failure retries.
+            granted += attempt(
+                member.member_id, partial(grant_activity, member.member_id, "birthday", occasion)
+            )
+            if coupons:
+                attempt(
+                    member.member_id,
+                    partial(issue_rule_coupons, member.member_id, occasion, coupons),
                 )
-            except Exception:
-                failures += 1
-                transient.append(member.member_id)
-                logger.exception("birthday points failed", extra={"member_id": member.member_id})
             batch.append(
                 OutboundMessage(
                     message_id=f"birthday#{member.member_id}#{today.year}",

@@ -277,6 +277,20 @@ class ActivityRuleModel(RequestModel):
     limit: Annotated[int, Field(ge=1, le=1000)]
 
 
+TemplateIds = Annotated[list[ClientId], Field(max_length=10)]
+
+
+class CouponRulesModel(RequestModel):
+    """Coupon templates the program issues by itself, once per member and occasion."""
+
+    welcome: TemplateIds = Field(default_factory=list, description="on registration")
+    first_purchase: TemplateIds = Field(default_factory=list)
+    birthday: TemplateIds = Field(default_factory=list, description="once a year")
+    tier_upgrade: Annotated[dict[str, TemplateIds], Field(max_length=20)] = Field(
+        default_factory=dict, description="tier code -> templates, on each move up to it"
+    )
+
+
 class ProgramConfigModel(RequestModel):
     """The program's rules; PUT replaces the document (send back `version` as read)."""
 
@@ -296,6 +310,7 @@ class ProgramConfigModel(RequestModel):
     tier_grace_days: Annotated[int, Field(ge=0, le=365)] = 0
     tier_downgrade_policy: Literal["one_level", "to_qualified"] = "one_level"
     payment_timeout_minutes: Annotated[int, Field(ge=1, le=1440)] = 15
+    coupon_rules: CouponRulesModel = Field(default_factory=CouponRulesModel)
     version: Annotated[int, Field(ge=0, le=MAX_SAFE_INT)] = 0
 
 

@@ -114,6 +114,28 @@ ALLOWED_REJECTIONS: tuple[Rejection, ...] = (
     Rejection("cancel_redemption", 409, "REDEMPTION_NOT_CANCELLABLE", "shipped or coupon used"),
     Rejection("post_fulfilment", 409, "INVALID_FULFILMENT", "fulfilment moves forward only"),
     Rejection("post_payment_notification", 401, "*", "signed by the payment provider only"),
+    # Coupons (api.md, Rewards, coupons, redemptions).
+    Rejection(
+        "create_template",
+        400,
+        "VALIDATION_ERROR",
+        "a window ends after it starts",
+        field="valid_to",
+    ),
+    Rejection("patch_template", 409, "VERSION_CONFLICT", "send back the version last read"),
+    Rejection(
+        "patch_template",
+        400,
+        "VALIDATION_ERROR",
+        "the edit must fit the template's kind"
+        " and validity (a cap only on percent off, one validity form)",
+    ),
+    Rejection("issue_coupon", 422, "TEMPLATE_RETIRED", "a retired template issues nothing"),
+    Rejection("issue_coupon", 422, "TEMPLATE_EXPIRED", "a template's window is not over"),
+    Rejection("redeem_coupon", 409, "COUPON_USED", "a coupon is used once"),
+    Rejection("redeem_coupon", 422, "COUPON_*", "expired, not yet valid, void, another store"),
+    Rejection("put_program", 422, "UNKNOWN_TEMPLATE", "coupon rules name existing templates"),
+    Rejection("put_program", 422, "UNKNOWN_TIER", "coupon rules name tiers of the ladder"),
 )
 
 

@@ -156,6 +156,25 @@ class World:
         assert response.status_code == 201, response.json_body
         return transaction_id
 
+    def coupon_template(self) -> str:
+        template_id = f"tpl-{uuid.uuid4().hex[:8]}"
+        body = {"template_id": template_id, "name": "¥10", "kind": "amount_off", "value": 1000}
+        response = self.client.http.post(
+            "/v1/admin/coupon-templates",
+            headers=auth(self.staff),
+            body=json.dumps({**body, "valid_days": 30}),
+        )
+        assert response.status_code == 201, response.json_body
+        return template_id
+
+    def coupon_rules(self, **rules: Any) -> None:
+        staff = auth(self.staff)
+        config = self.client.http.get("/v1/admin/program", headers=staff).json_body["config"]
+        saved = self.client.http.put(
+            "/v1/admin/program", headers=staff, body=json.dumps({**config, "coupon_rules": rules})
+        )
+        assert saved.status_code == 200, saved.json_body
+
     def balance(self, member_id: str) -> int:
         response = self.client.http.get(
             f"/v1/members/{member_id}/points", headers=auth(token_for(member_id))
@@ -260,6 +279,28 @@ def tour_http(world: World) -> None:
         },
     )
     assert paid.status_code == 201, paid.json_body
+    # coupons: a template, a staff issue, the member's list, a till redeeming one
+    template_id = world.coupon_template()
+    templates = "/v1/admin/coupon-templates"
+    assert http.get(templates, headers=staff).status_code == 200
+    edited = http.patch(
+        f"{templates}/{template_id}", headers=staff, body=json.dumps({"version": 1, "name": "x"})
+    )
+    assert edited.status_code == 200, edited.json_body
+    issued_coupon = http.post(
+        f"/v1/admin/members/{member_id}/coupons",
+        headers=staff,
+        body=json.dumps({"issue_id": "i-1", "template_id": template_id}),
+    )
+    assert issued_coupon.status_code == 201, issued_coupon.json_body
+    listed = http.get(f"/v1/members/{member_id}/coupons", headers=member)
+    assert listed.status_code == 200, listed.json_body
+    redeemed = world.pos.send(
+        "POST",
+        f"/v1/coupons/{issued_coupon.json_body['code']}/redeem",
+        {"transaction_id": "t-coupon", "store_id": "store-001"},
+    )
+    assert redeemed.status_code == 200, redeemed.json_body
     # stores and dealers as an admin keeps them
     admin = auth(token_for(None, "admin"))
     assert http.get("/v1/admin/stores", headers=admin).status_code == 200
@@ -298,9 +339,17 @@ def tour_tier_rules(world: World) -> None:
 def tour_member_events(world: World) -> None:
     """Registration and purchases through the stream (OnMemberStream: events, welcome
     message, sign-up points, tier counting and upgrade) and the messages (OnMessage)."""
+    template_id = world.coupon_template()
+    world.coupon_rules(
+        welcome=[template_id], first_purchase=[template_id], tier_upgrade={"gold": [template_id]}
+    )
     member_id = world.register()
     world.buy(member_id, 520_000)  # crosses gold
     world.settle()
+    coupons = world.client.http.get(
+        f"/v1/members/{member_id}/coupons", headers=auth(token_for(member_id))
+    ).json_body["coupons"]
+    assert len(coupons) == 3, coupons  # welcome, first purchase, gold
     tier = world.client.http.get(
         f"/v1/members/{member_id}/tier", headers=auth(token_for(member_id))
     ).json_body
@@ -333,6 +382,7 @@ def tour_birthday(world: World) -> None:
     """Birthday points and greetings (BirthdayGreetings, and whichever worker it hands
     members to), sent by the messages worker."""
     fired = datetime(2026, 5, 19, 16, 5, tzinfo=UTC)  # 00:05 on 20 May in Shanghai
+    world.coupon_rules(birthday=[world.coupon_template()])
     member_id = world.register(birthday="1991-05-20", marketing_consent=True)
     world.settle()
     before = world.balance(member_id)
