@@ -323,3 +323,27 @@ def test_given_a_non_ascii_pos_signature_when_registering_then_401_not_500(
 ):
     response = pos_post(app_client, store_key, **{"X-Signature": "é" * 64})
     assert_error(response, 401, "INVALID_SIGNATURE")
+
+
+# ---- path ids ---------------------------------------------------------------------------
+
+
+def test_given_a_path_id_over_128_characters_when_reading_then_400_before_any_table(
+    seeded, app_client, staff_token
+):
+    response = app_client.http.get(f"/v1/admin/rewards/{'r' * 129}", headers=auth(staff_token))
+    error = assert_error(response, 400, "VALIDATION_ERROR")
+    assert error["details"]["fields"] == [{"field": "reward_id", "issue": "too long"}]
+
+
+def test_given_a_percent_encoded_path_id_the_document_allows_when_reading_then_it_is_not_too_long(
+    seeded, app_client, staff_token
+):
+    """The document says at most 128 characters; 100 non-ASCII characters arrive from a
+    gateway as 900 encoded ones, and are within it (an unknown reward: 404)."""
+    from urllib.parse import quote
+
+    encoded = quote("पन्ह" * 25)
+    assert len(encoded) > 128
+    response = app_client.http.get(f"/v1/admin/rewards/{encoded}", headers=auth(staff_token))
+    assert_error(response, 404, "REWARD_NOT_FOUND")
