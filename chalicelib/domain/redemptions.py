@@ -21,6 +21,7 @@ from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from typing import Any
 
+from chalicelib.domain import coupon_issue
 from chalicelib.domain import coupons as coupon_domain
 from chalicelib.domain.clock import program_date, rfc3339
 from chalicelib.domain.coupons import CouponChange, CouponTemplate
@@ -137,12 +138,7 @@ def _plan_redeem(
     if reward.kind == "coupon":
         assert reward.coupon_template_id is not None
         template = mall.template(reward.coupon_template_id)
-        if template is None or template.status != "active":
-            raise BusinessRuleViolation(
-                "this reward cannot be redeemed now",
-                code="REWARD_UNAVAILABLE",
-                details={"reward_id": reward.reward_id, "reason": "coupon template retired"},
-            )
+        _template_issuable(reward, template, ctx.now)
 
     plan = Planner(account, ctx)
     plan.release_due()
@@ -234,6 +230,24 @@ def _plan_redeem(
             ),
         )
     return commit, response
+
+
+def _template_issuable(reward: Reward, template: CouponTemplate | None, now: datetime) -> None:
+    """A coupon reward sells only coupons its template may issue now: the same check as a
+    staff or rule issue (coupon_issue.usable: not retired, fixed window not over), so the
+    points never buy a coupon that is expired on arrival."""
+    reason = "coupon template missing"
+    if template is not None:
+        try:
+            coupon_issue.usable(template, now)
+            return
+        except BusinessRuleViolation as exc:
+            reason = str(exc.code)
+    raise BusinessRuleViolation(
+        "this reward cannot be redeemed now",
+        code="REWARD_UNAVAILABLE",
+        details={"reward_id": reward.reward_id, "reason": reason},
+    )
 
 
 def _issue(

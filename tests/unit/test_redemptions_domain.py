@@ -213,6 +213,32 @@ def test_given_points_whose_date_passed_when_cancelled_then_they_expire_again_at
     assert_ledger_matches_wallet(ledger, m)
 
 
+def test_given_a_coupon_reward_whose_template_window_is_over_when_redeemed_then_unavailable(
+    ledger: Ledger,
+) -> None:
+    """Given a coupon reward whose template's fixed window ended yesterday, when a member
+    redeems it, then 422 REWARD_UNAVAILABLE and nothing is written: the points must not
+    buy a coupon that is expired the moment it is issued (staff issue refuses the same
+    template with TEMPLATE_EXPIRED)."""
+    over = replace(
+        TEMPLATE,
+        template_id="tpl-over",
+        valid_days=None,
+        valid_from=NOW - timedelta(days=30),
+        valid_to=NOW - timedelta(days=1),
+    )
+    r = reward("rw-over", kind="coupon", points=100, coupon_template_id="tpl-over")
+    ledger.store.put_stock(r.reward_id, {0: 10})
+    shop = Mall(r)
+    shop.templates[over.template_id] = over
+    m = member(ledger)
+    with pytest.raises(BusinessRuleViolation) as exc:
+        mall.redeem(redeem_cmd(m, reward_id="rw-over"), context(ledger), shop())
+    assert exc.value.code == "REWARD_UNAVAILABLE"
+    assert ledger.commits == []
+    assert ledger.wallet(m).balance == 1000
+
+
 def test_given_a_shipped_gift_or_used_coupon_when_cancelled_then_409_and_nothing_written(
     ledger: Ledger,
 ) -> None:
