@@ -238,6 +238,31 @@ def test_given_points_and_cash_when_the_provider_notifies_then_signed_only_and_c
     assert cancel.status_code == 409
 
 
+@pytest.mark.parametrize(
+    ("timestamp", "signature"),
+    [
+        ("1" + "0" * 400, "ab"),  # digits, but too large for a float: OverflowError
+        ("9" * 5000, "ab"),  # past int()'s digit limit: ValueError
+        ("\u00b2", "ab"),  # '²' is a digit to str.isdigit, not to int()
+        (None, "\u00e9" * 64),  # a non-ASCII signature: compare_digest raises TypeError
+    ],
+)
+def test_given_malformed_payment_headers_when_notified_then_401_not_500(
+    seeded, app_client, timestamp: str | None, signature: str
+) -> None:
+    """Given a notification whose timestamp or signature header is odd (huge, a Unicode
+    digit, non-ASCII), when it arrives, then 401 with a code, never a 500."""
+    body = json.dumps({"payment_id": "p", "member_id": "m", "redemption_id": "r"}).encode()
+    headers = {
+        "Content-Type": "application/json",
+        "X-Payment-Timestamp": timestamp or str(int(time.time())),
+        "X-Payment-Signature": signature,
+    }
+    response = app_client.http.post("/v1/payments/notifications", headers=headers, body=body)
+    assert response.status_code == 401, response.body
+    assert response.json_body["error"]["code"] in ("INVALID_SIGNATURE", "STALE_TIMESTAMP")
+
+
 def test_given_an_unpaid_redemption_when_the_release_job_runs_late_then_it_expires(
     seeded, app_client, staff_token
 ) -> None:
