@@ -263,6 +263,34 @@ def test_given_malformed_payment_headers_when_notified_then_401_not_500(
     assert response.json_body["error"]["code"] in ("INVALID_SIGNATURE", "STALE_TIMESTAMP")
 
 
+@pytest.mark.parametrize(
+    "key",
+    [
+        {"pk": {"S": "MEMBER#{m}"}, "sk": {"S": 5}},
+        {"pk": {"S": "MEMBER#{m}"}, "sk": {"S": ["REQ#redeem#x"]}},
+        {"pk": {"S": "MEMBER#{m}"}, "sk": "REQ#redeem#x"},
+        ["pk", "sk"],
+    ],
+)
+def test_given_a_forged_redemptions_cursor_when_listing_then_400_not_500(
+    seeded, app_client, staff_token, key: Any
+) -> None:
+    """Given a cursor that decodes to JSON of the wrong shape (a number or a list where
+    the sort key's string is), when a member lists their redemptions, then 400
+    INVALID_CURSOR, never a 500."""
+    import base64
+
+    member_id = member_with_points(app_client, staff_token)
+    raw = json.dumps(key).replace("{m}", member_id).encode()
+    cursor = base64.urlsafe_b64encode(raw).decode()
+    response = app_client.http.get(
+        f"/v1/members/{member_id}/redemptions?cursor={cursor}",
+        headers=auth(token_for(member_id)),
+    )
+    assert response.status_code == 400, response.body
+    assert response.json_body["error"]["code"] == "INVALID_CURSOR"
+
+
 def test_given_an_unpaid_redemption_when_the_release_job_runs_late_then_it_expires(
     seeded, app_client, staff_token
 ) -> None:
