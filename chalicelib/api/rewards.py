@@ -62,7 +62,9 @@ def _mall() -> domain.Mall:
 
     rewards = services().rewards
     return domain.Mall(
-        reward=lambda reward_id: rewards.reward(reward_id),
+        # Read as stored (one consistent GetItem), not through the 30 s cache: the price,
+        # the retirement, the limit and the tiers decide what a member is charged.
+        reward=lambda reward_id: rewards.reward(reward_id, fresh=True),
         template=lambda template_id: find_template(template_id, consistent=True),
     )
 

@@ -62,8 +62,9 @@ _rng = random.SystemRandom()
 
 @dataclass(frozen=True)
 class Mall:
-    """What a redemption reads beside the ledger: rewards (cached config is fine: the
-    stock, read live, is what must be exact) and coupon templates."""
+    """What a redemption reads beside the ledger: rewards and coupon templates, both as
+    stored now (a reward's price, status, limit and tiers decide what is charged: a
+    cached copy would sell at an old price, or a retired reward, for a while)."""
 
     reward: Callable[[str], Reward | None]
     template: Callable[[str], CouponTemplate | None]

@@ -291,6 +291,38 @@ def test_given_a_forged_redemptions_cursor_when_listing_then_400_not_500(
     assert response.json_body["error"]["code"] == "INVALID_CURSOR"
 
 
+def test_given_a_reward_retired_or_repriced_in_another_container_when_redeemed_then_the_edit_holds(
+    seeded, app_client, staff_token
+) -> None:
+    """Given a reward this container has cached, when staff in another container (its own
+    repository and cache) reprice it and then retire it, then a redemption here pays the
+    new price, and once retired is 422 REWARD_UNAVAILABLE: what a redemption charges and
+    whether it may happen are read as stored, not from a 30 s cache."""
+    from dataclasses import replace
+
+    from chalicelib.dal.rewards import DynamoRewardRepository
+    from chalicelib.wiring import services
+
+    member_id = member_with_points(app_client, staff_token, 3000)
+    body = reward_body(points=100)
+    assert create(app_client, staff_token, body).status_code == 201
+    reward_id = body["reward_id"]
+    assert services().rewards.reward(reward_id) is not None  # cached here
+    elsewhere = DynamoRewardRepository()
+    current = elsewhere.reward(reward_id, fresh=True)
+    assert current is not None
+    repriced = replace(current, points=1000, version=current.version + 1)
+    assert elsewhere.save(repriced, current.version)
+    first = redeem(app_client, member_id, {"redemption_id": "c-1", "reward_id": reward_id})
+    assert first.status_code == 201, first.json_body
+    assert first.json_body["points_spent"] == 1000
+    retired = replace(repriced, status="retired", version=repriced.version + 1)
+    assert elsewhere.save(retired, repriced.version)
+    second = redeem(app_client, member_id, {"redemption_id": "c-2", "reward_id": reward_id})
+    assert second.status_code == 422, second.json_body
+    assert second.json_body["error"]["code"] == "REWARD_UNAVAILABLE"
+
+
 def test_given_an_unpaid_redemption_when_the_release_job_runs_late_then_it_expires(
     seeded, app_client, staff_token
 ) -> None:
