@@ -280,11 +280,14 @@ def _count_use(
     account: Account, reward: Reward, quantity: int, now: datetime
 ) -> dict[str, tuple[str, int]]:
     """The member's redemption counts with this one added; LIMIT_REACHED past the
-    reward's per-member limit (units, in its period)."""
-    counts = dict(account.redemption_counts)
+    reward's per-member limit (units, in its period). Counters of periods already over
+    are dropped (they count nothing any more): the map on the member item stays bounded
+    by the limited rewards redeemed this day, month or ever."""
     limit = reward.per_member_limit
     if limit is None:
-        return counts
+        return dict(account.redemption_counts)
+    live = {period_key(p, now) for p in ("day", "month", "year", "ever")}
+    counts = {k: v for k, v in account.redemption_counts.items() if v[0] in live}
     current = period_key(limit.period, now)
     counted, used = counts.get(reward.reward_id, ("", 0))
     used = used if counted == current else 0

@@ -148,6 +148,30 @@ def test_given_a_monthly_limit_when_reached_then_limit_reached_and_next_month_al
     assert mall.redeem(redeem_cmd(m, "c"), context(ledger, now=later), shop)[0] == 201
 
 
+def test_given_counts_of_past_periods_when_redeeming_a_limited_reward_then_they_are_dropped(
+    ledger: Ledger,
+) -> None:
+    """Given limit counters of periods long over (other rewards' days and months), when
+    the member redeems a limited reward, then only this period's and `ever` counters are
+    kept: the member item's map stays bounded by the rewards in play now, not every
+    limited reward ever redeemed (the item holds at most 400 KB)."""
+    r = reward(points=10, per_member_limit=MemberLimit(5, "day"))
+    shop = stocked(ledger, r)
+    m = member(ledger)
+    account = ledger.account(m)
+    stale = {
+        "rw-old-day": ("2024-01-01", 1),
+        "rw-old-month": ("2024-01", 2),
+        "rw-ever": ("ever", 1),
+    }
+    ledger.store.commit(Commit(m, account.version, account.wallet, [], [], redemption_counts=stale))
+    mall.redeem(redeem_cmd(m), context(ledger), shop)
+    assert ledger.account(m).redemption_counts == {
+        "rw-ever": ("ever", 1),
+        "rw-tote": ("2025-06-18", 1),
+    }
+
+
 def test_given_no_shard_holds_enough_when_redeeming_then_units_come_from_several(
     ledger: Ledger,
 ) -> None:
