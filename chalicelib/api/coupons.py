@@ -12,6 +12,7 @@ from chalicelib.api.http import (
     Call,
     acting_store,
     operation,
+    store_scoped,
 )
 from chalicelib.auth import ID_SHAPE, PosReplay
 from chalicelib.domain import coupon_issue, coupon_templates
@@ -38,7 +39,8 @@ bp = Blueprint(__name__)
 TAGS = ("coupons",)
 OPS_ONLY = Access(staff=OPS)
 # Issuing mints value: ops and admin only, not store staff (who could issue to friends).
-# A member's coupons: the member and any staff; a POS sees them when they are used.
+# A member's coupons: the member and any staff (store staff with masked codes); a POS
+# sees them when they are used.
 SELF_OR_STAFF = Access(member_self=True, staff=ALL_STAFF)
 # Redeeming at a till: a POS for its own store, or ops keying one in.
 POS_OR_OPS = Access(store=True, staff=OPS)
@@ -210,7 +212,18 @@ def list_coupons(call: Call) -> CouponList:
     coupons, cursor = coupon_issue.member_coupons(
         _coupons(), call.params["member_id"], query.status, query.limit, query.cursor, utc_now()
     )
+    assert call.principal is not None
+    if store_scoped(call.principal):
+        # A code is a bearer secret (a till redeems it with no owner check): store staff,
+        # of any store, see which coupons a member holds, never what to type.
+        coupons = [{**c, "code": masked_code(c["code"])} for c in coupons]
     return CouponList(coupons=[CouponView.model_validate(c) for c in coupons], next_cursor=cursor)
+
+
+def masked_code(shown: str) -> str:
+    """`7KQ2-M9XD-4HRT-ZC1B` -> `****-****-****-ZC1B`: enough to tell coupons apart."""
+    groups = shown.split("-")
+    return "-".join(["****"] * (len(groups) - 1) + groups[-1:])
 
 
 @operation(

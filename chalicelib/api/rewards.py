@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import time
 from typing import Any
 
@@ -53,6 +54,7 @@ TAGS = ("mall",)
 STAFF_OPS = Access(staff=OPS)
 # How far a payment notification's timestamp may be from our clock.
 PAYMENT_SKEW_SECONDS = 300
+TIMESTAMP_SHAPE = re.compile(r"[0-9]{1,12}")
 
 
 def _mall() -> domain.Mall:
@@ -60,7 +62,9 @@ def _mall() -> domain.Mall:
 
     rewards = services().rewards
     return domain.Mall(
-        reward=lambda reward_id: rewards.reward(reward_id),
+        # Read as stored (one consistent GetItem), not through the 30 s cache: the price,
+        # the retirement, the limit and the tiers decide what a member is charged.
+        reward=lambda reward_id: rewards.reward(reward_id, fresh=True),
         template=lambda template_id: find_template(template_id, consistent=True),
     )
 
@@ -431,11 +435,15 @@ def _verify_payment(call: Call) -> bytes:
     secret = services().settings.payment_notification_secret
     timestamp = headers.get("x-payment-timestamp") or ""
     signature = headers.get("x-payment-signature") or ""
-    if not secret or not timestamp.isdigit() or not signature:
+    # Unix seconds: ASCII digits, at most 12 of them (str.isdigit also takes '²', which
+    # int() refuses; a huge number overflows the float subtraction).
+    if not secret or not TIMESTAMP_SHAPE.fullmatch(timestamp) or not signature:
         raise errors.Unauthenticated("unsigned payment notification", code="INVALID_SIGNATURE")
     if abs(time.time() - int(timestamp)) > PAYMENT_SKEW_SECONDS:
         raise errors.Unauthenticated("stale payment notification", code="STALE_TIMESTAMP")
-    if not hmac.compare_digest(payment_signature(secret, timestamp, body), signature.lower()):
+    # Bytes, not str: compare_digest refuses non-ASCII str, and a header is client input.
+    given = signature.lower().encode("utf-8", "replace")
+    if not hmac.compare_digest(payment_signature(secret, timestamp, body).encode(), given):
         raise errors.Unauthenticated("bad payment signature", code="INVALID_SIGNATURE")
     return body
 

@@ -222,9 +222,16 @@ def _decode_redeem_cursor(cursor: str, member_id: str) -> dict[str, Any]:
 
     try:
         key = json.loads(base64.urlsafe_b64decode(cursor.encode()))
-        if key["pk"]["S"] != member_pk(member_id) or not key["sk"]["S"].startswith(REDEEM_PREFIX):
+        pk, sk = key["pk"]["S"], key["sk"]["S"]
+        # only strings are keys: a number or a list here is a forged cursor, not a 500
+        if (
+            not isinstance(sk, str)
+            or pk != member_pk(member_id)
+            or not sk.startswith(REDEEM_PREFIX)
+            or len(sk.encode()) > 1024
+        ):
             raise ValueError("cursor of another listing")
-        return {"pk": {"S": key["pk"]["S"]}, "sk": {"S": key["sk"]["S"]}}
+        return {"pk": {"S": pk}, "sk": {"S": sk}}
     except (ValueError, KeyError, TypeError) as exc:
         raise InvalidInput("invalid cursor", code="INVALID_CURSOR") from exc
 

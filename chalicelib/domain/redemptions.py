@@ -21,6 +21,7 @@ from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from typing import Any
 
+from chalicelib.domain import coupon_issue
 from chalicelib.domain import coupons as coupon_domain
 from chalicelib.domain.clock import program_date, rfc3339
 from chalicelib.domain.coupons import CouponChange, CouponTemplate
@@ -61,8 +62,9 @@ _rng = random.SystemRandom()
 
 @dataclass(frozen=True)
 class Mall:
-    """What a redemption reads beside the ledger: rewards (cached config is fine: the
-    stock, read live, is what must be exact) and coupon templates."""
+    """What a redemption reads beside the ledger: rewards and coupon templates, both as
+    stored now (a reward's price, status, limit and tiers decide what is charged: a
+    cached copy would sell at an old price, or a retired reward, for a while)."""
 
     reward: Callable[[str], Reward | None]
     template: Callable[[str], CouponTemplate | None]
@@ -137,12 +139,7 @@ def _plan_redeem(
     if reward.kind == "coupon":
         assert reward.coupon_template_id is not None
         template = mall.template(reward.coupon_template_id)
-        if template is None or template.status != "active":
-            raise BusinessRuleViolation(
-                "this reward cannot be redeemed now",
-                code="REWARD_UNAVAILABLE",
-                details={"reward_id": reward.reward_id, "reason": "coupon template retired"},
-            )
+        _template_issuable(reward, template, ctx.now)
 
     plan = Planner(account, ctx)
     plan.release_due()
@@ -236,6 +233,24 @@ def _plan_redeem(
     return commit, response
 
 
+def _template_issuable(reward: Reward, template: CouponTemplate | None, now: datetime) -> None:
+    """A coupon reward sells only coupons its template may issue now: the same check as a
+    staff or rule issue (coupon_issue.usable: not retired, fixed window not over), so the
+    points never buy a coupon that is expired on arrival."""
+    reason = "coupon template missing"
+    if template is not None:
+        try:
+            coupon_issue.usable(template, now)
+            return
+        except BusinessRuleViolation as exc:
+            reason = str(exc.code)
+    raise BusinessRuleViolation(
+        "this reward cannot be redeemed now",
+        code="REWARD_UNAVAILABLE",
+        details={"reward_id": reward.reward_id, "reason": reason},
+    )
+
+
 def _issue(
     template: CouponTemplate, member_id: str, redemption_id: str, quantity: int, now: datetime
 ) -> tuple[coupon_domain.Coupon, ...]:
@@ -265,11 +280,14 @@ def _count_use(
     account: Account, reward: Reward, quantity: int, now: datetime
 ) -> dict[str, tuple[str, int]]:
     """The member's redemption counts with this one added; LIMIT_REACHED past the
-    reward's per-member limit (units, in its period)."""
-    counts = dict(account.redemption_counts)
+    reward's per-member limit (units, in its period). Counters of periods already over
+    are dropped (they count nothing any more): the map on the member item stays bounded
+    by the limited rewards redeemed this day, month or ever."""
     limit = reward.per_member_limit
     if limit is None:
-        return counts
+        return dict(account.redemption_counts)
+    live = {period_key(p, now) for p in ("day", "month", "year", "ever")}
+    counts = {k: v for k, v in account.redemption_counts.items() if v[0] in live}
     current = period_key(limit.period, now)
     counted, used = counts.get(reward.reward_id, ("", 0))
     used = used if counted == current else 0

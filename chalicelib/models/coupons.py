@@ -141,7 +141,12 @@ class IssueRequest(RequestModel):
 
 
 class CouponView(ResponseModel):
-    code: str = Field(description="as shown to the member: four groups of four, dashes")
+    code: str = Field(
+        description=(
+            "as shown to the member: four groups of four, dashes (store staff: the last "
+            "group only, `****-****-****-ZC1B`)"
+        )
+    )
     member_id: str
     template_id: str
     name: str | None

@@ -305,6 +305,32 @@ def test_given_another_member_when_listing_coupons_then_403_and_a_foreign_cursor
     assert (garbage.status_code, error_code(garbage)) == (400, "INVALID_CURSOR")
 
 
+def test_given_store_staff_when_listing_a_members_coupons_then_codes_are_masked(seeded, app_client):
+    """Given a member's active coupon, when store staff (of any store) list the member's
+    coupons, then they see its state and terms but not its code: a code is a bearer
+    secret a till redeems without owner or member code (POST /v1/coupons/{code}/redeem),
+    so staff harvesting codes could spend any member's coupons at their own till."""
+    member_id = register(app_client, token_for(None, "ops"))
+    template = create_template(app_client)
+    code = issue(app_client, member_id, template["template_id"]).json_body["code"]
+    staff = auth(_store_staff())
+    response = listed(app_client, member_id, headers=staff)
+    assert response.status_code == 200, response.json_body
+    (shown,) = response.json_body["coupons"]
+    assert shown["status"] == "active"
+    assert shown["code"] != code
+    assert shown["code"] == "****-****-****-" + code[-4:]
+    own = listed(app_client, member_id).json_body["coupons"]
+    assert own[0]["code"] == code  # the member sees it whole
+    assert listed(app_client, member_id, headers=ops()).json_body["coupons"][0]["code"] == code
+
+
+def _store_staff() -> str:
+    from local.tools import member_or_staff_token
+
+    return member_or_staff_token("store_staff", None, store="store-001")
+
+
 def test_given_a_pos_when_listing_a_members_coupons_then_403(seeded, app_client, store_key):
     member_id = register(app_client, token_for(None, "ops"))
     response = Pos(app_client, store_key).send("GET", f"/v1/members/{member_id}/coupons")

@@ -148,6 +148,30 @@ def test_given_a_monthly_limit_when_reached_then_limit_reached_and_next_month_al
     assert mall.redeem(redeem_cmd(m, "c"), context(ledger, now=later), shop)[0] == 201
 
 
+def test_given_counts_of_past_periods_when_redeeming_a_limited_reward_then_they_are_dropped(
+    ledger: Ledger,
+) -> None:
+    """Given limit counters of periods long over (other rewards' days and months), when
+    the member redeems a limited reward, then only this period's and `ever` counters are
+    kept: the member item's map stays bounded by the rewards in play now, not every
+    limited reward ever redeemed (the item holds at most 400 KB)."""
+    r = reward(points=10, per_member_limit=MemberLimit(5, "day"))
+    shop = stocked(ledger, r)
+    m = member(ledger)
+    account = ledger.account(m)
+    stale = {
+        "rw-old-day": ("2024-01-01", 1),
+        "rw-old-month": ("2024-01", 2),
+        "rw-ever": ("ever", 1),
+    }
+    ledger.store.commit(Commit(m, account.version, account.wallet, [], [], redemption_counts=stale))
+    mall.redeem(redeem_cmd(m), context(ledger), shop)
+    assert ledger.account(m).redemption_counts == {
+        "rw-ever": ("ever", 1),
+        "rw-tote": ("2025-06-18", 1),
+    }
+
+
 def test_given_no_shard_holds_enough_when_redeeming_then_units_come_from_several(
     ledger: Ledger,
 ) -> None:
@@ -211,6 +235,32 @@ def test_given_points_whose_date_passed_when_cancelled_then_they_expire_again_at
     assert ledger.wallet(m).lots == {LATE: 800}
     assert [e.type for e in ledger.entries_of(m)][-3:] == ["reverse", "expire", "reverse"]
     assert_ledger_matches_wallet(ledger, m)
+
+
+def test_given_a_coupon_reward_whose_template_window_is_over_when_redeemed_then_unavailable(
+    ledger: Ledger,
+) -> None:
+    """Given a coupon reward whose template's fixed window ended yesterday, when a member
+    redeems it, then 422 REWARD_UNAVAILABLE and nothing is written: the points must not
+    buy a coupon that is expired the moment it is issued (staff issue refuses the same
+    template with TEMPLATE_EXPIRED)."""
+    over = replace(
+        TEMPLATE,
+        template_id="tpl-over",
+        valid_days=None,
+        valid_from=NOW - timedelta(days=30),
+        valid_to=NOW - timedelta(days=1),
+    )
+    r = reward("rw-over", kind="coupon", points=100, coupon_template_id="tpl-over")
+    ledger.store.put_stock(r.reward_id, {0: 10})
+    shop = Mall(r)
+    shop.templates[over.template_id] = over
+    m = member(ledger)
+    with pytest.raises(BusinessRuleViolation) as exc:
+        mall.redeem(redeem_cmd(m, reward_id="rw-over"), context(ledger), shop())
+    assert exc.value.code == "REWARD_UNAVAILABLE"
+    assert ledger.commits == []
+    assert ledger.wallet(m).balance == 1000
 
 
 def test_given_a_shipped_gift_or_used_coupon_when_cancelled_then_409_and_nothing_written(

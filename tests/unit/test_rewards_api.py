@@ -238,6 +238,91 @@ def test_given_points_and_cash_when_the_provider_notifies_then_signed_only_and_c
     assert cancel.status_code == 409
 
 
+@pytest.mark.parametrize(
+    ("timestamp", "signature"),
+    [
+        ("1" + "0" * 400, "ab"),  # digits, but too large for a float: OverflowError
+        ("9" * 5000, "ab"),  # past int()'s digit limit: ValueError
+        ("\u00b2", "ab"),  # '²' is a digit to str.isdigit, not to int()
+        (None, "\u00e9" * 64),  # a non-ASCII signature: compare_digest raises TypeError
+    ],
+)
+def test_given_malformed_payment_headers_when_notified_then_401_not_500(
+    seeded, app_client, timestamp: str | None, signature: str
+) -> None:
+    """Given a notification whose timestamp or signature header is odd (huge, a Unicode
+    digit, non-ASCII), when it arrives, then 401 with a code, never a 500."""
+    body = json.dumps({"payment_id": "p", "member_id": "m", "redemption_id": "r"}).encode()
+    headers = {
+        "Content-Type": "application/json",
+        "X-Payment-Timestamp": timestamp or str(int(time.time())),
+        "X-Payment-Signature": signature,
+    }
+    response = app_client.http.post("/v1/payments/notifications", headers=headers, body=body)
+    assert response.status_code == 401, response.body
+    assert response.json_body["error"]["code"] in ("INVALID_SIGNATURE", "STALE_TIMESTAMP")
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        {"pk": {"S": "MEMBER#{m}"}, "sk": {"S": 5}},
+        {"pk": {"S": "MEMBER#{m}"}, "sk": {"S": ["REQ#redeem#x"]}},
+        {"pk": {"S": "MEMBER#{m}"}, "sk": "REQ#redeem#x"},
+        ["pk", "sk"],
+    ],
+)
+def test_given_a_forged_redemptions_cursor_when_listing_then_400_not_500(
+    seeded, app_client, staff_token, key: Any
+) -> None:
+    """Given a cursor that decodes to JSON of the wrong shape (a number or a list where
+    the sort key's string is), when a member lists their redemptions, then 400
+    INVALID_CURSOR, never a 500."""
+    import base64
+
+    member_id = member_with_points(app_client, staff_token)
+    raw = json.dumps(key).replace("{m}", member_id).encode()
+    cursor = base64.urlsafe_b64encode(raw).decode()
+    response = app_client.http.get(
+        f"/v1/members/{member_id}/redemptions?cursor={cursor}",
+        headers=auth(token_for(member_id)),
+    )
+    assert response.status_code == 400, response.body
+    assert response.json_body["error"]["code"] == "INVALID_CURSOR"
+
+
+def test_given_a_reward_retired_or_repriced_in_another_container_when_redeemed_then_the_edit_holds(
+    seeded, app_client, staff_token
+) -> None:
+    """Given a reward this container has cached, when staff in another container (its own
+    repository and cache) reprice it and then retire it, then a redemption here pays the
+    new price, and once retired is 422 REWARD_UNAVAILABLE: what a redemption charges and
+    whether it may happen are read as stored, not from a 30 s cache."""
+    from dataclasses import replace
+
+    from chalicelib.dal.rewards import DynamoRewardRepository
+    from chalicelib.wiring import services
+
+    member_id = member_with_points(app_client, staff_token, 3000)
+    body = reward_body(points=100)
+    assert create(app_client, staff_token, body).status_code == 201
+    reward_id = body["reward_id"]
+    assert services().rewards.reward(reward_id) is not None  # cached here
+    elsewhere = DynamoRewardRepository()
+    current = elsewhere.reward(reward_id, fresh=True)
+    assert current is not None
+    repriced = replace(current, points=1000, version=current.version + 1)
+    assert elsewhere.save(repriced, current.version)
+    first = redeem(app_client, member_id, {"redemption_id": "c-1", "reward_id": reward_id})
+    assert first.status_code == 201, first.json_body
+    assert first.json_body["points_spent"] == 1000
+    retired = replace(repriced, status="retired", version=repriced.version + 1)
+    assert elsewhere.save(retired, repriced.version)
+    second = redeem(app_client, member_id, {"redemption_id": "c-2", "reward_id": reward_id})
+    assert second.status_code == 422, second.json_body
+    assert second.json_body["error"]["code"] == "REWARD_UNAVAILABLE"
+
+
 def test_given_an_unpaid_redemption_when_the_release_job_runs_late_then_it_expires(
     seeded, app_client, staff_token
 ) -> None:
