@@ -379,8 +379,10 @@ def get_redemption(call: Call) -> RedemptionView:
     tags=TAGS,
     summary=(
         "Cancel: stock and points go back (points keep their expiry dates; expired ones are "
-        "not revived); cash paid is refunded by the payment provider (cash_refund_due). "
-        "409 REDEMPTION_NOT_CANCELLABLE once shipped, delivered or a coupon was used"
+        "not revived). A redemption whose cash part was paid is cancelled by staff only, "
+        "who refund the cash through the payment provider (cash_refund_due). "
+        "409 REDEMPTION_NOT_CANCELLABLE once shipped, delivered, a coupon was used, or "
+        "(a member) the cash was paid"
     ),
     error_statuses=(401, 403, 404, 409, 503),
 )
@@ -391,6 +393,7 @@ def cancel_redemption(call: Call) -> RedemptionView:
         call.params["redemption_id"],
         call.principal.subject,
         points_context(),
+        by_staff=call.principal.is_staff,
     )
     return RedemptionView.model_validate(view)
 

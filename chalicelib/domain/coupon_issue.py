@@ -329,28 +329,27 @@ def redeem(store: CouponStore, request: Redemption, now: datetime) -> dict[str, 
     raise Unavailable("coupon contended; retry", code="CONTENDED")
 
 
+REFUSAL_MESSAGES = {
+    "COUPON_VOID": "this coupon was cancelled",
+    "COUPON_NOT_YET_VALID": "this coupon is not valid yet",
+    "COUPON_EXPIRED": "this coupon has expired",
+    "COUPON_NOT_VALID_HERE": "this coupon is not valid at this store",
+}
+
+
 def refuse(coupon: Coupon, store_id: str, now: datetime) -> None:
-    """Why this coupon cannot be used at this store now, if it cannot."""
-    if coupon.status == "used":
-        raise Conflict("this coupon was already used", code="COUPON_USED")
-    if coupon.status == "void":
-        raise BusinessRuleViolation("this coupon was cancelled", code="COUPON_VOID")
-    if now > coupon.valid_to:
-        raise BusinessRuleViolation(
-            "this coupon has expired",
-            code="COUPON_EXPIRED",
-            details={"valid_to": rfc3339(coupon.valid_to)},
-        )
-    if now < coupon.valid_from:
-        raise BusinessRuleViolation(
-            "this coupon is not valid yet",
-            code="COUPON_NOT_YET_VALID",
-            details={"valid_from": rfc3339(coupon.valid_from)},
-        )
-    if coupon.terms.stores and store_id not in coupon.terms.stores:
-        raise BusinessRuleViolation(
-            "this coupon is not valid at this store", code="COUPON_NOT_VALID_HERE"
-        )
+    """Why this coupon cannot be used at this store now, if it cannot (Coupon.refusal,
+    as a till's purchase judges it): used is a conflict, the rest business rules."""
+    reason = coupon.refusal(store_id, now)
+    if reason is None:
+        return
+    if reason == "COUPON_USED":
+        raise Conflict("this coupon was already used", code=reason)
+    details = {
+        "COUPON_NOT_YET_VALID": {"valid_from": rfc3339(max(coupon.valid_from, coupon.issued_at))},
+        "COUPON_EXPIRED": {"valid_to": rfc3339(coupon.valid_to)},
+    }.get(reason, {})
+    raise BusinessRuleViolation(REFUSAL_MESSAGES[reason], code=reason, details=details)
 
 
 def redeemed_view(coupon: Coupon, request: Redemption) -> dict[str, Any]:

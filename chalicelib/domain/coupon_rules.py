@@ -146,17 +146,7 @@ def _refusal(coupon: Coupon | None, member_id: str, store_id: str, at: datetime)
         return "COUPON_NOT_FOUND"
     if coupon.member_id != member_id:
         return "COUPON_NOT_OWNED"
-    if coupon.status == "used":
-        return "COUPON_USED"
-    if coupon.status == "void":
-        return "COUPON_VOID"
-    if at < max(coupon.valid_from, coupon.issued_at):
-        return "COUPON_NOT_YET_VALID"
-    if at > coupon.valid_to:
-        return "COUPON_EXPIRED"
-    if coupon.terms.stores and store_id not in coupon.terms.stores:
-        return "COUPON_NOT_VALID_HERE"
-    return None
+    return coupon.refusal(store_id, at)
 
 
 def _in_categories(coupon: Coupon, item: Item) -> bool:

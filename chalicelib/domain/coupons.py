@@ -69,6 +69,22 @@ class Coupon:
             return "expired"
         return "active"
 
+    def refusal(self, store_id: str, at: datetime) -> str | None:
+        """Why this coupon cannot be used at `store_id` at `at` (an error code), or None.
+        The one rule a till's purchase and `POST /v1/coupons/{code}/redeem` both apply;
+        a coupon is never valid before it was issued."""
+        if self.status == "used":
+            return "COUPON_USED"
+        if self.status == "void":
+            return "COUPON_VOID"
+        if at < max(self.valid_from, self.issued_at):
+            return "COUPON_NOT_YET_VALID"
+        if at > self.valid_to:
+            return "COUPON_EXPIRED"
+        if self.terms.stores and store_id not in self.terms.stores:
+            return "COUPON_NOT_VALID_HERE"
+        return None
+
 
 @dataclass(frozen=True)
 class CouponChange:

@@ -52,7 +52,6 @@ from chalicelib.errors import (
     Conflict,
     InvalidInput,
     NotFound,
-    Unavailable,
 )
 
 MAX_QUANTITY = 10
@@ -251,6 +250,16 @@ def _template_issuable(reward: Reward, template: CouponTemplate | None, now: dat
     )
 
 
+def _issuable_now(template: CouponTemplate | None, now: datetime) -> bool:
+    if template is None:
+        return False
+    try:
+        coupon_issue.usable(template, now)
+    except BusinessRuleViolation:
+        return False
+    return True
+
+
 def _issue(
     template: CouponTemplate, member_id: str, redemption_id: str, quantity: int, now: datetime
 ) -> tuple[coupon_domain.Coupon, ...]:
@@ -421,9 +430,14 @@ def _cancellable(data: dict[str, Any]) -> None:
     )
 
 
-def cancel(member_id: str, redemption_id: str, actor: str, ctx: Context) -> dict[str, Any]:
-    """Cancel: stock and points go back (cash paid is the payment provider's to refund:
-    `cash_refund_due`). Cancelling a cancelled redemption answers its state again."""
+def cancel(
+    member_id: str, redemption_id: str, actor: str, ctx: Context, *, by_staff: bool = False
+) -> dict[str, Any]:
+    """Cancel: stock and points go back. Cash paid is the payment provider's to refund,
+    and nothing here reaches the provider: so only staff cancel a redemption whose cash
+    was paid, and the answer (and the record) says `cash_refund_due` for them to refund
+    it there; a member asking is refused (REDEMPTION_NOT_CANCELLABLE, reason
+    `cash_paid`). Cancelling a cancelled redemption answers its state again."""
 
     def attempt() -> dict[str, Any]:
         record = _record(ctx, member_id, redemption_id)
@@ -431,12 +445,18 @@ def cancel(member_id: str, redemption_id: str, actor: str, ctx: Context) -> dict
         if data.get("status") == "cancelled":
             return redemption_view(data)
         _cancellable(data)
+        if not by_staff and _cash_paid(data):
+            raise Conflict(
+                "the cash part was paid: staff cancel this redemption and refund the cash",
+                code="REDEMPTION_NOT_CANCELLABLE",
+                details={"status": data.get("status"), "reason": "cash_paid"},
+            )
         voids = _void_coupons(ctx, record) if data.get("coupons") else []
         account = _account(ctx, member_id)
         plan = Planner(account, ctx)
         plan.release_due()
         extra = _give_back(plan, record, "redemption cancelled", voids)
-        paid = data.get("status") == "completed" and int(data.get("cash_due") or 0) > 0
+        paid = _cash_paid(data)
         changes = {
             "status": "cancelled",
             "cancelled_at": rfc3339(ctx.now),
@@ -448,6 +468,10 @@ def cancel(member_id: str, redemption_id: str, actor: str, ctx: Context) -> dict
         return redemption_view({**data, **changes})
 
     return _retrying(ctx, attempt)
+
+
+def _cash_paid(data: dict[str, Any]) -> bool:
+    return data.get("status") == "completed" and int(data.get("cash_due") or 0) > 0
 
 
 def _commit_update(
@@ -558,8 +582,17 @@ def payment_notified(notice: PaymentNotice, ctx: Context, mall: Mall) -> dict[st
         issued: tuple[coupon_domain.Coupon, ...] = ()
         if data.get("coupon_template_id"):
             template = mall.template(str(data["coupon_template_id"]))
-            if template is None:  # pragma: no cover - templates are retired, not deleted
-                raise Unavailable("the reward's coupon template is missing", code="CONTENDED")
+            if not _issuable_now(template, ctx.now):
+                # Retired, or its window ended while the payment was awaited: the coupons
+                # bought would be unusable. Released as a late payment is (points and
+                # stock back), and the provider refunds the money.
+                release_hold(notice.member_id, notice.redemption_id, ctx)
+                raise Conflict(
+                    "the reward's coupon can no longer be issued: refund the payment",
+                    code="REDEMPTION_EXPIRED",
+                    details={"status": "expired", "reason": "coupon_template_unavailable"},
+                )
+            assert template is not None
             issued = _issue(
                 template, notice.member_id, notice.redemption_id, int(data["quantity"]), ctx.now
             )

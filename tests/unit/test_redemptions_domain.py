@@ -342,8 +342,15 @@ def test_given_points_and_cash_when_paid_then_completed_and_hold_dropped(ledger:
     assert len(ledger.commits) == 2
     with pytest.raises(Conflict):
         mall.payment_notified(notice(m, pid="p2"), context(ledger), shop)
-    # cancelled after payment: the cash is the provider's to refund
-    assert mall.cancel(m, "r1", "member", context(ledger))["cash_refund_due"] == 2000
+    # cancelled after payment: a member is refused (nothing here reaches the provider);
+    # staff cancel it and are told the cash to refund there
+    with pytest.raises(Conflict) as refused:
+        mall.cancel(m, "r1", "member", context(ledger))
+    assert refused.value.code == "REDEMPTION_NOT_CANCELLABLE"
+    assert refused.value.details["reason"] == "cash_paid"
+    assert len(ledger.commits) == 2
+    cancelled = mall.cancel(m, "r1", "ops-1", context(ledger), by_staff=True)
+    assert cancelled["cash_refund_due"] == 2000
 
 
 def test_given_unpaid_when_released_then_everything_returns_and_late_payment_is_refused(
@@ -386,6 +393,27 @@ def test_given_a_points_and_cash_coupon_reward_then_coupons_come_with_the_paymen
     view = mall.payment_notified(notice(m, amount=500), context(ledger), shop)
     assert len(view["coupons"]) == 1
     assert len(ledger.commits[-1].new_coupons) == 1
+
+
+def test_given_a_coupon_reward_whose_template_retires_while_awaiting_payment_when_paid_then_released_and_409(
+    ledger: Ledger,
+) -> None:
+    """Given a points + cash coupon reward awaiting payment, when its template is retired
+    before the payment arrives, then the payment is answered 409 REDEMPTION_EXPIRED (the
+    provider refunds it), points and stock come back, and no coupon is issued."""
+    r = reward("rw-10off", kind="coupon", points=100, cash=500, coupon_template_id="tpl-10")
+    holder = Mall(r)
+    ledger.store.put_stock(r.reward_id, {0: 5})
+    m = member(ledger)
+    mall.redeem(redeem_cmd(m, reward_id="rw-10off"), context(ledger), holder())
+    holder.templates["tpl-10"] = replace(TEMPLATE, status="retired")
+    with pytest.raises(Conflict) as exc:
+        mall.payment_notified(notice(m, amount=500), context(ledger), holder())
+    assert exc.value.code == "REDEMPTION_EXPIRED"
+    assert ledger.wallet(m).balance == 1000
+    assert sum(ledger.stock(r.reward_id).values()) == 5
+    assert all(commit.new_coupons == () for commit in ledger.commits)
+    assert mall.get_redemption(m, "r1", context(ledger))["status"] == "expired"
 
 
 # ---- a small sequence property: balance == sum of the ledger, stock == initial - held -------
