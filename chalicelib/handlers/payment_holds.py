@@ -17,9 +17,9 @@ from chalicelib.dal.mall import HOLD_SHARDS
 from chalicelib.dal.rewards import delete_hold, holds_due
 from chalicelib.domain import redemptions
 from chalicelib.domain.clock import rfc3339
-from chalicelib.errors import DomainError
+from chalicelib.errors import DomainError, NotFound
 from chalicelib.handlers.payloads import event_time
-from chalicelib.observability import logger
+from chalicelib.observability import logger, metrics
 from chalicelib.wiring import points_context
 
 # A run stops after this many releases; the next run (a minute later) goes on.
@@ -36,8 +36,19 @@ def run_release(event: dict[str, Any]) -> dict[str, Any]:
         for member_id, redemption_id, due_at in holds_due(shard, until, limit=MAX_PER_RUN):
             try:
                 status = redemptions.release_hold(member_id, redemption_id, ctx)
+            except NotFound:
+                # No such redemption or member any more: the hold can never be released,
+                # and left in place it would sit at the front of its shard's range.
+                logger.warning(
+                    "hold without its redemption", extra={"redemption_id": redemption_id}
+                )
+                delete_hold(member_id, redemption_id, due_at)
+                skipped += 1
+                continue
             except DomainError:
+                # Contended past its retries: the next run tries again.
                 logger.exception("hold release failed", extra={"redemption_id": redemption_id})
+                metrics.add_metric(name="HoldReleasesFailed", unit="Count", value=1)
                 failed += 1
                 continue
             if status == "expired":

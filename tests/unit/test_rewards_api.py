@@ -388,3 +388,29 @@ def test_given_a_coupon_reward_when_redeemed_over_http_then_the_coupon_is_in_the
     coupon = response.json_body["coupon"]
     assert len(coupon["code"]) == 19
     assert coupon["valid_to"] > datetime.now(UTC).isoformat()[:10]
+
+
+def test_given_a_hold_whose_redemption_is_gone_when_the_release_job_runs_then_it_is_dropped(
+    seeded, app_client, staff_token
+) -> None:
+    """Given a payment hold naming no redemption (a crash, or an erased member), when the
+    release job runs, then it deletes the hold instead of failing on it every run at the
+    front of its shard's range."""
+    from datetime import UTC, datetime
+
+    from chalicelib.dal.mall import hold_item
+    from chalicelib.dal.rewards import holds_due
+    from chalicelib.domain.records import HoldChange
+    from chalicelib.handlers.payment_holds import run_release
+    from chalicelib.wiring import services
+
+    services()  # binds the item classes to the test tables
+    due = datetime(2026, 1, 1, tzinfo=UTC)
+    hold_item(HoldChange("mbr_nobody", "gone-1", due, "put")).save()
+    result = run_release({"time": "2026-06-01T00:00:00Z"})
+    assert (result["skipped"], result["failed"]) == (1, 0)
+    assert all(
+        redemption != "gone-1"
+        for shard in range(4)
+        for _, redemption, _ in holds_due(shard, "2999-01-01T00:00:00.000Z")
+    )
