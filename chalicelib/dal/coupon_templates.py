@@ -7,15 +7,14 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from pynamodb.exceptions import DoesNotExist, TransactWriteError
-from pynamodb.transactions import TransactWrite
+from pynamodb.exceptions import DoesNotExist
 
 from chalicelib.dal.coupons import terms_from_data, terms_to_data
-from chalicelib.dal.tables import ProgramItem, reason_codes, update_if
+from chalicelib.dal.program import add_listed
+from chalicelib.dal.tables import ProgramItem, update_if
 from chalicelib.domain.clock import rfc3339
 from chalicelib.domain.coupons import CouponTemplate
 from chalicelib.domain.stores import FirstAnswer
-from chalicelib.errors import Unavailable
 
 TEMPLATE_SK = "TEMPLATE"
 LISTING_PK = "COUPON_TEMPLATES"
@@ -86,22 +85,7 @@ def add_template(
         updated_at=at,
     )
     listing = ProgramItem(pk=LISTING_PK, sk=template.template_id, kind="listing")
-    try:
-        with TransactWrite(connection=ProgramItem._get_connection().connection) as txn:
-            txn.save(entity, condition=ProgramItem.pk.does_not_exist())
-            txn.save(listing, condition=ProgramItem.pk.does_not_exist())
-    except TransactWriteError as exc:
-        try:
-            existing = ProgramItem.get(entity.pk, entity.sk, consistent_read=True)
-        except DoesNotExist:
-            if "TransactionConflict" in reason_codes(exc):
-                # the same id being created by a request still in flight
-                raise Unavailable("contended; retry", code="CONTENDED") from exc
-            raise exc from None
-        data = existing.data.as_dict() if existing.data is not None else {}
-        hashed = data.get("request_hash")
-        return FirstAnswer(str(hashed) if hashed else None, dict(data.get("response") or {}))
-    return None
+    return add_listed(entity, listing)
 
 
 def template_times(template_id: str) -> dict[str, str]:

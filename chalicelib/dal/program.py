@@ -307,9 +307,7 @@ class DynamoProgramRepository:
             data=data,
             updated_at=dealer.created_at,
         )
-        return self._add_listed(
-            entity, ProgramItem(pk="DEALERS", sk=dealer.dealer_id, kind="listing")
-        )
+        return add_listed(entity, ProgramItem(pk="DEALERS", sk=dealer.dealer_id, kind="listing"))
 
     def add_store(
         self, store: Store, request_hash: str, response: dict[str, Any]
@@ -330,32 +328,10 @@ class DynamoProgramRepository:
             data=data,
             updated_at=store.updated_at,
         )
-        found = self._add_listed(
-            entity, ProgramItem(pk="STORES", sk=store.store_id, kind="listing")
-        )
+        found = add_listed(entity, ProgramItem(pk="STORES", sk=store.store_id, kind="listing"))
         if found is None:
             self._cache.put(f"store:{store.store_id}", store, seconds=STORE_CACHE_SECONDS)
         return found
-
-    def _add_listed(self, entity: ProgramItem, listing: ProgramItem) -> FirstAnswer | None:
-        """Write an entity and its listing entry, both only if new. None when written;
-        otherwise what the first create stored (its request hash and answer)."""
-        try:
-            with TransactWrite(connection=_connection()) as txn:
-                txn.save(entity, condition=ProgramItem.pk.does_not_exist())
-                txn.save(listing, condition=ProgramItem.pk.does_not_exist())
-        except TransactWriteError as exc:
-            try:
-                existing = ProgramItem.get(entity.pk, entity.sk, consistent_read=True)
-            except DoesNotExist:
-                if "TransactionConflict" in reason_codes(exc):
-                    # The same id being created by a request still in flight.
-                    raise Unavailable("contended; retry", code="CONTENDED") from exc
-                raise exc from None
-            data = _data(existing)
-            hashed = data.get("request_hash")
-            return FirstAnswer(str(hashed) if hashed else None, dict(data.get("response") or {}))
-        return None
 
     def update_store(self, store_id: str, changes: dict[str, Any], now: str) -> Store | None:
         item = ProgramItem(pk=f"STORE#{store_id}", sk="STORE")
@@ -435,6 +411,28 @@ class DynamoProgramRepository:
         revoked = _store_key(item)
         self._cache.put(f"key:{key_id}", revoked, seconds=KEY_CACHE_SECONDS)
         return revoked
+
+
+def add_listed(entity: ProgramItem, listing: ProgramItem) -> FirstAnswer | None:
+    """Write an entity and its listing entry, both only if new (stores, dealers, coupon
+    templates). None when written; otherwise what the first create stored (its request
+    hash and answer)."""
+    try:
+        with TransactWrite(connection=_connection()) as txn:
+            txn.save(entity, condition=ProgramItem.pk.does_not_exist())
+            txn.save(listing, condition=ProgramItem.pk.does_not_exist())
+    except TransactWriteError as exc:
+        try:
+            existing = ProgramItem.get(entity.pk, entity.sk, consistent_read=True)
+        except DoesNotExist:
+            if "TransactionConflict" in reason_codes(exc):
+                # The same id being created by a request still in flight.
+                raise Unavailable("contended; retry", code="CONTENDED") from exc
+            raise exc from None
+        data = _data(existing)
+        hashed = data.get("request_hash")
+        return FirstAnswer(str(hashed) if hashed else None, dict(data.get("response") or {}))
+    return None
 
 
 def _tiers_item(tiers: tuple[Tier, ...], version: int) -> ProgramItem:
