@@ -3,6 +3,8 @@ coupon at a till outside a purchase (api.md, Rewards, coupons, redemptions)."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from chalice.app import Blueprint
 
 from chalicelib.api.http import (
@@ -15,25 +17,33 @@ from chalicelib.api.http import (
     store_scoped,
 )
 from chalicelib.auth import ID_SHAPE, PosReplay
-from chalicelib.domain import coupon_issue, coupon_templates
 from chalicelib.domain.clock import utc_now
 from chalicelib.domain.coupons import CouponTemplate
 from chalicelib.domain.stores import open_store
 from chalicelib.errors import NotFound
-from chalicelib.models.coupons import (
-    CouponList,
-    CouponQuery,
-    CouponView,
-    IssueRequest,
-    RedeemRequest,
-    RedeemResponse,
-    TemplateList,
-    TemplatePageQuery,
-    TemplatePatch,
-    TemplateRequest,
-    TemplateView,
-)
+from chalicelib.lazy import LazyModule
 from chalicelib.wiring import services
+
+if TYPE_CHECKING:
+    from chalicelib.domain import coupon_issue, coupon_templates
+    from chalicelib.models import coupons as models
+    from chalicelib.models.coupons import (
+        CouponList,
+        CouponQuery,
+        CouponView,
+        IssueRequest,
+        RedeemRequest,
+        RedeemResponse,
+        TemplateList,
+        TemplatePageQuery,
+        TemplatePatch,
+        TemplateRequest,
+        TemplateView,
+    )
+else:
+    models = LazyModule("chalicelib.models.coupons")
+    coupon_issue = LazyModule("chalicelib.domain.coupon_issue")
+    coupon_templates = LazyModule("chalicelib.domain.coupon_templates")
 
 bp = Blueprint(__name__)
 TAGS = ("coupons",)
@@ -70,8 +80,8 @@ def _template_id(call: Call) -> str:
     "/v1/admin/coupon-templates",
     "POST",
     access=OPS_ONLY,
-    body=TemplateRequest,
-    response=TemplateView,
+    body="chalicelib.models.coupons:TemplateRequest",
+    response="chalicelib.models.coupons:TemplateView",
     status=201,
     tags=TAGS,
     summary=(
@@ -99,7 +109,7 @@ def create_template(call: Call) -> TemplateView:
         valid_to=request.valid_to,
     )
     body = coupon_templates.create_template(template, _templates(), utc_now())
-    return TemplateView.model_validate(body)
+    return models.TemplateView.model_validate(body)
 
 
 @operation(
@@ -107,8 +117,8 @@ def create_template(call: Call) -> TemplateView:
     "/v1/admin/coupon-templates",
     "GET",
     access=OPS_ONLY,
-    query=TemplatePageQuery,
-    response=TemplateList,
+    query="chalicelib.models.coupons:TemplatePageQuery",
+    response="chalicelib.models.coupons:TemplateList",
     tags=TAGS,
     summary="Coupon templates in id order, paged",
     error_statuses=(400, 401, 403),
@@ -118,9 +128,9 @@ def list_templates(call: Call) -> TemplateList:
 
     query: TemplatePageQuery = call.query
     templates, cursor = page(query.limit, query.cursor)
-    return TemplateList(
+    return models.TemplateList(
         templates=[
-            TemplateView.model_validate(coupon_templates.template_view(t)) for t in templates
+            models.TemplateView.model_validate(coupon_templates.template_view(t)) for t in templates
         ],
         next_cursor=cursor,
     )
@@ -131,14 +141,14 @@ def list_templates(call: Call) -> TemplateList:
     "/v1/admin/coupon-templates/{template_id}",
     "GET",
     access=OPS_ONLY,
-    response=TemplateView,
+    response="chalicelib.models.coupons:TemplateView",
     tags=TAGS,
     summary="A coupon template",
     error_statuses=(401, 403, 404),
 )
 def get_template(call: Call) -> TemplateView:
     template = coupon_templates.get_template(_template_id(call), _templates())
-    return TemplateView.model_validate(coupon_templates.template_view(template))
+    return models.TemplateView.model_validate(coupon_templates.template_view(template))
 
 
 @operation(
@@ -146,8 +156,8 @@ def get_template(call: Call) -> TemplateView:
     "/v1/admin/coupon-templates/{template_id}",
     "PATCH",
     access=OPS_ONLY,
-    body=TemplatePatch,
-    response=TemplateView,
+    body="chalicelib.models.coupons:TemplatePatch",
+    response="chalicelib.models.coupons:TemplateView",
     tags=TAGS,
     summary=(
         "Edit or retire a template (send the version you read: 409 VERSION_CONFLICT); "
@@ -167,7 +177,7 @@ def patch_template(call: Call) -> TemplateView:
     edited = coupon_templates.edit_template(
         _template_id(call), request.version, changes, _templates(), utc_now()
     )
-    return TemplateView.model_validate(coupon_templates.template_view(edited))
+    return models.TemplateView.model_validate(coupon_templates.template_view(edited))
 
 
 @operation(
@@ -175,8 +185,8 @@ def patch_template(call: Call) -> TemplateView:
     "/v1/admin/members/{member_id}/coupons",
     "POST",
     access=OPS_ONLY,
-    body=IssueRequest,
-    response=CouponView,
+    body="chalicelib.models.coupons:IssueRequest",
+    response="chalicelib.models.coupons:CouponView",
     status=201,
     tags=TAGS,
     summary=(
@@ -190,7 +200,7 @@ def issue_coupon(call: Call) -> CouponView:
     body = coupon_issue.staff_issue(
         _coupons(), call.params["member_id"], request.issue_id, request.template_id, utc_now()
     )
-    return CouponView.model_validate(body)
+    return models.CouponView.model_validate(body)
 
 
 @operation(
@@ -198,8 +208,8 @@ def issue_coupon(call: Call) -> CouponView:
     "/v1/members/{member_id}/coupons",
     "GET",
     access=SELF_OR_STAFF,
-    query=CouponQuery,
-    response=CouponList,
+    query="chalicelib.models.coupons:CouponQuery",
+    response="chalicelib.models.coupons:CouponList",
     tags=TAGS,
     summary=(
         "The member's coupons, newest first (status: active, used, expired, void); a page "
@@ -217,7 +227,9 @@ def list_coupons(call: Call) -> CouponList:
         # A code is a bearer secret (a till redeems it with no owner check): store staff,
         # of any store, see which coupons a member holds, never what to type.
         coupons = [{**c, "code": masked_code(c["code"])} for c in coupons]
-    return CouponList(coupons=[CouponView.model_validate(c) for c in coupons], next_cursor=cursor)
+    return models.CouponList(
+        coupons=[models.CouponView.model_validate(c) for c in coupons], next_cursor=cursor
+    )
 
 
 def masked_code(shown: str) -> str:
@@ -231,8 +243,8 @@ def masked_code(shown: str) -> str:
     "/v1/coupons/{code}/redeem",
     "POST",
     access=POS_OR_OPS,
-    body=RedeemRequest,
-    response=RedeemResponse,
+    body="chalicelib.models.coupons:RedeemRequest",
+    response="chalicelib.models.coupons:RedeemResponse",
     tags=TAGS,
     summary=(
         "Use a coupon for a till's transaction, outside a purchase: exactly once (the same "
@@ -253,4 +265,4 @@ def redeem_coupon(call: Call) -> RedeemResponse:
         coupon_issue.Redemption(call.params["code"], store_id, request.transaction_id),
         utc_now(),
     )
-    return RedeemResponse.model_validate(body)
+    return models.RedeemResponse.model_validate(body)

@@ -28,6 +28,7 @@ from chalicelib.auth import (
     spend_nonce,
     verify_pos_request,
 )
+from chalicelib.lazy import resolve
 from chalicelib.observability import logger
 
 STATUS_BY_ERROR: tuple[tuple[type[errors.DomainError], int], ...] = (
@@ -42,6 +43,8 @@ STATUS_BY_ERROR: tuple[tuple[type[errors.DomainError], int], ...] = (
     (errors.Unavailable, 503),
 )
 JSON_HEADERS = {"Content-Type": "application/json"}
+# A route's request or response model: the class, or "module:Class" (chalicelib/lazy.py)
+ModelRef = type[BaseModel] | str | None
 
 
 def status_for(exc: errors.DomainError) -> int:
@@ -118,9 +121,10 @@ class Operation:
     summary: str
     tags: tuple[str, ...]
     access: Access
-    body: type[BaseModel] | None
-    query: type[BaseModel] | None
-    response: type[BaseModel] | None
+    # A model class, or "module:Class" imported on first use (chalicelib/lazy.py)
+    body_ref: ModelRef
+    query_ref: ModelRef
+    response_ref: ModelRef
     status: int
     error_statuses: tuple[int, ...] = field(default_factory=tuple)
     not_writable: frozenset[str] = frozenset()
@@ -128,6 +132,18 @@ class Operation:
     path_params: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     # What keeps a signed POS request from being replayed on this route (auth.PosReplay).
     pos_replay: PosReplay = PosReplay.NONCE
+
+    @property
+    def body(self) -> type[BaseModel] | None:
+        return resolve(self.body_ref)  # type: ignore[no-any-return]
+
+    @property
+    def query(self) -> type[BaseModel] | None:
+        return resolve(self.query_ref)  # type: ignore[no-any-return]
+
+    @property
+    def response(self) -> type[BaseModel] | None:
+        return resolve(self.response_ref)  # type: ignore[no-any-return]
 
 
 OPERATIONS: list[Operation] = []
@@ -154,9 +170,9 @@ def operation(
     access: Access,
     summary: str,
     tags: tuple[str, ...],
-    body: type[BaseModel] | None = None,
-    query: type[BaseModel] | None = None,
-    response: type[BaseModel] | None = None,
+    body: ModelRef = None,
+    query: ModelRef = None,
+    response: ModelRef = None,
     status: int = 200,
     error_statuses: tuple[int, ...] = (),
     not_writable: frozenset[str] = frozenset(),
@@ -171,9 +187,9 @@ def operation(
             summary=summary,
             tags=tags,
             access=access,
-            body=body,
-            query=query,
-            response=response,
+            body_ref=body,
+            query_ref=query,
+            response_ref=response,
             status=status,
             error_statuses=error_statuses,
             not_writable=not_writable,

@@ -6,7 +6,7 @@ import hashlib
 import hmac
 import re
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from chalice.app import Blueprint
 
@@ -22,32 +22,35 @@ from chalicelib.api.http import (
 )
 from chalicelib.api.members import SELF_OR_OPS
 from chalicelib.api.points import replayable
-from chalicelib.domain import redemptions as domain
 from chalicelib.domain.clock import rfc3339, utc_now
-from chalicelib.domain.rewards import (
-    MemberLimit,
-    Reward,
-    check_reward,
-    default_shards,
-    edited,
-)
 from chalicelib.ids import request_hash
-from chalicelib.models.rewards import (
-    AdminRewardView,
-    FulfilmentRequest,
-    PageQuery,
-    PaymentNotification,
-    RedemptionPage,
-    RedemptionRequest,
-    RedemptionResponse,
-    RedemptionView,
-    RewardPage,
-    RewardPatch,
-    RewardQuery,
-    RewardRequest,
-    RewardView,
-)
+from chalicelib.lazy import LazyModule
 from chalicelib.wiring import points_context, services
+
+if TYPE_CHECKING:
+    from chalicelib.domain import redemptions as domain
+    from chalicelib.domain import rewards as rewards_domain
+    from chalicelib.domain.rewards import (
+        Reward,
+    )
+    from chalicelib.models import rewards as models
+    from chalicelib.models.rewards import (
+        AdminRewardView,
+        FulfilmentRequest,
+        PageQuery,
+        PaymentNotification,
+        RedemptionPage,
+        RedemptionRequest,
+        RedemptionView,
+        RewardPage,
+        RewardPatch,
+        RewardQuery,
+        RewardRequest,
+    )
+else:
+    domain = LazyModule("chalicelib.domain.redemptions")
+    rewards_domain = LazyModule("chalicelib.domain.rewards")
+    models = LazyModule("chalicelib.models.rewards")
 
 bp = Blueprint(__name__)
 TAGS = ("mall",)
@@ -102,7 +105,7 @@ def _reward_fields(reward: Reward, stock_left: int) -> dict[str, Any]:
 
 
 def _admin_view(reward: Reward, stock_left: int) -> AdminRewardView:
-    return AdminRewardView(
+    return models.AdminRewardView(
         **_reward_fields(reward, stock_left),
         stock_shards=reward.stock_shards,
         version=reward.version,
@@ -119,8 +122,8 @@ def _admin_view(reward: Reward, stock_left: int) -> AdminRewardView:
     "/v1/admin/rewards",
     "POST",
     access=STAFF_OPS,
-    body=RewardRequest,
-    response=AdminRewardView,
+    body="chalicelib.models.rewards:RewardRequest",
+    response="chalicelib.models.rewards:AdminRewardView",
     status=201,
     tags=("admin", *TAGS),
     summary=(
@@ -133,7 +136,7 @@ def create_reward(call: Call) -> AdminRewardView:
     request: RewardRequest = call.body
     hashed = request_hash(request.model_dump(mode="json"))
     now = rfc3339(utc_now())
-    reward = Reward(
+    reward = rewards_domain.Reward(
         reward_id=request.reward_id,
         name=request.name,
         name_en=request.name_en,
@@ -143,9 +146,11 @@ def create_reward(call: Call) -> AdminRewardView:
         kind=request.kind,
         points=request.points,
         cash=request.cash,
-        stock_shards=request.stock_shards or default_shards(request.stock),
+        stock_shards=request.stock_shards or rewards_domain.default_shards(request.stock),
         per_member_limit=(
-            MemberLimit(request.per_member_limit.count, request.per_member_limit.period)
+            rewards_domain.MemberLimit(
+                request.per_member_limit.count, request.per_member_limit.period
+            )
             if request.per_member_limit
             else None
         ),
@@ -159,7 +164,7 @@ def create_reward(call: Call) -> AdminRewardView:
     rewards = services().rewards
     existing_hash = rewards.request_hash(reward.reward_id)
     if existing_hash is None:
-        check_reward(reward, _template_active(reward.coupon_template_id))
+        rewards_domain.check_reward(reward, _template_active(reward.coupon_template_id))
         if rewards.create(reward, request.stock, hashed):
             return _admin_view(reward, request.stock)
         existing_hash = rewards.request_hash(reward.reward_id)
@@ -183,7 +188,7 @@ def _current_view(reward_id: str) -> AdminRewardView:
     "/v1/admin/rewards/{reward_id}",
     "GET",
     access=STAFF_OPS,
-    response=AdminRewardView,
+    response="chalicelib.models.rewards:AdminRewardView",
     tags=("admin", *TAGS),
     summary="A reward as configured, with its stock left (read consistently)",
     error_statuses=(401, 403, 404),
@@ -197,8 +202,8 @@ def get_reward(call: Call) -> AdminRewardView:
     "/v1/admin/rewards/{reward_id}",
     "PATCH",
     access=STAFF_OPS,
-    body=RewardPatch,
-    response=AdminRewardView,
+    body="chalicelib.models.rewards:RewardPatch",
+    response="chalicelib.models.rewards:AdminRewardView",
     tags=("admin", *TAGS),
     summary=(
         "Edit a reward (send the version read: 409 VERSION_CONFLICT if it changed); "
@@ -221,7 +226,7 @@ def patch_reward(call: Call) -> AdminRewardView:
         )
     changes = request.model_dump(exclude_none=True, exclude={"version", "stock"})
     if request.per_member_limit is not None:
-        changes["per_member_limit"] = MemberLimit(
+        changes["per_member_limit"] = rewards_domain.MemberLimit(
             request.per_member_limit.count, request.per_member_limit.period
         )
     if request.tiers is not None:
@@ -229,9 +234,9 @@ def patch_reward(call: Call) -> AdminRewardView:
     for name in ("valid_from", "valid_to"):
         if getattr(request, name) is not None:
             changes[name] = getattr(request, name)
-    updated = edited(reward, changes, utc_now()) if changes else reward
+    updated = rewards_domain.edited(reward, changes, utc_now()) if changes else reward
     if changes:
-        check_reward(updated, True if updated.kind == "coupon" else None)
+        rewards_domain.check_reward(updated, True if updated.kind == "coupon" else None)
         if not rewards.save(updated, reward.version):
             raise errors.Conflict(
                 "the reward changed meanwhile; reload it", code="VERSION_CONFLICT"
@@ -249,8 +254,8 @@ def patch_reward(call: Call) -> AdminRewardView:
     "/v1/rewards",
     "GET",
     access=Access(member=True, staff=ALL_STAFF),
-    query=RewardQuery,
-    response=RewardPage,
+    query="chalicelib.models.rewards:RewardQuery",
+    response="chalicelib.models.rewards:RewardPage",
     tags=TAGS,
     summary=(
         "Rewards open for redemption, by reward id, paged (filters tier, kind, in_stock; "
@@ -281,12 +286,12 @@ def list_rewards(call: Call) -> RewardPage:
         stock_left = left.get(reward.reward_id, 0)
         if query.in_stock is not None and (stock_left > 0) != query.in_stock:
             continue
-        view = RewardView(**_reward_fields(reward, stock_left))
+        view = models.RewardView(**_reward_fields(reward, stock_left))
         if account is not None:
             view.affordable = account.wallet.balance >= reward.points
             view.eligible = reward.allows_tier(account.member.tier_code)
         views.append(view)
-    return RewardPage(rewards=views, next_cursor=cursor)
+    return models.RewardPage(rewards=views, next_cursor=cursor)
 
 
 # ---- redemptions ---------------------------------------------------------------------------
@@ -297,8 +302,8 @@ def list_rewards(call: Call) -> RewardPage:
     "/v1/members/{member_id}/redemptions",
     "POST",
     access=Access(member_self=True, staff=OPS, store=True),
-    body=RedemptionRequest,
-    response=RedemptionResponse,
+    body="chalicelib.models.rewards:RedemptionRequest",
+    response="chalicelib.models.rewards:RedemptionResponse",
     status=201,
     tags=TAGS,
     summary=(
@@ -327,7 +332,7 @@ def post_redemption(call: Call) -> object:
         points_context(),
         _mall(),
     )
-    return replayable(status, RedemptionResponse.model_validate(body))
+    return replayable(status, models.RedemptionResponse.model_validate(body))
 
 
 @operation(
@@ -335,8 +340,8 @@ def post_redemption(call: Call) -> object:
     "/v1/members/{member_id}/redemptions",
     "GET",
     access=SELF_OR_OPS,
-    query=PageQuery,
-    response=RedemptionPage,
+    query="chalicelib.models.rewards:PageQuery",
+    response="chalicelib.models.rewards:RedemptionPage",
     tags=TAGS,
     summary="The member's redemptions, ordered by redemption id, paged",
     error_statuses=(400, 401, 403),
@@ -347,8 +352,10 @@ def list_redemptions(call: Call) -> RedemptionPage:
     query: PageQuery = call.query
     services()  # binds the tables
     records, cursor = redemption_page(call.params["member_id"], query.limit, query.cursor)
-    return RedemptionPage(
-        redemptions=[RedemptionView.model_validate(domain.redemption_view(r)) for r in records],
+    return models.RedemptionPage(
+        redemptions=[
+            models.RedemptionView.model_validate(domain.redemption_view(r)) for r in records
+        ],
         next_cursor=cursor,
     )
 
@@ -358,7 +365,7 @@ def list_redemptions(call: Call) -> RedemptionPage:
     "/v1/members/{member_id}/redemptions/{redemption_id}",
     "GET",
     access=SELF_OR_OPS,
-    response=RedemptionView,
+    response="chalicelib.models.rewards:RedemptionView",
     tags=TAGS,
     summary="One redemption: status, fulfilment, coupons, payment",
     error_statuses=(401, 403, 404),
@@ -367,7 +374,7 @@ def get_redemption(call: Call) -> RedemptionView:
     view = domain.get_redemption(
         call.params["member_id"], call.params["redemption_id"], points_context()
     )
-    return RedemptionView.model_validate(view)
+    return models.RedemptionView.model_validate(view)
 
 
 @operation(
@@ -375,7 +382,7 @@ def get_redemption(call: Call) -> RedemptionView:
     "/v1/members/{member_id}/redemptions/{redemption_id}/cancel",
     "POST",
     access=SELF_OR_OPS,
-    response=RedemptionView,
+    response="chalicelib.models.rewards:RedemptionView",
     tags=TAGS,
     summary=(
         "Cancel: stock and points go back (points keep their expiry dates; expired ones are "
@@ -395,7 +402,7 @@ def cancel_redemption(call: Call) -> RedemptionView:
         points_context(),
         by_staff=call.principal.is_staff,
     )
-    return RedemptionView.model_validate(view)
+    return models.RedemptionView.model_validate(view)
 
 
 @operation(
@@ -403,8 +410,8 @@ def cancel_redemption(call: Call) -> RedemptionView:
     "/v1/admin/members/{member_id}/redemptions/{redemption_id}/fulfilment",
     "POST",
     access=STAFF_OPS,
-    body=FulfilmentRequest,
-    response=RedemptionView,
+    body="chalicelib.models.rewards:FulfilmentRequest",
+    response="chalicelib.models.rewards:RedemptionView",
     tags=("admin", *TAGS),
     summary="Move a gift forward (placed -> shipped -> delivered); 409 INVALID_FULFILMENT",
     error_statuses=(400, 401, 403, 404, 409),
@@ -418,7 +425,7 @@ def post_fulfilment(call: Call) -> RedemptionView:
         request.tracking_no,
         points_context(),
     )
-    return RedemptionView.model_validate(view)
+    return models.RedemptionView.model_validate(view)
 
 
 # ---- payment notifications (server to server) ----------------------------------------------
@@ -456,7 +463,7 @@ def _verify_payment(call: Call) -> bytes:
     "/v1/payments/notifications",
     "POST",
     access=PUBLIC,
-    response=RedemptionView,
+    response="chalicelib.models.rewards:RedemptionView",
     tags=TAGS,
     summary=(
         "The payment provider confirms (paid) or fails a points + cash redemption; signed: "
@@ -468,7 +475,7 @@ def _verify_payment(call: Call) -> bytes:
 )
 def post_payment_notification(call: Call) -> RedemptionView:
     body = _verify_payment(call)
-    notice: PaymentNotification = parse_body(PaymentNotification, body, frozenset())  # type: ignore[assignment]
+    notice: PaymentNotification = parse_body(models.PaymentNotification, body, frozenset())  # type: ignore[assignment]
     view = domain.payment_notified(
         domain.PaymentNotice(
             payment_id=notice.payment_id,
@@ -481,4 +488,4 @@ def post_payment_notification(call: Call) -> RedemptionView:
         points_context(),
         _mall(),
     )
-    return RedemptionView.model_validate(view)
+    return models.RedemptionView.model_validate(view)

@@ -42,6 +42,44 @@ def test_given_a_fresh_interpreter_when_the_app_is_imported_then_no_model_is_bui
     assert built == "[]"  # ...and none of them built
 
 
+# Route modules that name their models and domain code lazily (chalicelib/lazy.py).
+_LAZY_AT_IMPORT = """
+import sys
+import app
+lazy = ["chalicelib.models.coupons", "chalicelib.models.rewards",
+        "chalicelib.domain.redemptions", "chalicelib.domain.rewards",
+        "chalicelib.domain.coupon_issue", "chalicelib.domain.coupon_templates"]
+print(sorted(name for name in lazy if name in sys.modules))
+"""
+
+
+def test_given_a_fresh_interpreter_when_the_app_is_imported_then_mall_and_coupon_code_waits() -> (
+    None
+):
+    """The mall's and coupons' models and domain modules are imported by the first request
+    that uses them, not by every cold start (their routes name them as "module:Class")."""
+    proc = subprocess.run(
+        [sys.executable, "-c", _LAZY_AT_IMPORT],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
+    assert proc.stdout.strip() == "[]"
+
+
+def test_given_lazy_route_models_when_the_document_is_built_then_they_resolve() -> None:
+    import app  # noqa: F401  (registers the routes)
+    from chalicelib.api.http import OPERATIONS
+
+    lazy = [op for op in OPERATIONS if isinstance(op.body_ref or op.response_ref, str)]
+    assert lazy  # the mall's and coupons' routes
+    for op in lazy:
+        assert op.response is not None
+        assert op.response.__module__ == str(op.response_ref).partition(":")[0]
+
+
 def test_given_the_services_when_built_then_every_item_class_uses_one_client(
     moto_tables: dict[str, str],
 ) -> None:
