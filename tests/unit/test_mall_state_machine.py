@@ -318,32 +318,40 @@ class MallMachine(RuleBasedStateMachine):
         assert self.snapshot() == before
 
     @precondition(lambda self: bool(self.redemptions))
-    @rule(data=st.data(), twice=st.booleans())
-    def cancel(self, data: st.DataObject, twice: bool) -> None:
+    @rule(data=st.data(), twice=st.booleans(), by_staff=st.booleans())
+    def cancel(self, data: st.DataObject, twice: bool, by_staff: bool) -> None:
         with_coupons = [r for r in self.redemptions if r.coupons]
         choices = st.sampled_from(self.redemptions)
         if with_coupons:
             choices = st.one_of(choices, st.sampled_from(with_coupons))
         red = data.draw(choices)
+        actor = "ops-1" if by_staff else "member"
         coupons_used = any(self.coupons[c].status != "active" for c in red.coupons)
         cancellable = red.status in ("completed", "awaiting_payment") and not coupons_used
+        # cash paid: only staff cancel (they refund it through the payment provider)
+        cash_paid = red.status == "completed" and red.payment_id is not None
         before = self.snapshot()
         balance = self.repo.balance(red.member_id)
         debt = self.repo.wallet(red.member_id).debt
         if red.status == "cancelled":
-            view = mall.cancel(red.member_id, red.redemption_id, "member", self.ctx())
+            view = mall.cancel(
+                red.member_id, red.redemption_id, actor, self.ctx(), by_staff=by_staff
+            )
             assert view["status"] == "cancelled"
             assert self.snapshot() == before
             return
         event(f"cancel {red.status}{' coupon used' if coupons_used else ''}")
-        if not cancellable:
+        if not cancellable or (cash_paid and not by_staff):
             with pytest.raises(Conflict) as conflict:
-                mall.cancel(red.member_id, red.redemption_id, "member", self.ctx())
+                mall.cancel(red.member_id, red.redemption_id, actor, self.ctx(), by_staff=by_staff)
             assert conflict.value.code == "REDEMPTION_NOT_CANCELLABLE"
+            if cancellable:
+                event("member refused: cash paid")
+                assert conflict.value.details["reason"] == "cash_paid"
             assert self.snapshot() == before
             return
         period = self.limit_period(red)
-        view = mall.cancel(red.member_id, red.redemption_id, "member", self.ctx())
+        view = mall.cancel(red.member_id, red.redemption_id, actor, self.ctx(), by_staff=by_staff)
         assert view["status"] == "cancelled"
         assert view["cash_refund_due"] == (
             int(red.answer[1]["cash_due"]) if red.payment_id is not None else 0
@@ -356,7 +364,8 @@ class MallMachine(RuleBasedStateMachine):
         self.check_given_back(red, balance, debt)
         if twice:
             after = self.snapshot()
-            assert mall.cancel(red.member_id, red.redemption_id, "member", self.ctx()) == view
+            again = mall.cancel(red.member_id, red.redemption_id, "member", self.ctx())
+            assert again == view
             assert self.snapshot() == after
 
     def cash_redemptions(self) -> list[RedemptionModel]:
