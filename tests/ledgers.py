@@ -403,9 +403,9 @@ class DynamoStore:
         to_item(member).save()
 
     def put_request(self, record: RequestRecord) -> None:
-        from chalicelib.dal.ledger import _request_item
+        from chalicelib.dal.ledger import request_item
 
-        _request_item(record).save()
+        request_item(record).save()
 
     def put_code(self, code: MemberCode) -> None:
         from chalicelib.dal.member_codes import CODE_SK, code_pk, epoch

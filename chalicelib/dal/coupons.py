@@ -11,6 +11,7 @@ from typing import Any
 
 from pynamodb.expressions.condition import Condition
 
+from chalicelib.dal.cursors import encode_cursor
 from chalicelib.dal.tables import CouponItem
 from chalicelib.domain.clock import rfc3339
 from chalicelib.domain.coupons import Coupon, CouponChange, CouponTemplate, CouponTerms
@@ -242,16 +243,12 @@ class DynamoCouponRepository:
             else {}
         )
         coupons = [found[coupon_pk(c)] for c in codes if coupon_pk(c) in found]
-        return coupons, _encode_cursor(last) if last else None
+        return coupons, encode_cursor(last) if last else None
 
 
 def _connection() -> Any:
     """The Members table's own connection, for transactions."""
     return CouponItem._get_connection().connection
-
-
-def _encode_cursor(key: dict[str, Any]) -> str:
-    return base64.urlsafe_b64encode(json.dumps(key, separators=(",", ":")).encode()).decode()
 
 
 def _decode_cursor(cursor: str, member_id: str) -> dict[str, Any]:

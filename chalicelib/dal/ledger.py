@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import json
 import zlib
 from datetime import date, datetime
@@ -19,6 +18,7 @@ from chalicelib.dal.coupons import (
     coupon_item,
     coupon_pk,
 )
+from chalicelib.dal.cursors import decode_cursor, encode_cursor
 from chalicelib.dal.mall import hold_item, read_stock, stock_move
 from chalicelib.dal.member_codes import consume_code, find_member_code
 from chalicelib.dal.members import MEMBER_SK, from_item, member_pk
@@ -148,7 +148,7 @@ def _entry(item: LedgerEntryItem) -> Entry:
     )
 
 
-def _request_item(record: RequestRecord) -> RequestItem:
+def request_item(record: RequestRecord) -> RequestItem:
     pk, sk = request_key(record.ref)
     return RequestItem(
         pk=pk,
@@ -194,10 +194,7 @@ class DynamoLedgerRepository:
         return account_from_item(item)
 
     def get_request(self, ref: RequestRef, *, consistent: bool = True) -> RequestRecord | None:
-        try:
-            return _request(RequestItem.get(*request_key(ref), consistent_read=consistent), ref)
-        except DoesNotExist:
-            return None
+        return find_request(ref, consistent=consistent)
 
     def reference(self, purchase: PurchaseRef) -> str:
         return purchase_pk(purchase)
@@ -230,7 +227,7 @@ class DynamoLedgerRepository:
                     txn.save(_entry_item(entry))
                     puts.append("entry")
                 for record in commit.new_requests:
-                    txn.save(_request_item(record), condition=RequestItem.pk.does_not_exist())
+                    txn.save(request_item(record), condition=RequestItem.pk.does_not_exist())
                     puts.append("new_request")
                 for coupon in commit.new_coupons:
                     # 80 random bits: a taken code is a defect, not a race to re-plan
@@ -388,7 +385,7 @@ class DynamoLedgerRepository:
     def list_entries(
         self, member_id: str, limit: int, cursor: str | None
     ) -> tuple[list[Entry], str | None]:
-        start = _decode_cursor(cursor, member_id) if cursor else None
+        start = decode_cursor(cursor, member_pk(member_id), "LEDGER#") if cursor else None
         query = LedgerEntryItem.query(
             member_pk(member_id),
             LedgerEntryItem.sk.startswith("LEDGER#"),
@@ -398,32 +395,12 @@ class DynamoLedgerRepository:
         )
         entries = [_entry(item) for item in query]
         last = query.last_evaluated_key
-        return entries, _encode_cursor(last) if last else None
-
-
-def _encode_cursor(key: dict[str, Any]) -> str:
-    return base64.urlsafe_b64encode(json.dumps(key, separators=(",", ":")).encode()).decode()
-
-
-def _decode_cursor(cursor: str, member_id: str) -> dict[str, Any]:
-    try:
-        key = json.loads(base64.urlsafe_b64decode(cursor.encode()))
-        if key["pk"]["S"] != member_pk(member_id) or not key["sk"]["S"].startswith("LEDGER#"):
-            raise ValueError("cursor of another listing")
-        return {"pk": {"S": key["pk"]["S"]}, "sk": {"S": key["sk"]["S"]}}
-    except (ValueError, KeyError, TypeError) as exc:
-        raise InvalidInput("invalid cursor", code="INVALID_CURSOR") from exc
-
-
-# Request records outside a points commit (a coupon issue: chalicelib/dal/coupons.py), in
-# the same format and under the same keys.
-
-
-def request_item(record: RequestRecord) -> RequestItem:
-    return _request_item(record)
+        return entries, encode_cursor(last) if last else None
 
 
 def find_request(ref: RequestRef, *, consistent: bool = True) -> RequestRecord | None:
+    """A request record by what it answers: the repository's read, and a coupon issue's
+    outside a points commit (chalicelib/dal/coupons.py), under the same keys."""
     try:
         return _request(RequestItem.get(*request_key(ref), consistent_read=consistent), ref)
     except DoesNotExist:

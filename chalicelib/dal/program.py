@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import json
 import time
 from collections.abc import Collection
 from dataclasses import asdict, replace
@@ -13,6 +11,7 @@ from pynamodb.connection import Connection
 from pynamodb.exceptions import DoesNotExist, PutError, TransactWriteError
 from pynamodb.transactions import TransactWrite
 
+from chalicelib.dal.cursors import decode_cursor, encode_cursor
 from chalicelib.dal.tables import (
     GuardItem,
     ProgramItem,
@@ -30,7 +29,7 @@ from chalicelib.domain.program import (
 )
 from chalicelib.domain.stores import Dealer, FirstAnswer, Store, StoreKey
 from chalicelib.domain.tiers import DEFAULT_TIERS, Tier, TierBenefits
-from chalicelib.errors import Conflict, InvalidInput, Unavailable
+from chalicelib.errors import Conflict, Unavailable
 from chalicelib.retry import Again, retry
 
 TIERS_PK, TIERS_SK = "PROGRAM", "TIERS"
@@ -502,7 +501,7 @@ def _store_key(item: StoreKeyItem) -> StoreKey:
 
 def _listing(pk: str, prefix: str, limit: int, cursor: str | None) -> tuple[list[str], str | None]:
     """Ids from a listing partition, in id order, paged with an opaque cursor."""
-    start = _decode_cursor(cursor, pk, prefix) if cursor else None
+    start = decode_cursor(cursor, pk, prefix) if cursor else None
     query = ProgramItem.query(
         pk,
         ProgramItem.sk.startswith(prefix) if prefix else None,
@@ -512,11 +511,7 @@ def _listing(pk: str, prefix: str, limit: int, cursor: str | None) -> tuple[list
     )
     ids = [item.sk.removeprefix(prefix) for item in query]
     last = query.last_evaluated_key
-    return ids, _encode_cursor(last) if last else None
-
-
-def _encode_cursor(key: dict[str, Any]) -> str:
-    return base64.urlsafe_b64encode(json.dumps(key, separators=(",", ":")).encode()).decode()
+    return ids, encode_cursor(last) if last else None
 
 
 def _listed_data(kind: str, ids: list[str]) -> list[tuple[str, dict[str, Any]]]:
@@ -527,19 +522,6 @@ def _listed_data(kind: str, ids: list[str]) -> list[tuple[str, dict[str, Any]]]:
         for item in ProgramItem.batch_get([(f"{kind}#{i}", kind) for i in ids])
     }
     return [(i, _data(items[i])) for i in ids if i in items]
-
-
-def _decode_cursor(cursor: str, pk: str, prefix: str) -> dict[str, Any]:
-    try:
-        key = json.loads(base64.urlsafe_b64decode(cursor.encode()))
-        sk = str(key["sk"]["S"])
-        # A key DynamoDB would refuse (empty, over its 1,024-byte sort-key limit) is a
-        # client's error, not ours: refuse it before the query.
-        if key["pk"]["S"] != pk or not sk.startswith(prefix) or not 0 < len(sk.encode()) <= 1024:
-            raise ValueError("cursor of another listing")
-        return {"pk": {"S": pk}, "sk": {"S": sk}}
-    except (ValueError, KeyError, TypeError) as exc:
-        raise InvalidInput("invalid cursor", code="INVALID_CURSOR") from exc
 
 
 class DynamoGuardRepository:

@@ -14,13 +14,13 @@ from typing import Any
 from pynamodb.exceptions import DoesNotExist, TransactWriteError
 from pynamodb.transactions import TransactWrite
 
-from chalicelib.dal.ledger import _encode_cursor
+from chalicelib.dal.cursors import decode_cursor, encode_cursor
 from chalicelib.dal.mall import hold_pk, read_stock, reward_pk, stock_sk
 from chalicelib.dal.members import member_pk
 from chalicelib.dal.program import CACHE_SECONDS, _connection, _listing, _TtlCache
 from chalicelib.dal.tables import HoldItem, ProgramItem, RequestItem, StockShardItem, reason_codes
 from chalicelib.domain.rewards import Reward, reward_from_data, reward_to_data, spread
-from chalicelib.errors import Conflict, InvalidInput, Unavailable
+from chalicelib.errors import Conflict, Unavailable
 from chalicelib.retry import Again, retry
 
 REWARD_SK = "REWARD"
@@ -201,7 +201,7 @@ def redemption_page(
     member_id: str, limit: int, cursor: str | None
 ) -> tuple[list[dict[str, Any]], str | None]:
     """The member's redemption records' data, by redemption id, paged."""
-    start = _decode_redeem_cursor(cursor, member_id) if cursor else None
+    start = decode_cursor(cursor, member_pk(member_id), REDEEM_PREFIX) if cursor else None
     query = RequestItem.query(
         member_pk(member_id),
         RequestItem.sk.startswith(REDEEM_PREFIX),
@@ -213,27 +213,7 @@ def redemption_page(
         for item in query
     ]
     last = query.last_evaluated_key
-    return records, _encode_cursor(last) if last else None
-
-
-def _decode_redeem_cursor(cursor: str, member_id: str) -> dict[str, Any]:
-    import base64
-    import json
-
-    try:
-        key = json.loads(base64.urlsafe_b64decode(cursor.encode()))
-        pk, sk = key["pk"]["S"], key["sk"]["S"]
-        # only strings are keys: a number or a list here is a forged cursor, not a 500
-        if (
-            not isinstance(sk, str)
-            or pk != member_pk(member_id)
-            or not sk.startswith(REDEEM_PREFIX)
-            or len(sk.encode()) > 1024
-        ):
-            raise ValueError("cursor of another listing")
-        return {"pk": {"S": pk}, "sk": {"S": sk}}
-    except (ValueError, KeyError, TypeError) as exc:
-        raise InvalidInput("invalid cursor", code="INVALID_CURSOR") from exc
+    return records, encode_cursor(last) if last else None
 
 
 # ---- payment holds due (the release job) ------------------------------------------------
