@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bench import common
 from bench.common import local_env
 from bench.ddbunits import (
     CapacityMeter,
@@ -259,17 +260,13 @@ def in_process(quick: bool) -> dict[str, Any]:
     from chalice.test import Client
 
     import app as app_module
-    from local import ddb
     from local.infra import create_tables
 
     q = 1 if quick else 0
-    with tempfile.TemporaryDirectory(prefix="bench-redemptions-") as tmp:
-        port = ddb.free_port()
-        log(f"starting DynamoDB Local (in memory) on {port}")
-        proc = ddb.start(port, None, Path(tmp) / "dynamodb.log")
+    with common.dynamodb_local("redemptions") as endpoint:
         meter = CapacityMeter()
         try:
-            env = local_env(f"http://127.0.0.1:{port}")
+            env = local_env(endpoint)
             with environment(env):
                 region = env["AWS_REGION"]
                 admin = boto3.client("dynamodb", region_name=region)  # never metered
@@ -324,8 +321,6 @@ def in_process(quick: bool) -> dict[str, Any]:
                     latency = measure_latency(run, bare, handler, baseline, q)
         finally:
             meter.uninstall()
-            ddb.stop(proc)
-            log("DynamoDB Local stopped")
     return {"units": units, "latency": latency, "probe": probe}
 
 
