@@ -126,18 +126,14 @@ def run_request(
             if existing is None:  # pragma: no cover - the condition said it exists
                 raise Unavailable("request record vanished; retry") from None
             return replay(existing, hashed)
-        except (VersionConflict, CouponTaken, StockShort) as exc:
+        except RACES:
             # Often the winner of the race was this very request sent twice (a POS retry
             # storm): then the answer is already there and there is nothing to redo.
-            # Otherwise re-read and re-plan: a coupon another till used meanwhile is then
-            # read as used (and refused, COUPON_USED); a stock shard emptied meanwhile,
-            # as empty (another shard may still hold the stock).
+            # Otherwise re-read and re-plan (retry_commit).
             existing = ctx.repo.get_request(key, consistent=True)
             if existing is not None:
                 return replay(existing, hashed)
-            if isinstance(exc, VersionConflict):
-                raise
-            raise VersionConflict() from exc
+            raise
 
     try:
         return retry_commit(ctx, attempt, "too busy; retry")
@@ -150,13 +146,19 @@ def run_request(
         raise invalid_code() from None
 
 
+# What a commit can lose to another writer, and a new plan may win: the member (or a
+# record) changed since it was read; a coupon another till used meanwhile (read again, it
+# is refused: COUPON_USED); a stock shard emptied meanwhile (another may still hold stock).
+RACES = (VersionConflict, CouponTaken, StockShort)
+
+
 def retry_commit(ctx: Context, attempt: Callable[[], T], busy: str) -> T:
-    """Re-read and re-plan after a lost version race, backing off; 503 CONTENDED when the
+    """Re-read and re-plan after a lost race (RACES), backing off; 503 CONTENDED when the
     member never stops changing."""
     return retry(
         attempt,
         attempts=COMMIT_ATTEMPTS,
-        retry_on=VersionConflict,
+        retry_on=RACES,
         exhausted=lambda: Unavailable(busy, code="CONTENDED"),
         sleep=ctx.sleep,
     )

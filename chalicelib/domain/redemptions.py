@@ -37,14 +37,11 @@ from chalicelib.domain.points import (
 from chalicelib.domain.records import (
     Account,
     Commit,
-    CouponTaken,
     HoldChange,
     MemberRequestRef,
     RecordUpdate,
     RequestRecord,
     StockMove,
-    StockShort,
-    VersionConflict,
 )
 from chalicelib.domain.rewards import Reward, pick_shards
 from chalicelib.errors import (
@@ -467,7 +464,7 @@ def cancel(
         _commit_update(ctx, plan, record, changes, extra)
         return redemption_view({**data, **changes})
 
-    return _retrying(ctx, attempt)
+    return retry_commit(ctx, attempt, "the redemption is busy; retry")
 
 
 def _cash_paid(data: dict[str, Any]) -> bool:
@@ -483,16 +480,6 @@ def _commit_update(
 ) -> None:
     update = RecordUpdate(record.ref, record.version, changes)
     ctx.repo.commit(plan.commit([], updated_request=update, **(extra or {})))
-
-
-def _retrying(ctx: Context, attempt: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-    def once() -> dict[str, Any]:
-        try:
-            return attempt()
-        except (StockShort, CouponTaken) as exc:
-            raise VersionConflict() from exc
-
-    return retry_commit(ctx, once, "the redemption is busy; retry")
 
 
 def release_hold(member_id: str, redemption_id: str, ctx: Context) -> str:
@@ -518,7 +505,7 @@ def release_hold(member_id: str, redemption_id: str, ctx: Context) -> str:
         _commit_update(ctx, plan, record, changes, extra)
         return {"status": "expired"}
 
-    return str(_retrying(ctx, attempt)["status"])
+    return str(retry_commit(ctx, attempt, "the redemption is busy; retry")["status"])
 
 
 # ---- payment -----------------------------------------------------------------------------
@@ -601,7 +588,7 @@ def payment_notified(notice: PaymentNotice, ctx: Context, mall: Mall) -> dict[st
         _commit_update(ctx, plan, record, changes, extra)
         return redemption_view({**data, **changes})
 
-    return _retrying(ctx, attempt)
+    return retry_commit(ctx, attempt, "the redemption is busy; retry")
 
 
 # ---- fulfilment ----------------------------------------------------------------------------
@@ -639,4 +626,4 @@ def fulfil(
         _commit_update(ctx, plan, record, changes)
         return redemption_view({**data, **changes})
 
-    return _retrying(ctx, attempt)
+    return retry_commit(ctx, attempt, "the redemption is busy; retry")
