@@ -264,6 +264,28 @@ class ProgramItem(Model):
     updated_at = UnicodeAttribute(null=True)
 
 
+class AuditItem(Model):
+    """Program table: AUDIT#<program day> / <at>#<entry_id>, one staff action
+    (chalicelib/dal/audit.py). Append-only."""
+
+    class Meta(_Meta):
+        pass
+
+    pk = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True)
+    kind = UnicodeAttribute(default="audit")
+    entry_id = UnicodeAttribute()
+    at = UnicodeAttribute()
+    actor = UnicodeAttribute()
+    role = UnicodeAttribute()
+    actor_store = UnicodeAttribute(null=True)
+    action = UnicodeAttribute()
+    target = UnicodeAttribute()
+    request_id = UnicodeAttribute(null=True)
+    before = MapAttribute[str, Any](null=True)
+    after = MapAttribute[str, Any](null=True)
+
+
 class StockShardItem(Model):
     """REWARD#<id> / STOCK#<shard>: one part of a reward's stock. A hot reward's stock is
     split over several shards, so concurrent redemptions take from different items
@@ -373,7 +395,12 @@ MEMBERS_TABLE_MODELS: tuple[type[Model], ...] = (
     TierHistoryItem,
     CouponItem,
 )
-PROGRAM_TABLE_MODELS: tuple[type[Model], ...] = (ProgramItem, StoreKeyItem, StockShardItem)
+PROGRAM_TABLE_MODELS: tuple[type[Model], ...] = (
+    ProgramItem,
+    StoreKeyItem,
+    StockShardItem,
+    AuditItem,
+)
 RUNTIME_TABLE_MODELS: tuple[type[Model], ...] = (
     GuardItem,
     JobRunItem,
