@@ -101,8 +101,15 @@ class MemberItem(Model):
     sk = UnicodeAttribute(range_key=True)
     kind = UnicodeAttribute(default="member")
     member_id = UnicodeAttribute()
-    phone = UnicodeAttribute()
+    phone = UnicodeAttribute(null=True)
     channel = UnicodeAttribute()
+    # Personal data at rest (issue "Personal data"): `pii` is the member's personal
+    # fields (phone, name, gender, birthday, email, external ids) encrypted with the
+    # member's own data key; `data_key` is that key, wrapped (chalicelib/dal/crypto.py).
+    # Erasing a member removes both (crypto-shredding) and sets `erased_at`.
+    pii = BinaryAttribute(legacy_encoding=False, null=True)
+    data_key = BinaryAttribute(legacy_encoding=False, null=True)
+    erased_at = UnicodeAttribute(null=True)
     name = UnicodeAttribute(null=True)
     gender = UnicodeAttribute(null=True)
     birthday = UnicodeAttribute(null=True)
