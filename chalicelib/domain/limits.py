@@ -140,7 +140,7 @@ class Limiter:
     ) -> None:
         self.limits = limits
         self._counter = counter
-        self._clock = clock
+        self.clock = clock  # epoch seconds; tests move it
         self._max = max_remembered
         self._refused: dict[Subject, int] = {}  # subject -> end of the full window
         self._lock = threading.Lock()  # `chalice local` serves requests on threads
@@ -157,7 +157,7 @@ class Limiter:
         limit = self.limits.limit(subject.scope)
         if limit <= 0:
             return
-        now = self._clock()
+        now = self.clock()
         window = self.window(now)
         full_until = self._refused.get(subject)
         if full_until is not None and full_until > now:
