@@ -2,7 +2,8 @@
 
 One item per caller, scope and window: `RATE#<scope>#<caller>#<window start>` / `RATE`,
 `n` the requests counted and `expires_at` (TTL, clean-up only) a minute after the window.
-Counting is one `UpdateItem`: `ADD n 1`, on condition `n` absent or `n < limit`. Under
+Counting is one `UpdateItem`: `ADD n :count`, on condition `n` absent or
+`n <= limit - count` (a lease of `count` requests, domain/limits.Limiter). Under
 1 KB, so 1 write unit, admitted or refused (a failed conditional write is billed too);
 no read. Each window is a new partition key, so a busy store's counter is one key for one
 minute (10 writes/s at 600/min, far below a partition's 1,000/s).
@@ -25,15 +26,17 @@ def rate_key(subject: Subject, window: Window) -> str:
 
 
 class DynamoRateCounter:
-    def take(self, subject: Subject, window: Window, limit: int) -> bool:
+    def take(self, subject: Subject, window: Window, limit: int, count: int = 1) -> bool:
         item = RateCounterItem(pk=rate_key(subject, window), sk=RATE_SK)
+        if count > limit:
+            return False
         try:
             item.update(
                 actions=[
-                    RateCounterItem.n.add(1),
+                    RateCounterItem.n.add(count),
                     RateCounterItem.expires_at.set(window.end + CLEAN_UP_AFTER_SECONDS),
                 ],
-                condition=RateCounterItem.n.does_not_exist() | (RateCounterItem.n < limit),
+                condition=RateCounterItem.n.does_not_exist() | (RateCounterItem.n <= limit - count),
             )
         except UpdateError as exc:
             if exc.cause_response_code == "ConditionalCheckFailedException":

@@ -11,9 +11,10 @@ Every authenticated request counts once, in one scope:
   costly or abusable: its requests count in that class, per the same caller, instead.
 
 The window is fixed (default 60 s, aligned to the epoch): at most `limit` requests per
-caller and scope in each window, counted by one conditional update of a shared counter
-(1 write unit). A caller refused in a window is remembered in the container until the
-window ends, so its further requests there are refused without a write.
+caller and scope in each window, counted by conditional updates of a shared counter (1
+write unit each), which a container takes a lease of at a time (`Limiter`). A caller
+refused in a window is remembered in the container until the window ends, so its
+further requests there are refused without a write.
 """
 
 from __future__ import annotations
@@ -45,14 +46,24 @@ DEFAULT_WINDOW_SECONDS = 60
 SCOPES = frozenset(DEFAULT_LIMITS)
 
 
+# A container takes this share of a limit from the shared counter at once (a lease):
+# 1/50, so a store's 600 a minute cost one write per 12 requests, and a member's 60 (a
+# lease of 1) one write each.
+LEASE_DIVISOR = 50
+
+
 @dataclass(frozen=True)
 class RateLimits:
     limits: Mapping[str, int]
     window_seconds: int = DEFAULT_WINDOW_SECONDS
     enabled: bool = True
+    lease_divisor: int = LEASE_DIVISOR
 
     def limit(self, scope: str) -> int:
         return self.limits.get(scope, 0)
+
+    def lease_size(self, limit: int) -> int:
+        return max(1, limit // self.lease_divisor)
 
 
 def parse_limits(text: str | None, window_seconds: int = DEFAULT_WINDOW_SECONDS) -> RateLimits:
@@ -116,19 +127,25 @@ class Window:
 
 
 class Counter(Protocol):
-    def take(self, subject: Subject, window: Window, limit: int) -> bool:
-        """Count one request of `subject` in `window` if fewer than `limit` were counted:
-        True if counted, False if the window is full."""
+    def take(self, subject: Subject, window: Window, limit: int, count: int = 1) -> bool:
+        """Count `count` requests of `subject` in `window` if that keeps the window's
+        count within `limit`: True if counted, False (nothing counted) if not."""
         ...
 
 
 class Limiter:
     """Admits or refuses a request (raises RateLimited, api.md 429 with Retry-After).
 
-    Refusals are remembered per container until their window ends (`max_remembered`
-    subjects at most), so a caller hammering a full window costs one write per container
-    and window, not one per request. Only refusals are remembered: what is admitted is
-    always counted by the shared counter, so no container admits beyond the limit."""
+    - **Leases**: a container takes `lease_size(limit)` requests from the shared counter
+      at once (one write) and admits that many before it writes again; near the end of a
+      window, when a whole lease no longer fits, it takes one at a time. What is admitted
+      has always been counted, so all containers together never admit more than the
+      limit; a lease a container does not use up is lost for that window (the caller may
+      be refused up to `lease - 1` requests early per container that served it).
+    - **Refusals** are remembered per container until their window ends, so a caller
+      hammering a full window costs one write per container and window, not one per
+      request.
+    Both are kept for `max_remembered` callers at most."""
 
     def __init__(
         self,
@@ -143,6 +160,7 @@ class Limiter:
         self.clock = clock  # epoch seconds; tests move it
         self._max = max_remembered
         self._refused: dict[Subject, int] = {}  # subject -> end of the full window
+        self._leases: dict[Subject, tuple[int, int]] = {}  # subject -> (window, left)
         self._lock = threading.Lock()  # `chalice local` serves requests on threads
 
     def window(self, now: float) -> Window:
@@ -159,9 +177,18 @@ class Limiter:
             return
         now = self.clock()
         window = self.window(now)
-        full_until = self._refused.get(subject)
-        if full_until is not None and full_until > now:
-            raise self._refusal(subject, limit, full_until, now)
+        with self._lock:
+            full_until = self._refused.get(subject)
+            if full_until is not None and full_until > now:
+                raise self._refusal(subject, limit, full_until, now)
+            start, left = self._leases.get(subject, (window.start, 0))
+            if start == window.start and left > 0:
+                self._leases[subject] = (start, left - 1)
+                return
+        lease = self.limits.lease_size(limit)
+        if lease > 1 and self._counter.take(subject, window, limit, lease):
+            self._keep(subject, window, lease - 1, now)
+            return
         if self._counter.take(subject, window, limit):
             return
         with self._lock:
@@ -170,11 +197,25 @@ class Limiter:
             self._refused[subject] = window.end
         raise self._refusal(subject, limit, window.end, now)
 
+    def _keep(self, subject: Subject, window: Window, tokens: int, now: float) -> None:
+        with self._lock:
+            start, left = self._leases.get(subject, (window.start, 0))
+            if start != window.start:
+                left = 0
+            elif subject not in self._leases and len(self._leases) >= self._max:
+                self._forget(now)
+            self._leases[subject] = (window.start, left + tokens)
+
     def _forget(self, now: float) -> None:
+        """Make room (under the lock): drop what is over, then the oldest entries."""
+        current = self.window(now).start
         for key in [k for k, until in self._refused.items() if until <= now]:
             del self._refused[key]
-        if len(self._refused) >= self._max:
-            del self._refused[next(iter(self._refused))]  # the oldest entry
+        for key in [k for k, (start, _) in self._leases.items() if start != current]:
+            del self._leases[key]
+        for entries in (self._refused, self._leases):
+            if len(entries) >= self._max:
+                del entries[next(iter(entries))]
 
     def _refusal(self, subject: Subject, limit: int, until: int, now: float) -> RateLimited:
         retry_after = max(1, math.ceil(until - now))

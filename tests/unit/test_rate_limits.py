@@ -8,6 +8,7 @@ import json
 import threading
 import uuid
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -56,13 +57,13 @@ class MemoryCounter:
         self.calls = 0
         self._lock = threading.Lock()
 
-    def take(self, subject: Subject, window: Window, limit: int) -> bool:
+    def take(self, subject: Subject, window: Window, limit: int, count: int = 1) -> bool:
         with self._lock:
             self.calls += 1
             key = (subject, window.start)
-            if self.counts.get(key, 0) >= limit:
+            if self.counts.get(key, 0) + count > limit:
                 return False
-            self.counts[key] = self.counts.get(key, 0) + 1
+            self.counts[key] = self.counts.get(key, 0) + count
             return True
 
 
@@ -171,6 +172,40 @@ def test_given_a_refusal_then_the_container_refuses_the_rest_of_the_window_witho
     clock.now = T0 + 60
     assert outcomes(limit, member("m1"), 1) == ["ok"]
     assert counter.calls == 3
+
+
+def test_given_a_store_limit_of_600_then_a_container_writes_once_per_lease_of_12() -> None:
+    limit, counter, clock = limiter(store=600)
+    assert outcomes(limit, store("s1"), 600) == ["ok"] * 600
+    assert counter.calls == 50
+    refused = outcomes(limit, store("s1"), 5)
+    assert all(isinstance(o, RateLimited) for o in refused)
+    assert counter.calls == 52  # a lease of 12, then one, refused; then remembered
+    clock.now = T0 + 60  # a lease left over is not carried into the next window
+    assert outcomes(limit, store("s1"), 1) == ["ok"]
+    assert counter.counts[(Subject("store", "s1"), int(T0) + 60)] == 12
+
+
+def test_given_leases_in_several_containers_then_together_they_never_admit_beyond_the_limit() -> (
+    None
+):
+    counter = MemoryCounter()
+    limits = replace(parse_limits("store=100"), lease_divisor=10)  # leases of 10
+    containers = [Limiter(limits, counter, clock=Clock(T0)) for _ in range(4)]
+    admitted = 0
+    for turn in range(400):
+        try:
+            containers[turn % 4].admit(store("s1"))
+            admitted += 1
+        except RateLimited:
+            pass
+    assert admitted == 100  # round robin: every lease is used up
+    # a container that took a lease and went quiet strands what it did not use
+    stranded = [Limiter(limits, counter, clock=Clock(T0 + 60)) for _ in range(4)]
+    stranded[0].admit(store("s1"))
+    others = outcomes(stranded[1], store("s1"), 200)
+    assert others.count("ok") == 90
+    assert counter.counts[(Subject("store", "s1"), int(T0) + 60)] == 100
 
 
 def test_given_a_scope_limit_of_zero_or_limits_off_then_nothing_is_counted() -> None:
