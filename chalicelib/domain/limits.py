@@ -66,15 +66,21 @@ class RateLimits:
         return max(1, limit // self.lease_divisor)
 
 
-def parse_limits(text: str | None, window_seconds: int = DEFAULT_WINDOW_SECONDS) -> RateLimits:
+def parse_limits(
+    text: str | None,
+    window_seconds: int = DEFAULT_WINDOW_SECONDS,
+    lease_divisor: int = LEASE_DIVISOR,
+) -> RateLimits:
     """`RATE_LIMITS`: empty for the defaults, `off` for none, or `scope=n,...` overriding
     the defaults scope by scope (`member=120,member_code=5`). ValueError if malformed."""
     if window_seconds < 1:
         raise ValueError("the window must be at least one second")
+    if lease_divisor < 1:
+        raise ValueError("the lease divisor must be at least 1")
     limits = dict(DEFAULT_LIMITS)
     text = (text or "").strip()
     if text.lower() == "off":
-        return RateLimits(limits, window_seconds, enabled=False)
+        return RateLimits(limits, window_seconds, enabled=False, lease_divisor=lease_divisor)
     for part in filter(None, (p.strip() for p in text.split(","))):
         scope, sep, value = part.partition("=")
         scope = scope.strip()
@@ -87,7 +93,7 @@ def parse_limits(text: str | None, window_seconds: int = DEFAULT_WINDOW_SECONDS)
         if number < 0:
             raise ValueError(f"rate limit {part!r} is negative")
         limits[scope] = number
-    return RateLimits(limits, window_seconds)
+    return RateLimits(limits, window_seconds, lease_divisor=lease_divisor)
 
 
 @dataclass(frozen=True)
