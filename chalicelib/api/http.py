@@ -61,7 +61,7 @@ def error_body(code: str, message: str, details: Mapping[str, Any] | None = None
 
 
 def error_response(exc: errors.DomainError) -> Response:
-    headers = dict(JSON_HEADERS)
+    headers: dict[str, str | list[str]] = dict(JSON_HEADERS)
     retry_after = exc.details.get("retry_after_seconds")
     if isinstance(exc, errors.RateLimited) and isinstance(retry_after, int):
         headers["Retry-After"] = str(retry_after)

@@ -107,10 +107,14 @@ class Subject:
 class Caller(Protocol):
     """What the limiter reads of an authenticated principal (chalicelib.auth.Principal)."""
 
-    kind: str
-    subject: str
-    member_id: str | None
-    store_id: str | None
+    @property
+    def kind(self) -> str: ...
+    @property
+    def subject(self) -> str: ...
+    @property
+    def member_id(self) -> str | None: ...
+    @property
+    def store_id(self) -> str | None: ...
 
 
 def subject_for(principal: Caller, rate_class: str | None = None) -> Subject:

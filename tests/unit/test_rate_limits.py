@@ -262,8 +262,13 @@ def test_given_malformed_rate_limit_settings_then_loading_settings_fails(
         load_settings()
     monkeypatch.setenv("RATE_LIMITS", "store=7")
     monkeypatch.setenv("RATE_LIMIT_WINDOW_SECONDS", "10")
+    monkeypatch.setenv("RATE_LIMIT_LEASE_DIVISOR", "5")
     limits = load_settings().rate_limits
-    assert (limits.limit("store"), limits.window_seconds) == (7, 10)
+    assert (limits.limit("store"), limits.window_seconds, limits.lease_size(7)) == (7, 10, 1)
+    assert limits.lease_size(600) == 120
+    monkeypatch.setenv("RATE_LIMIT_LEASE_DIVISOR", "0")
+    with pytest.raises(SettingsError):
+        load_settings()
 
 
 def test_the_defaults_are_the_documented_ones() -> None:
