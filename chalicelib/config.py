@@ -72,8 +72,9 @@ class Settings:
     # provider with this secret (hex HMAC-SHA256 of `timestamp.body`). Only the API
     # function is given it (infra/iam.py SECRETS); elsewhere it is None.
     payment_notification_secret: str | None = None
-    # Requests per caller and window (RATE_LIMITS, RATE_LIMIT_WINDOW_SECONDS; defaults in
-    # chalicelib/domain/limits.py, docs/architecture.md "Rate limits").
+    # Requests per caller and window (RATE_LIMITS, RATE_LIMIT_WINDOW_SECONDS,
+    # RATE_LIMIT_LEASE_DIVISOR; defaults in chalicelib/domain/limits.py,
+    # docs/architecture.md "Rate limits").
     rate_limits: RateLimits = field(default_factory=lambda: parse_limits(None))
 
     @property
@@ -116,9 +117,13 @@ def load_settings() -> Settings:
 
 def _rate_limits() -> RateLimits:
     try:
-        return parse_limits(os.environ.get("RATE_LIMITS"), _int("RATE_LIMIT_WINDOW_SECONDS", 60))
+        return parse_limits(
+            os.environ.get("RATE_LIMITS"),
+            _int("RATE_LIMIT_WINDOW_SECONDS", 60),
+            _int("RATE_LIMIT_LEASE_DIVISOR", 50),
+        )
     except ValueError as exc:
-        raise SettingsError(f"RATE_LIMITS / RATE_LIMIT_WINDOW_SECONDS: {exc}") from exc
+        raise SettingsError(f"RATE_LIMITS / RATE_LIMIT_*: {exc}") from exc
 
 
 def _member_code_seconds() -> int:
