@@ -10,6 +10,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -496,3 +497,31 @@ def test_the_openapi_document_states_429_with_retry_after_on_authenticated_route
         for method, spec in methods.items():
             if "security" in spec:
                 assert "Retry-After" in spec["responses"]["429"]["headers"], (method, path)
+
+
+def test_the_template_throttles_both_apis_and_rate_limits_each_ip_with_waf() -> None:
+    resources_json = Path(__file__).resolve().parents[2] / "infra" / "resources.json"
+    template = json.loads(resources_json.read_text())
+    resources = template["Resources"]
+    http_stage = resources["HttpApiStage"]["Properties"]["DefaultRouteSettings"]
+    assert http_stage == {
+        "ThrottlingRateLimit": {"Ref": "ApiThrottleRate"},
+        "ThrottlingBurstLimit": {"Ref": "ApiThrottleBurst"},
+    }
+    (rest,) = resources["RestAPI"]["Properties"]["MethodSettings"]
+    assert (rest["ResourcePath"], rest["HttpMethod"]) == ("/*", "*")
+    assert rest["ThrottlingRateLimit"] == {"Ref": "ApiThrottleRate"}
+    (rule,) = resources["ApiWebAcl"]["Properties"]["Rules"]
+    assert rule["Statement"]["RateBasedStatement"] == {
+        "Limit": {"Ref": "WafRequestsPerIp"},
+        "AggregateKeyType": "IP",
+    }
+    assert rule["Action"]["Block"]["CustomResponse"]["ResponseCode"] == 429
+    # WAF cannot attach to an HTTP API: the stage only behind the REST API; the user pool
+    # always (sign-up and sign-in send SMS)
+    assert resources["ApiWebAclRestStage"]["Condition"] == "UseRestApi"
+    assert "Condition" not in resources["ApiWebAclUserPool"]
+    parameters = template["Parameters"]
+    # a store's tills share one address: the per-IP rule stays above the store's limit
+    per_five_minutes = 5 * DEFAULT_LIMITS["store"]
+    assert parameters["WafRequestsPerIp"]["Default"] > per_five_minutes
