@@ -24,7 +24,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from chalicelib.errors import RateLimited
 
@@ -171,6 +171,8 @@ class Limiter:
         self._max = max_remembered
         self._refused: dict[Subject, int] = {}  # subject -> end of the full window
         self._leases: dict[Subject, tuple[int, int]] = {}  # subject -> (window, left)
+        # subject -> the window in which a whole lease no longer fit: one at a time there
+        self._no_lease: dict[Subject, int] = {}
         self._lock = threading.Lock()  # `chalice local` serves requests on threads
 
     def window(self, now: float) -> Window:
@@ -195,10 +197,17 @@ class Limiter:
             if start == window.start and left > 0:
                 self._leases[subject] = (start, left - 1)
                 return
-        lease = self.limits.lease_size(limit)
-        if lease > 1 and self._counter.take(subject, window, limit, lease):
-            self._keep(subject, window, lease - 1, now)
-            return
+            lease = self.limits.lease_size(limit)
+            if self._no_lease.get(subject) == window.start:
+                lease = 1
+        if lease > 1:
+            if self._counter.take(subject, window, limit, lease):
+                self._keep(subject, window, lease - 1, now)
+                return
+            with self._lock:
+                if subject not in self._no_lease and len(self._no_lease) >= self._max:
+                    self._forget(now)
+                self._no_lease[subject] = window.start
         if self._counter.take(subject, window, limit):
             return
         with self._lock:
@@ -223,7 +232,10 @@ class Limiter:
             del self._refused[key]
         for key in [k for k, (start, _) in self._leases.items() if start != current]:
             del self._leases[key]
-        for entries in (self._refused, self._leases):
+        for key in [k for k, start in self._no_lease.items() if start != current]:
+            del self._no_lease[key]
+        entries: dict[Subject, Any]
+        for entries in (self._refused, self._leases, self._no_lease):
             if len(entries) >= self._max:
                 del entries[next(iter(entries))]
 

@@ -187,6 +187,17 @@ def test_given_a_store_limit_of_600_then_a_container_writes_once_per_lease_of_12
     assert counter.counts[(Subject("store", "s1"), int(T0) + 60)] == 12
 
 
+def test_given_a_window_nearly_full_then_a_container_takes_one_at_a_time() -> None:
+    limit, counter, _ = limiter(store=600)
+    counter.counts[(Subject("store", "s1"), int(T0))] = 595  # other containers' share
+    found = outcomes(limit, store("s1"), 7)
+    assert found[:5] == ["ok"] * 5
+    assert all(isinstance(o, RateLimited) for o in found[5:])
+    # a lease of 12 tried once, then one write per request, one refusal, then remembered
+    assert counter.calls == 1 + 5 + 1
+    assert counter.counts[(Subject("store", "s1"), int(T0))] == 600
+
+
 def test_given_leases_in_several_containers_then_together_they_never_admit_beyond_the_limit() -> (
     None
 ):
