@@ -302,9 +302,14 @@ def verify_pos_request(
     now: datetime,
     max_skew_seconds: int,
     replay: PosReplay = PosReplay.NONCE,
+    admit: Callable[[Principal], None] | None = None,
 ) -> Principal:
     """Check in order of cost: headers, clock, signature, then the nonce: claimed (one
-    write), or on a RECORDED_ANSWER route only checked (one read; see PosReplay)."""
+    write), or on a RECORDED_ANSWER route only checked (one read; see PosReplay).
+
+    `admit` (the rate limit) runs once the signature verified and before the nonce: a
+    request it refuses leaves its nonce unspent, so the till's retry of the very same
+    request after Retry-After goes through."""
     missing = [name for name in POS_HEADERS if not headers.get(name)]
     if missing:
         raise Unauthenticated(
@@ -336,6 +341,9 @@ def verify_pos_request(
         raise Unauthenticated("store key is revoked", code="KEY_REVOKED")
     if store_key.store_id != store_id:
         raise Forbidden("this key does not act for that store", code="STORE_MISMATCH")
+    principal = Principal("store", f"store:{store_id}", store_id=store_id)
+    if admit is not None:
+        admit(principal)
     key = nonce_key(store_id, nonce)
     if replay is PosReplay.RECORDED_ANSWER:
         reused = nonces.claimed(key, "nonce")
@@ -343,4 +351,4 @@ def verify_pos_request(
         reused = not nonces.claim(key, "nonce", NONCE_TTL_SECONDS)
     if reused:
         raise Unauthenticated("nonce already used", code="NONCE_REUSED")
-    return Principal("store", f"store:{store_id}", store_id=store_id)
+    return principal

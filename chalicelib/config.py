@@ -9,8 +9,10 @@ module import time. `get_settings()` builds the object once per container;
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
+
+from chalicelib.domain.limits import RateLimits, parse_limits
 
 
 class SettingsError(RuntimeError):
@@ -70,6 +72,10 @@ class Settings:
     # provider with this secret (hex HMAC-SHA256 of `timestamp.body`). Only the API
     # function is given it (infra/iam.py SECRETS); elsewhere it is None.
     payment_notification_secret: str | None = None
+    # Requests per caller and window (RATE_LIMITS, RATE_LIMIT_WINDOW_SECONDS,
+    # RATE_LIMIT_LEASE_DIVISOR; defaults in chalicelib/domain/limits.py,
+    # docs/architecture.md "Rate limits").
+    rate_limits: RateLimits = field(default_factory=lambda: parse_limits(None))
 
     @property
     def uses_cognito(self) -> bool:
@@ -105,7 +111,19 @@ def load_settings() -> Settings:
         pos_clock_skew_seconds=_int("POS_CLOCK_SKEW_SECONDS", 300),
         member_code_seconds=_member_code_seconds(),
         payment_notification_secret=_optional("PAYMENT_NOTIFICATION_SECRET"),
+        rate_limits=_rate_limits(),
     )
+
+
+def _rate_limits() -> RateLimits:
+    try:
+        return parse_limits(
+            os.environ.get("RATE_LIMITS"),
+            _int("RATE_LIMIT_WINDOW_SECONDS", 60),
+            _int("RATE_LIMIT_LEASE_DIVISOR", 50),
+        )
+    except ValueError as exc:
+        raise SettingsError(f"RATE_LIMITS / RATE_LIMIT_*: {exc}") from exc
 
 
 def _member_code_seconds() -> int:

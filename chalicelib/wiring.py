@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from chalicelib.auth import CachedSignInLinks, TokenVerifier
 from chalicelib.config import Settings, SettingsError, get_settings, reset_settings
+from chalicelib.domain.limits import Limiter
 from chalicelib.domain.members import Identity, IdentityHasher
 
 if TYPE_CHECKING:
@@ -39,6 +40,7 @@ class Services:
     tiers: DynamoTierRepository
     codes: DynamoMemberCodeRepository
     rewards: DynamoRewardRepository
+    limiter: Limiter
 
 
 class UnkeyedHasher(IdentityHasher):
@@ -58,6 +60,7 @@ def services() -> Services:
 
     from chalicelib.dal.jobs import DynamoJobRepository
     from chalicelib.dal.ledger import DynamoLedgerRepository
+    from chalicelib.dal.limits import DynamoRateCounter
     from chalicelib.dal.member_codes import DynamoMemberCodeRepository
     from chalicelib.dal.members import DynamoMemberRepository
     from chalicelib.dal.outbound import EventPublisher, MessageQueue, TaskQueue
@@ -97,6 +100,7 @@ def services() -> Services:
         tiers=DynamoTierRepository(connection),
         codes=DynamoMemberCodeRepository(),
         rewards=DynamoRewardRepository(),
+        limiter=Limiter(settings.rate_limits, DynamoRateCounter()),
     )
 
 

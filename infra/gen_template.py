@@ -271,6 +271,34 @@ PUBLIC_API_PARAMETER = {
         "authorizer and gateway responses)"
     ),
 }
+# The gateway's and the WAF's limits (docs/architecture.md, "Rate limits"): coarse
+# floors under the app's per-store and per-member limits (chalicelib/domain/limits.py),
+# which must stay the tighter ones, so that a client normally meets the app's 429 with
+# its Retry-After first.
+THROTTLE_PARAMETERS = {
+    "ApiThrottleRate": {
+        "Type": "Number",
+        "Default": 500,
+        "MinValue": 1,
+        "Description": "The public API stage's steady request rate, per second, all callers",
+    },
+    "ApiThrottleBurst": {
+        "Type": "Number",
+        "Default": 1000,
+        "MinValue": 1,
+        "Description": "The public API stage's burst (token bucket size), all callers",
+    },
+    "WafRequestsPerIp": {
+        "Type": "Number",
+        "Default": 6000,
+        "MinValue": 10,
+        "Description": (
+            "Requests one IP address may send in 5 minutes before the WAF blocks it "
+            "(a store's tills share one address: keep it above 5x the store's per-minute "
+            "limit, 600)"
+        ),
+    },
+}
 HTTP_API = "UseHttpApi"  # the condition
 REST_API = "UseRestApi"  # its opposite
 
@@ -323,6 +351,10 @@ def http_api() -> dict[str, Any]:
                 "ApiId": {"Ref": "HttpApi"},
                 "StageName": "$default",
                 "AutoDeploy": True,
+                "DefaultRouteSettings": {
+                    "ThrottlingRateLimit": {"Ref": "ApiThrottleRate"},
+                    "ThrottlingBurstLimit": {"Ref": "ApiThrottleBurst"},
+                },
             },
         },
         "HttpApiInvokePermission": {
@@ -355,6 +387,91 @@ def http_api() -> dict[str, Any]:
             },
         }
     return resources
+
+
+def waf() -> dict[str, Any]:
+    """A regional web ACL with one rate-based rule per client IP, in front of the REST
+    API's stage (WAF cannot attach to an HTTP API: with PublicApi=http only the gateway's
+    stage throttling and the app's limits stand) and of the user pool (sign-up and
+    sign-in send SMS: the cheapest flood to pay for). Blocked requests get 429 in the
+    api.md envelope; WAF cannot send a plain Retry-After (it prefixes custom headers)."""
+    body = json.dumps(
+        {
+            "error": {
+                "code": "RATE_LIMITED",
+                "message": "too many requests from this address",
+                "details": {},
+            }
+        }
+    )
+    visibility = {
+        "SampledRequestsEnabled": True,
+        "CloudWatchMetricsEnabled": True,
+    }
+    return {
+        "ApiWebAcl": {
+            "Type": "AWS::WAFv2::WebACL",
+            "Properties": {
+                "Scope": "REGIONAL",
+                "Description": "Per-IP request rate limit for the loyalty API and user pool",
+                "DefaultAction": {"Allow": {}},
+                "CustomResponseBodies": {
+                    "RateLimited": {"ContentType": "APPLICATION_JSON", "Content": body}
+                },
+                "Rules": [
+                    {
+                        "Name": "RequestsPerIp",
+                        "Priority": 0,
+                        "Statement": {
+                            "RateBasedStatement": {
+                                "Limit": {"Ref": "WafRequestsPerIp"},
+                                "AggregateKeyType": "IP",
+                            }
+                        },
+                        "Action": {
+                            "Block": {
+                                "CustomResponse": {
+                                    "ResponseCode": 429,
+                                    "CustomResponseBodyKey": "RateLimited",
+                                }
+                            }
+                        },
+                        "VisibilityConfig": {**visibility, "MetricName": "RequestsPerIp"},
+                    }
+                ],
+                "VisibilityConfig": {**visibility, "MetricName": "LoyaltyApi"},
+            },
+        },
+        "ApiWebAclRestStage": {
+            "Type": "AWS::WAFv2::WebACLAssociation",
+            "Condition": REST_API,
+            "Properties": {
+                "WebACLArn": {"Fn::GetAtt": ["ApiWebAcl", "Arn"]},
+                "ResourceArn": {
+                    "Fn::Join": [
+                        "",
+                        [
+                            "arn:",
+                            {"Ref": "AWS::Partition"},
+                            ":apigateway:",
+                            {"Ref": "AWS::Region"},
+                            "::/restapis/",
+                            {"Ref": "RestAPI"},
+                            "/stages/",
+                            {"Ref": "RestAPI.Stage"},
+                        ],
+                    ]
+                },
+            },
+        },
+        "ApiWebAclUserPool": {
+            "Type": "AWS::WAFv2::WebACLAssociation",
+            "Properties": {
+                "WebACLArn": {"Fn::GetAtt": ["ApiWebAcl", "Arn"]},
+                "ResourceArn": {"Fn::GetAtt": ["UserPool", "Arn"]},
+            },
+        },
+    }
 
 
 # What an app user may write about themselves in the pool, and what tokens may carry.
@@ -470,6 +587,15 @@ def template() -> dict[str, Any]:
                 # One public API per stage: with the HTTP API, the REST API's URL answers
                 # nothing (and bills nothing).
                 "DisableExecuteApiEndpoint": {"Fn::If": [HTTP_API, True, False]},
+                # The stage's throttling, as the HTTP API's (THROTTLE_PARAMETERS).
+                "MethodSettings": [
+                    {
+                        "ResourcePath": "/*",
+                        "HttpMethod": "*",
+                        "ThrottlingRateLimit": {"Ref": "ApiThrottleRate"},
+                        "ThrottlingBurstLimit": {"Ref": "ApiThrottleBurst"},
+                    }
+                ],
                 "DefinitionBody": {
                     "securityDefinitions": {
                         "LoyaltyUserPool": {
@@ -488,6 +614,7 @@ def template() -> dict[str, Any]:
             "Properties": {"GroupName": group, "UserPoolId": {"Ref": "UserPool"}},
         }
     resources.update(http_api())
+    resources.update(waf())
     resources.update(function_overrides())
     env = {
         meta_env: ({"Ref": rid})
@@ -502,7 +629,7 @@ def template() -> dict[str, Any]:
         }
     )
     return {
-        "Parameters": {"PublicApi": PUBLIC_API_PARAMETER},
+        "Parameters": {"PublicApi": PUBLIC_API_PARAMETER, **THROTTLE_PARAMETERS},
         "Conditions": {
             HTTP_API: {"Fn::Equals": [{"Ref": "PublicApi"}, "http"]},
             REST_API: {"Fn::Not": [{"Condition": HTTP_API}]},

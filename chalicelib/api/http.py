@@ -2,8 +2,9 @@
 
 `operation(...)` registers a Chalice route and records what it accepts and returns (the
 OpenAPI document is generated from those records). Around every view it: checks the
-body size, authenticates (bearer JWT or POS signature), authorizes against the route's
-`Access`, validates body and query with pydantic, calls the handler, serialises the
+body size, authenticates (bearer JWT or POS signature), counts the caller against its
+rate limit (domain/limits.py; a POS before its nonce is spent), authorizes against the
+route's `Access`, validates body and query with pydantic, calls the handler, serialises the
 response model, and maps every DomainError to the api.md error envelope and status.
 """
 
@@ -28,6 +29,7 @@ from chalicelib.auth import (
     spend_nonce,
     verify_pos_request,
 )
+from chalicelib.domain.limits import SCOPES as RATE_SCOPES
 from chalicelib.lazy import resolve
 from chalicelib.observability import logger
 
@@ -59,10 +61,14 @@ def error_body(code: str, message: str, details: Mapping[str, Any] | None = None
 
 
 def error_response(exc: errors.DomainError) -> Response:
+    headers: dict[str, str | list[str]] = dict(JSON_HEADERS)
+    retry_after = exc.details.get("retry_after_seconds")
+    if isinstance(exc, errors.RateLimited) and isinstance(retry_after, int):
+        headers["Retry-After"] = str(retry_after)
     return Response(
         body=error_body(exc.code, exc.message, exc.details),
         status_code=status_for(exc),
-        headers=dict(JSON_HEADERS),
+        headers=headers,
     )
 
 
@@ -132,6 +138,9 @@ class Operation:
     path_params: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     # What keeps a signed POS request from being replayed on this route (auth.PosReplay).
     pos_replay: PosReplay = PosReplay.NONCE
+    # A rate-limit class of its own for a costly or abusable route (domain/limits.py):
+    # its requests count there instead of in the caller's general limit.
+    rate_class: str | None = None
 
     @property
     def body(self) -> type[BaseModel] | None:
@@ -178,6 +187,7 @@ def operation(
     not_writable: frozenset[str] = frozenset(),
     path_params: Mapping[str, Mapping[str, Any]] | None = None,
     pos_replay: PosReplay = PosReplay.NONCE,
+    rate_class: str | None = None,
 ) -> Callable[[Callable[[Call], Any]], Callable[[Call], Any]]:
     def register(handler: Callable[[Call], Any]) -> Callable[[Call], Any]:
         op = Operation(
@@ -195,9 +205,12 @@ def operation(
             not_writable=not_writable,
             path_params=dict(path_params or {}),
             pos_replay=pos_replay,
+            rate_class=rate_class,
         )
         if pos_replay is not PosReplay.NONCE and not access.store:
             raise ValueError(f"{handler.__name__}: pos_replay is for routes a POS may call")
+        if rate_class is not None and (access.public or rate_class not in RATE_SCOPES):
+            raise ValueError(f"{handler.__name__}: unknown rate class {rate_class!r}")
         OPERATIONS.append(op)
 
         @functools.wraps(handler)
@@ -212,7 +225,8 @@ def operation(
                 claimed = _claim_before_running(op, request, principal, call)
                 return _respond(op, handler(call))
             except errors.DomainError as exc:
-                if not claimed:
+                # A refused rate leaves the nonce unspent: the same request is retried.
+                if not claimed and not isinstance(exc, errors.RateLimited):
                     _after_failure(op, request, principal)
                 if status_for(exc) >= 500:
                     logger.warning("dependency unavailable", extra={"code": exc.code})
@@ -342,13 +356,16 @@ def _authenticate(request: Request, params: dict[str, str], raw: bytes, op: Oper
             now=utc_now(),
             max_skew_seconds=svc.settings.pos_clock_skew_seconds,
             replay=op.pos_replay,
+            admit=lambda principal: svc.limiter.admit(principal, op.rate_class),
         )
     token = bearer_token(headers)
     if token is None:
         raise errors.Unauthenticated(
             "send a bearer token or a POS signature", code="MISSING_CREDENTIALS"
         )
-    return svc.verifier.verify(token)
+    principal = svc.verifier.verify(token)
+    svc.limiter.admit(principal, op.rate_class)
+    return principal
 
 
 def authorize(principal: Principal, access: Access, params: Mapping[str, str]) -> None:

@@ -245,6 +245,8 @@ def update_member(call: Call) -> MemberResponse:
         "≤ 120 s; a POS needs it to spend the member's points"
     ),
     error_statuses=(401, 403),
+    # Each code is a write: a lower limit of its own (domain/limits.py).
+    rate_class="member_code",
 )
 def issue_member_code(call: Call) -> MemberCodeResponse:
     # Only the member's own token reaches here (Access): staff and POS cannot mint a

@@ -105,6 +105,18 @@ def _operation(op: Operation, refs: dict[type[BaseModel], str]) -> dict[str, Any
             "description": STATUS_TEXT.get(status, "Error"),
             "content": {"application/json": {"schema": {"$ref": refs[ErrorResponse]}}},
         }
+    if not op.access.public:
+        # Every authenticated caller is rate limited (docs/architecture.md, Rate limits).
+        spec["responses"]["429"] = {
+            "description": STATUS_TEXT[429] + " (RATE_LIMITED): retry after Retry-After seconds",
+            "headers": {
+                "Retry-After": {
+                    "description": "Seconds until the caller's window ends",
+                    "schema": {"type": "integer", "minimum": 1},
+                }
+            },
+            "content": {"application/json": {"schema": {"$ref": refs[ErrorResponse]}}},
+        }
     security: list[dict[str, list[str]]] = []
     if not op.access.public:
         if op.access.member_self or op.access.staff or op.access.registrant:

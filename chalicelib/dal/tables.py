@@ -9,7 +9,7 @@ later merge of two members only re-points identity items:
 Program table: configuration read by every request (tiers, stores, keys, rewards,
 coupon templates) and the rewards' stock counters (REWARD#<id> / STOCK#<shard>).
 Runtime table (TTL on `expires_at`): POS nonces, member codes, scheduled jobs' state and
-runs, payment holds of points + cash redemptions.
+runs, payment holds of points + cash redemptions, rate-limit counters.
 """
 
 from __future__ import annotations
@@ -394,6 +394,20 @@ class JobRunItem(Model):
     expires_at = NumberAttribute(null=True)
 
 
+class RateCounterItem(Model):
+    """Runtime table: RATE#<scope>#<caller>#<window start> / RATE, how many requests a
+    caller made in one rate-limit window (chalicelib/dal/limits.py). `expires_at` (TTL)
+    only cleans up; a window's key is never used again once it is over."""
+
+    class Meta(_Meta):
+        pass
+
+    pk = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True)
+    n = NumberAttribute(null=True)
+    expires_at = NumberAttribute(null=True)
+
+
 MEMBERS_TABLE_MODELS: tuple[type[Model], ...] = (
     MemberItem,
     IdentityItem,
@@ -413,6 +427,7 @@ RUNTIME_TABLE_MODELS: tuple[type[Model], ...] = (
     JobRunItem,
     MemberCodeItem,
     HoldItem,
+    RateCounterItem,
 )
 
 
