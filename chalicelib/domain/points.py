@@ -17,6 +17,8 @@ from datetime import date, datetime, timedelta
 from typing import Any, TypeVar
 
 from chalicelib.domain import ledger
+from chalicelib.domain.audit import Actor
+from chalicelib.domain.audit import entry as audit_entry_for
 from chalicelib.domain.clock import PROGRAM_TZ, program_date, rfc3339
 from chalicelib.domain.coupon_rules import CouponOutcome, apply_coupons, codes_to_read
 from chalicelib.domain.coupons import CouponChange, display_code
@@ -991,6 +993,8 @@ class Adjustment:
     reason: str
     actor: str
     request_hash: str
+    # Staff making it: the audit entry goes into the adjustment's own commit.
+    by: Actor | None = None
 
 
 def record_adjustment(cmd: Adjustment, ctx: Context) -> tuple[int, dict[str, Any]]:
@@ -1038,7 +1042,16 @@ def record_adjustment(cmd: Adjustment, ctx: Context) -> tuple[int, dict[str, Any
             created_at=ctx.now,
             data=audit,
         )
-        return planner.commit([record]), response
+        audit_entry = audit_entry_for(
+            cmd.by,
+            "points.adjust",
+            f"member:{cmd.member_id}",
+            ctx.now,
+            request_id=cmd.adjustment_id,
+            before={"balance": account.wallet.balance},
+            after={"balance": planner.wallet.balance, "points": cmd.points},
+        )
+        return planner.commit([record], audit=audit_entry), response
 
     return run_request(ctx, key, cmd.request_hash, lambda: plan(_account(ctx, cmd.member_id)))
 
