@@ -132,8 +132,10 @@ class DynamoProgramRepository:
 
     # ---- tier rule versions: TIER_RULES / v<000001> ------------------------------------
 
-    def create_rules_version(self, tiers: tuple[Tier, ...]) -> int:
-        """A new draft version after the highest existing one (a race retries)."""
+    def create_rules_version(self, tiers: tuple[Tier, ...], audit: AuditEntry | None = None) -> int:
+        """A new draft version after the highest existing one (a race retries), with the
+        proposing staff's entry (its target and `after` name the version) in one
+        transaction."""
 
         def attempt() -> int:
             latest = list(
@@ -159,7 +161,12 @@ class DynamoProgramRepository:
                 },
                 updated_at=rfc3339(utc_now()),
             )
-            if not save_if_new(draft, ProgramItem.pk.does_not_exist()):
+            numbered = audit and replace(
+                audit,
+                target=f"tier_rules:v{version}",
+                after={**(audit.after or {}), "version": version, "status": "draft"},
+            )
+            if not put_audited(draft, ProgramItem.pk.does_not_exist(), numbered):
                 raise Again  # another version took this number meanwhile
             return version
 
@@ -193,7 +200,13 @@ class DynamoProgramRepository:
             _rules_item(version), [ProgramItem.data["status"].set(status)], _status_in(expected)
         )
 
-    def apply_rules(self, version: int, tiers: tuple[Tier, ...], expected: Collection[str]) -> bool:
+    def apply_rules(
+        self,
+        version: int,
+        tiers: tuple[Tier, ...],
+        expected: Collection[str],
+        audit: AuditEntry | None = None,
+    ) -> bool:
         """The ladder becomes current and the version `applying`, in one transaction
         conditional on the version's status: of two applies at once, one writes both and
         the other nothing (False)."""
@@ -207,6 +220,7 @@ class DynamoProgramRepository:
                         actions=[ProgramItem.data["status"].set("applying")],
                         condition=_status_in(expected),
                     )
+                    append_audit(txn, audit)
             except TransactWriteError as exc:
                 if "ConditionalCheckFailed" in reason_codes(exc):
                     return False
@@ -225,11 +239,14 @@ class DynamoProgramRepository:
         self._cache.clear()
         return applied
 
-    def start_dry_run(self, version: int, expected: Collection[str]) -> int | None:
+    def start_dry_run(
+        self, version: int, expected: Collection[str], audit: AuditEntry | None = None
+    ) -> int | None:
         """Status dry_run_running, the dry-run counts at zero and the run number one up,
-        in one update conditional on the status; the new run number, or None."""
+        in one update conditional on the status (with the staff's entry, one
+        transaction); the new run number, or None."""
         item = _rules_item(version)
-        started = update_if(
+        started = update_audited(
             item,
             [
                 ProgramItem.data["status"].set("dry_run_running"),
@@ -237,9 +254,12 @@ class DynamoProgramRepository:
                 ProgramItem.data["dry_run_runs"].add(1),
             ],
             _status_in(expected),
+            audit,
         )
         if not started:
             return None
+        if audit is not None:  # a transaction returns no image: read the run number
+            item = ProgramItem.get(item.pk, item.sk, consistent_read=True)
         return int((item.data.as_dict() if item.data is not None else {})["dry_run_runs"])
 
     def add_rules_counts(

@@ -108,3 +108,10 @@ def changed(before: dict[str, Any], after: dict[str, Any]) -> tuple[dict[str, An
     """Only the fields that differ, on each side (what an edit's entry records)."""
     names = sorted(k for k in set(before) | set(after) if before.get(k) != after.get(k))
     return {k: before.get(k) for k in names}, {k: after.get(k) for k in names}
+
+
+def named(fields: dict[str, Any], kind: str) -> dict[str, Any]:
+    """A thing's fields for an entry, its `name` as `<kind>_name`: a store's, a reward's or
+    a template's name is no one's personal data, but `name` is refused in an entry (a
+    member's would be), so it is recorded under a name that says whose it is."""
+    return {(f"{kind}_name" if k == "name" else k): v for k, v in fields.items()}

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
-from chalicelib.domain.audit import Actor, AuditEntry, entry
+from chalicelib.domain.audit import Actor, AuditEntry, entry, named
 from chalicelib.domain.clock import rfc3339
 from chalicelib.errors import BusinessRuleViolation, Conflict, NotFound
 from chalicelib.ids import request_hash
@@ -134,7 +134,12 @@ def create_dealer(
     dealer = Dealer(dealer_id, name, created_at=rfc3339(now))
     response = dealer_view(dealer)
     audit = entry(
-        by, "dealer.create", f"dealer:{dealer_id}", now, request_id=dealer_id, after=response
+        by,
+        "dealer.create",
+        f"dealer:{dealer_id}",
+        now,
+        request_id=dealer_id,
+        after=named(response, "dealer"),
     )
     return _first_answer(repo.add_dealer(dealer, hashed, response, audit), hashed, response)
 
@@ -156,7 +161,14 @@ def create_store(
     at = rfc3339(now)
     store = Store(store_id, dealer_id, name, active=True, created_at=at, updated_at=at)
     response = store_view(store)
-    audit = entry(by, "store.create", f"store:{store_id}", now, request_id=store_id, after=response)
+    audit = entry(
+        by,
+        "store.create",
+        f"store:{store_id}",
+        now,
+        request_id=store_id,
+        after=named(response, "store"),
+    )
     return _first_answer(repo.add_store(store, hashed, response, audit), hashed, response)
 
 
@@ -175,7 +187,14 @@ def update_store(
         # What the fields were (read now, past the cache): the entry's `before`.
         current = existing_store(store_id, repo)
         before = {k: getattr(current, k) for k in allowed}
-        audit = entry(by, "store.update", f"store:{store_id}", now, before=before, after=allowed)
+        audit = entry(
+            by,
+            "store.update",
+            f"store:{store_id}",
+            now,
+            before=named(before, "store"),
+            after=named(allowed, "store"),
+        )
     store = repo.update_store(store_id, allowed, rfc3339(now), audit)
     if store is None:
         raise NotFound("no such store", code="STORE_NOT_FOUND")
