@@ -270,5 +270,6 @@ def redeem_coupon(call: Call) -> RedeemResponse:
         _coupons(),
         coupon_issue.Redemption(call.params["code"], store_id, request.transaction_id),
         utc_now(),
+        actor(call),
     )
     return models.RedeemResponse.model_validate(body)

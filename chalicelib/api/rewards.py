@@ -355,6 +355,7 @@ def post_redemption(call: Call) -> object:
             request_hash=request_hash(request.model_dump(mode="json", exclude={"member_code"})),
             member_code=request.member_code,
             member_code_required=call.principal.kind == "store",
+            by=actor(call),
         ),
         points_context(),
         _mall(),

@@ -208,10 +208,10 @@ class DynamoCouponRepository:
             return None
         return coupon_from_item(item)
 
-    def use(self, code: str, used_by: str, at: datetime) -> bool:
-        from chalicelib.dal.tables import update_if
+    def use(self, code: str, used_by: str, at: datetime, audit: AuditEntry | None = None) -> bool:
+        from chalicelib.dal.audit import update_audited
 
-        return update_if(
+        return update_audited(
             CouponItem(pk=coupon_pk(code), sk=COUPON_SK),
             [
                 CouponItem.status.set("used"),
@@ -221,6 +221,7 @@ class DynamoCouponRepository:
             ],
             # the one condition that decides between two tills: still active
             CouponItem.status == "active",
+            audit,
         )
 
     def reference(self, purchase: PurchaseRef) -> str:

@@ -73,9 +73,9 @@ class CouponStore(Protocol):
         """Read consistently."""
         ...
 
-    def use(self, code: str, used_by: str, at: datetime) -> bool:
+    def use(self, code: str, used_by: str, at: datetime, audit: AuditEntry | None = None) -> bool:
         """Mark the coupon used by `used_by`, conditional on it being active: False (and
-        nothing written) if it is not any more."""
+        nothing written, no entry either) if it is not any more."""
         ...
 
     def reference(self, purchase: PurchaseRef) -> str:
@@ -322,7 +322,9 @@ class Redemption:
     transaction_id: str
 
 
-def redeem(store: CouponStore, request: Redemption, now: datetime) -> dict[str, Any]:
+def redeem(
+    store: CouponStore, request: Redemption, now: datetime, by: Actor | None = None
+) -> dict[str, Any]:
     """Consume the coupon for the store's transaction, exactly once. The same transaction
     again gets the same answer (read back from the coupon); another transaction 409
     COUPON_USED. 404 COUPON_NOT_FOUND (also for what cannot be a code: nothing to learn
@@ -340,7 +342,16 @@ def redeem(store: CouponStore, request: Redemption, now: datetime) -> dict[str, 
         if coupon.status == "used" and coupon.used_by == used_by:
             return redeemed_view(coupon, request)  # this transaction's own redemption
         refuse(coupon, request.store_id, now)
-        if store.use(code, used_by, now):
+        audit = entry(
+            by,
+            "coupon.redeem",
+            f"member:{coupon.member_id}",
+            now,
+            request_id=request.transaction_id,
+            before={"code": code, "status": "active"},
+            after={"code": code, "status": "used", "store_id": request.store_id},
+        )
+        if store.use(code, used_by, now, audit):
             used = Coupon(
                 **{**coupon.__dict__, "status": "used", "used_by": used_by, "used_at": now}
             )

@@ -339,6 +339,7 @@ class Purchase:
     # Spending points at a till needs the member present (api.md, Member presence): the
     # POS route sets this for every caller; in-process callers (tests, tools) may not.
     member_code_required: bool = False
+    by: Actor | None = None  # staff recording it: their audit entry joins the commit
 
 
 def record_purchase(cmd: Purchase, ctx: Context) -> tuple[int, dict[str, Any]]:
@@ -483,7 +484,16 @@ def _plan_purchase(
         CouponChange(c.code, account.member.member_id, "use", ctx.repo.reference(key), ctx.now)
         for c in coupons.applied
     )
-    return plan.commit([record], member_fields=fields, coupon_changes=used), response
+    audit = audit_entry_for(
+        cmd.by,
+        "transaction.purchase",
+        f"member:{account.member.member_id}",
+        ctx.now,
+        request_id=cmd.transaction_id,
+        after={"store_id": cmd.store_id, "total": cmd.total, "points_used": cmd.pay_with_points},
+    )
+    commit = plan.commit([record], member_fields=fields, coupon_changes=used, audit=audit)
+    return commit, response
 
 
 def _coupons(cmd: Purchase, ctx: Context, member_id: str) -> CouponOutcome:
@@ -599,6 +609,7 @@ class Refund:
     items: list[tuple[str, int]] | None  # (sku, quantity)
     amount: int | None
     request_hash: str
+    by: Actor | None = None  # staff recording it: their audit entry joins the commit
 
 
 def record_refund(cmd: Refund, ctx: Context) -> tuple[int, dict[str, Any]]:
@@ -680,7 +691,21 @@ def _plan_refund(
         data=refunded.to_data(),
     )
     updated = RecordUpdate(purchase.ref, purchase.version, after.refunded_fields())
-    return plan.commit([record], updated_request=updated, coupon_changes=restores), response
+    audit = audit_entry_for(
+        cmd.by,
+        "transaction.refund",
+        f"member:{account.member.member_id}",
+        ctx.now,
+        request_id=cmd.refund_id,
+        after={
+            "store_id": cmd.store_id,
+            "transaction_id": cmd.transaction_id,
+            "amount": share.amount,
+            "points_reversed": points_now,
+        },
+    )
+    commit = plan.commit([record], updated_request=updated, coupon_changes=restores, audit=audit)
+    return commit, response
 
 
 def _discount_share(bought: PurchaseRecord, after: PurchaseRecord, share: _Share) -> int:

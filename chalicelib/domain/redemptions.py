@@ -93,6 +93,7 @@ class Redeem:
     request_hash: str
     member_code: str | None = None
     member_code_required: bool = False  # a POS: the member shows their code
+    by: Actor | None = None  # staff redeeming for the member: their entry joins the commit
 
 
 def redeem(cmd: Redeem, ctx: Context, mall: Mall) -> tuple[int, dict[str, Any]]:
@@ -217,6 +218,14 @@ def _plan_redeem(
         stock=moves,
         new_coupons=issued,
         holds=holds,
+        audit=audit_entry(
+            cmd.by,
+            "redemption.create",
+            f"member:{cmd.member_id}",
+            ctx.now,
+            request_id=cmd.redemption_id,
+            after={"reward_id": cmd.reward_id, "quantity": cmd.quantity},
+        ),
     )
     if code is not None:
         commit = replace(
