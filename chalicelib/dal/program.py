@@ -370,13 +370,10 @@ class DynamoProgramRepository:
         item = ProgramItem(pk=f"STORE#{store_id}", sk="STORE")
         actions = [ProgramItem.data[name].set(value) for name, value in changes.items()]
         actions += [ProgramItem.data["updated_at"].set(now), ProgramItem.updated_at.set(now)]
-        if audit is not None:
-            # with its entry, in one transaction (which returns no image: read it back)
-            if not update_audited(item, actions, ProgramItem.pk.exists(), audit):
-                return None
-            item = ProgramItem.get(item.pk, item.sk, consistent_read=True)
-        elif not update_if(item, actions, ProgramItem.pk.exists()):
+        if not update_audited(item, actions, ProgramItem.pk.exists(), audit):
             return None
+        if audit is not None:  # a transaction returns no image: read it back
+            item = ProgramItem.get(item.pk, item.sk, consistent_read=True)
         store = _store(store_id, _data(item))
         # This container sees the change at once; others within STORE_CACHE_SECONDS.
         self._cache.put(f"store:{store_id}", store, seconds=STORE_CACHE_SECONDS)
