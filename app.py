@@ -14,6 +14,7 @@ from aws_lambda_powertools.logging import correlation_paths
 from chalice.app import Chalice, ConvertToMiddleware, DynamoDBEvent, Response, SQSEvent
 
 from chalicelib.api import (
+    audit,
     coupons,
     members,
     points,
@@ -73,6 +74,7 @@ app.register_blueprint(tier_rules.bp)
 app.register_blueprint(stores.bp)
 app.register_blueprint(rewards.bp)
 app.register_blueprint(coupons.bp)
+app.register_blueprint(audit.bp)
 
 
 # ---- event handlers: thin shims; the work lives in chalicelib/handlers -----------------

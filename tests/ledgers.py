@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 from chalicelib.dal.ledger import expiry_key, purchase_pk, request_key
 from chalicelib.dal.members import member_pk
+from chalicelib.domain.audit import AuditEntry
 from chalicelib.domain.coupons import Coupon, CouponChange
 from chalicelib.domain.ledger import Wallet
 from chalicelib.domain.member_codes import MemberCode
@@ -66,6 +67,7 @@ class Store(Protocol):
     def stock(self, reward_id: str) -> dict[int, int]: ...
     def put_coupon(self, coupon: Coupon) -> None: ...
     def put_stock(self, reward_id: str, shards: dict[int, int]) -> None: ...
+    def audit_log(self) -> list[AuditEntry]: ...
 
 
 class InMemoryLedger:
@@ -86,6 +88,7 @@ class InMemoryLedger:
         self._coupons: dict[str, Coupon] = {}
         self._stock: dict[str, dict[int, int]] = {}
         self.holds: dict[tuple[str, str], HoldChange] = {}  # (member, redemption) -> hold
+        self.audit_entries: list[AuditEntry] = []  # what commits recorded, in order
 
     # -- LedgerRepository --
 
@@ -194,6 +197,8 @@ class InMemoryLedger:
                 self.holds[key] = hold
             else:
                 self.holds.pop(key, None)
+        if commit.audit is not None:
+            self.audit_entries.append(commit.audit)
 
     def list_entries(
         self, member_id: str, limit: int, cursor: str | None
@@ -225,6 +230,10 @@ class InMemoryLedger:
         page = due[:limit]
         ids = [pk.removeprefix("MEMBER#") for pk in page]
         return ids, {"pk": page[-1]} if len(page) == limit else None
+
+    def audit_log(self) -> list[AuditEntry]:
+        """The audit entries commits recorded, oldest first."""
+        return list(self.audit_entries)
 
     # -- MemberCodeStore --
 
@@ -369,6 +378,14 @@ class DynamoStore:
 
     def stock(self, reward_id: str) -> dict[int, int]:
         return self._ledger.stock(reward_id)
+
+    def audit_log(self) -> list[AuditEntry]:
+        """The audit entries in the Program table (a test scan), oldest first."""
+        from chalicelib.dal.audit import from_item
+        from chalicelib.dal.tables import AuditItem
+
+        items = AuditItem.scan(AuditItem.pk.startswith("AUDIT#"))
+        return [from_item(i) for i in sorted(items, key=lambda i: (i.pk, i.sk))]
 
     def put_coupon(self, coupon: Coupon) -> None:
         from chalicelib.dal.coupons import coupon_item
@@ -559,6 +576,9 @@ class Ledger:
 
     def request(self, ref: RequestRef) -> RequestRecord | None:
         return self.store.get_request(ref, consistent=True)
+
+    def audit_log(self) -> list[AuditEntry]:
+        return self.store.audit_log()
 
     def code(self, code: str) -> MemberCode:
         found = self.store.member_code(code)

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from chalice.app import Blueprint
 
+from chalicelib.api.audit import actor
 from chalicelib.api.http import (
     ALL_STAFF,
     OPS,
@@ -108,7 +109,7 @@ def create_template(call: Call) -> TemplateView:
         valid_from=request.valid_from,
         valid_to=request.valid_to,
     )
-    body = coupon_templates.create_template(template, _templates(), utc_now())
+    body = coupon_templates.create_template(template, _templates(), utc_now(), actor(call))
     return models.TemplateView.model_validate(body)
 
 
@@ -175,7 +176,7 @@ def patch_template(call: Call) -> TemplateView:
         if name in changes:
             changes[name] = getattr(request, name)
     edited = coupon_templates.edit_template(
-        _template_id(call), request.version, changes, _templates(), utc_now()
+        _template_id(call), request.version, changes, _templates(), utc_now(), actor(call)
     )
     return models.TemplateView.model_validate(coupon_templates.template_view(edited))
 
@@ -198,7 +199,12 @@ def patch_template(call: Call) -> TemplateView:
 def issue_coupon(call: Call) -> CouponView:
     request: IssueRequest = call.body
     body = coupon_issue.staff_issue(
-        _coupons(), call.params["member_id"], request.issue_id, request.template_id, utc_now()
+        _coupons(),
+        call.params["member_id"],
+        request.issue_id,
+        request.template_id,
+        utc_now(),
+        actor(call),
     )
     return models.CouponView.model_validate(body)
 
@@ -264,5 +270,6 @@ def redeem_coupon(call: Call) -> RedeemResponse:
         _coupons(),
         coupon_issue.Redemption(call.params["code"], store_id, request.transaction_id),
         utc_now(),
+        actor(call),
     )
     return models.RedeemResponse.model_validate(body)

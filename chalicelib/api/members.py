@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from chalice.app import Blueprint
 
+from chalicelib.api.audit import actor
 from chalicelib.api.http import (
     ALL_STAFF,
     OPS,
@@ -91,7 +92,7 @@ def register_member(call: Call) -> MemberResponse:
         external_ids=external_ids,
     )
     try:
-        member = domain.register(registration, svc.members, svc.hasher, utc_now())
+        member = domain.register(registration, svc.members, svc.hasher, utc_now(), actor(call))
     except MemberExists as exc:
         if principal.kind == "member":
             # A member id is a key to someone's account: an app user learns only that
@@ -228,6 +229,7 @@ def update_member(call: Call) -> MemberResponse:
         by_staff=bool(call.principal.roles & OPS),
         # Store staff change the members of their own store only.
         for_store=call.principal.store_id if store_scoped(call.principal) else None,
+        by=actor(call),
     )
     return member_view(member, call.principal)
 

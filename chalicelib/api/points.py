@@ -6,10 +6,12 @@ from datetime import date
 
 from chalice.app import Blueprint
 
+from chalicelib.api.audit import actor
 from chalicelib.api.http import ADMIN, OPS, Access, Call, operation
 from chalicelib.api.members import SELF_OR_OPS
+from chalicelib.domain import audit
 from chalicelib.domain import points as domain
-from chalicelib.domain.clock import rfc3339
+from chalicelib.domain.clock import rfc3339, utc_now
 from chalicelib.domain.program import (
     ProgramConfig,
     changed_limits,
@@ -142,6 +144,7 @@ def post_adjustment(call: Call) -> object:
             reason=request.reason,
             actor=call.principal.subject,
             request_hash=domain.request_hash(request.model_dump(mode="json")),
+            by=actor(call),
         ),
         points_context(),
     )
@@ -183,10 +186,10 @@ def put_program(call: Call) -> ProgramConfigResponse:
     document = request.model_dump(mode="json")
     config = config_from_dict(document)
     svc = services()
+    # Compared with the stored version the request replaces: the save below is
+    # conditional on that same version, so nothing can slip in between.
+    current = svc.program.config(fresh=True)
     if not call.principal.roles & ADMIN:
-        # Compared with the stored version the request replaces: the save below is
-        # conditional on that same version, so nothing can slip in between.
-        current = svc.program.config(fresh=True)
         if current.version != request.version:
             raise Conflict(
                 "the configuration changed meanwhile; reload it", code="VERSION_CONFLICT"
@@ -199,7 +202,19 @@ def put_program(call: Call) -> ProgramConfigResponse:
                 details={"fields": changed},
             )
     _check_coupon_rules(config)
-    saved = svc.program.save_config(config, expected_version=request.version)
+    before, after = audit.changed(config_to_dict(current), config_to_dict(config))
+    before.pop("version", None)
+    after.pop("version", None)
+    entry = audit.entry(
+        actor(call),
+        "program.update",
+        "program:config",
+        utc_now(),
+        request_id=f"v{request.version}",
+        before={**before, "version": current.version},
+        after={**after, "version": request.version + 1},
+    )
+    saved = svc.program.save_config(config, expected_version=request.version, audit=entry)
     return ProgramConfigResponse(config=config_to_dict(saved))
 
 

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from chalice.app import Blueprint
 
 from chalicelib import errors
+from chalicelib.api.audit import actor
 from chalicelib.api.http import (
     ALL_STAFF,
     OPS,
@@ -22,6 +23,7 @@ from chalicelib.api.http import (
 )
 from chalicelib.api.members import SELF_OR_OPS
 from chalicelib.api.points import replayable
+from chalicelib.domain import audit
 from chalicelib.domain.clock import rfc3339, utc_now
 from chalicelib.ids import request_hash
 from chalicelib.lazy import LazyModule
@@ -165,7 +167,15 @@ def create_reward(call: Call) -> AdminRewardView:
     existing_hash = rewards.request_hash(reward.reward_id)
     if existing_hash is None:
         rewards_domain.check_reward(reward, _template_active(reward.coupon_template_id))
-        if rewards.create(reward, request.stock, hashed):
+        entry = audit.entry(
+            actor(call),
+            "reward.create",
+            f"reward:{reward.reward_id}",
+            utc_now(),
+            request_id=reward.reward_id,
+            after={**_audited_fields(reward), "stock": request.stock},
+        )
+        if rewards.create(reward, request.stock, hashed, entry):
             return _admin_view(reward, request.stock)
         existing_hash = rewards.request_hash(reward.reward_id)
     if existing_hash != hashed:
@@ -234,16 +244,33 @@ def patch_reward(call: Call) -> AdminRewardView:
     for name in ("valid_from", "valid_to"):
         if getattr(request, name) is not None:
             changes[name] = getattr(request, name)
-    updated = rewards_domain.edited(reward, changes, utc_now()) if changes else reward
+    now = utc_now()
+    updated = rewards_domain.edited(reward, changes, now) if changes else reward
+    by = actor(call)
     if changes:
         rewards_domain.check_reward(updated, True if updated.kind == "coupon" else None)
-        if not rewards.save(updated, reward.version):
+        before, after = audit.changed(_audited_fields(reward), _audited_fields(updated))
+        entry = audit.entry(
+            by, "reward.update", f"reward:{reward_id}", now, before=before, after=after
+        )
+        if not rewards.save(updated, reward.version, entry):
             raise errors.Conflict(
                 "the reward changed meanwhile; reload it", code="VERSION_CONFLICT"
             )
     if request.stock is not None:
-        rewards.set_stock(reward_id, request.stock)
+        # its own write (every shard, conditional on what was read), with its own entry
+        entry = audit.entry(
+            by, "reward.stock", f"reward:{reward_id}", now, after={"stock": request.stock}
+        )
+        rewards.set_stock(reward_id, request.stock, entry)
     return _current_view(reward_id)
+
+
+def _audited_fields(reward: Reward) -> dict[str, Any]:
+    """What an entry records of a reward: its configuration (no request hash)."""
+    data = rewards_domain.reward_to_data(reward)
+    skip = ("created_at", "updated_at", "version")
+    return audit.named({k: v for k, v in data.items() if k not in skip}, "reward")
 
 
 # ---- catalog (members) ---------------------------------------------------------------------
@@ -328,6 +355,7 @@ def post_redemption(call: Call) -> object:
             request_hash=request_hash(request.model_dump(mode="json", exclude={"member_code"})),
             member_code=request.member_code,
             member_code_required=call.principal.kind == "store",
+            by=actor(call),
         ),
         points_context(),
         _mall(),
@@ -401,6 +429,7 @@ def cancel_redemption(call: Call) -> RedemptionView:
         call.principal.subject,
         points_context(),
         by_staff=call.principal.is_staff,
+        by=actor(call),
     )
     return models.RedemptionView.model_validate(view)
 
@@ -424,6 +453,7 @@ def post_fulfilment(call: Call) -> RedemptionView:
         request.status,
         request.tracking_no,
         points_context(),
+        actor(call),
     )
     return models.RedemptionView.model_validate(view)
 

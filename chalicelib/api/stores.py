@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from chalice.app import Blueprint
 
+from chalicelib.api.audit import actor
 from chalicelib.api.http import ADMIN, ALL_STAFF, OPS, Access, Call, operation, store_named
 from chalicelib.auth import ID_SHAPE
 from chalicelib.domain import stores as domain
@@ -50,7 +51,9 @@ def _path_id(call: Call, name: str, code: str) -> str:
 )
 def create_dealer(call: Call) -> DealerView:
     request: DealerRequest = call.body
-    body = domain.create_dealer(request.dealer_id, request.name, services().program, utc_now())
+    body = domain.create_dealer(
+        request.dealer_id, request.name, services().program, utc_now(), actor(call)
+    )
     return DealerView.model_validate(body)
 
 
@@ -89,7 +92,12 @@ def list_dealers(call: Call) -> DealerList:
 def create_store(call: Call) -> StoreView:
     request: StoreRequest = call.body
     body = domain.create_store(
-        request.store_id, request.dealer_id, request.name, services().program, utc_now()
+        request.store_id,
+        request.dealer_id,
+        request.name,
+        services().program,
+        utc_now(),
+        actor(call),
     )
     return StoreView.model_validate(body)
 
@@ -147,7 +155,7 @@ def update_store(call: Call) -> StoreView:
     request: StorePatch = call.body
     store_id = _path_id(call, "store_id", "STORE_NOT_FOUND")
     store = domain.update_store(
-        store_id, request.model_dump(exclude_none=True), services().program, utc_now()
+        store_id, request.model_dump(exclude_none=True), services().program, utc_now(), actor(call)
     )
     return StoreView.model_validate(domain.store_view(store))
 
@@ -165,7 +173,7 @@ def update_store(call: Call) -> StoreView:
 )
 def issue_key(call: Call) -> StoreKeyIssued:
     store_id = _path_id(call, "store_id", "STORE_NOT_FOUND")
-    key = domain.issue_key(store_id, services().program, utc_now())
+    key = domain.issue_key(store_id, services().program, utc_now(), actor(call))
     assert key.created_at is not None
     return StoreKeyIssued(
         key_id=key.key_id, store_id=key.store_id, secret=key.secret, created_at=key.created_at
@@ -207,5 +215,5 @@ def list_keys(call: Call) -> StoreKeyList:
 def revoke_key(call: Call) -> StoreKeyView:
     store_id = _path_id(call, "store_id", "STORE_NOT_FOUND")
     key_id = _path_id(call, "key_id", "KEY_NOT_FOUND")
-    key = domain.revoke_key(store_id, key_id, services().program, utc_now())
+    key = domain.revoke_key(store_id, key_id, services().program, utc_now(), actor(call))
     return StoreKeyView.model_validate(domain.key_view(key))

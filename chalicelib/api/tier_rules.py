@@ -6,8 +6,11 @@ from typing import Any
 
 from chalice.app import Blueprint, Response
 
+from chalicelib.api.audit import actor
 from chalicelib.api.http import ADMIN, JSON_HEADERS, OPS, Access, Call, operation
 from chalicelib.domain import tier_rules as domain
+from chalicelib.domain.audit import entry as audit_entry
+from chalicelib.domain.clock import utc_now
 from chalicelib.domain.tiers import Tier, TierBenefits
 from chalicelib.models.tier_rules import TierRulesRequest, TierRulesView
 from chalicelib.wiring import services
@@ -51,7 +54,14 @@ def create_rules(call: Call) -> TierRulesView:
     )
     domain.validate(tiers)
     svc = services()
-    version = svc.program.create_rules_version(tiers)
+    entry = audit_entry(
+        actor(call),
+        "tier_rules.propose",
+        "tier_rules",
+        utc_now(),
+        after={"tiers": [t.code for t in tiers]},
+    )
+    version = svc.program.create_rules_version(tiers, entry)
     _, data = domain.load(str(version), svc.program)
     return _view(data)
 
@@ -83,7 +93,8 @@ def get_rules(call: Call) -> TierRulesView:
 )
 def dry_run(call: Call) -> Response:
     svc = services()
-    return _accepted(domain.start_dry_run(call.params["version"], svc.program, svc.tasks))
+    run = domain.start_dry_run(call.params["version"], svc.program, svc.tasks, actor(call))
+    return _accepted(run)
 
 
 @operation(
@@ -99,7 +110,8 @@ def dry_run(call: Call) -> Response:
 )
 def apply_rules(call: Call) -> Response:
     svc = services()
-    return _accepted(domain.start_apply(call.params["version"], svc.program, svc.tasks))
+    applied = domain.start_apply(call.params["version"], svc.program, svc.tasks, actor(call))
+    return _accepted(applied)
 
 
 def _accepted(version: int) -> Response:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from chalice.app import Blueprint
 
+from chalicelib.api.audit import actor
 from chalicelib.api.http import ALL_STAFF, OPS, Access, Call, acting_store, operation
 from chalicelib.api.points import replayable
 from chalicelib.auth import PosReplay
@@ -72,6 +73,7 @@ def post_transaction(call: Call) -> object:
             # Every caller of this route, POS or staff: points leave only with the member
             # present (api.md, Member presence).
             member_code_required=True,
+            by=actor(call),
         ),
         points_context(),
     )
@@ -160,6 +162,7 @@ def post_refund(call: Call) -> object:
             items=[(line.sku, line.quantity) for line in request.items] if request.items else None,
             amount=request.amount,
             request_hash=domain.request_hash(request.model_dump(mode="json")),
+            by=actor(call),
         ),
         points_context(),
     )

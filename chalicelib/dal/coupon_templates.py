@@ -9,9 +9,11 @@ from typing import Any
 
 from pynamodb.exceptions import DoesNotExist
 
+from chalicelib.dal.audit import update_audited
 from chalicelib.dal.coupons import terms_from_data, terms_to_data
 from chalicelib.dal.program import add_listed
-from chalicelib.dal.tables import ProgramItem, update_if
+from chalicelib.dal.tables import ProgramItem
+from chalicelib.domain.audit import AuditEntry
 from chalicelib.domain.clock import rfc3339
 from chalicelib.domain.coupons import CouponTemplate
 from chalicelib.domain.stores import FirstAnswer
@@ -66,7 +68,11 @@ def find_template(template_id: str, *, consistent: bool = False) -> CouponTempla
 
 
 def add_template(
-    template: CouponTemplate, request_hash: str, response: dict[str, Any], now: datetime
+    template: CouponTemplate,
+    request_hash: str,
+    response: dict[str, Any],
+    now: datetime,
+    audit: AuditEntry | None = None,
 ) -> FirstAnswer | None:
     """The template and its listing entry, both only if new (one transaction). None when
     written; otherwise what the first create stored (its request hash and answer)."""
@@ -85,7 +91,7 @@ def add_template(
         updated_at=at,
     )
     listing = ProgramItem(pk=LISTING_PK, sk=template.template_id, kind="listing")
-    return add_listed(entity, listing)
+    return add_listed(entity, listing, audit)
 
 
 def template_times(template_id: str) -> dict[str, str]:
@@ -98,7 +104,9 @@ def template_times(template_id: str) -> dict[str, str]:
     return {k: str(data[k]) for k in ("created_at", "updated_at") if data.get(k)}
 
 
-def replace_template(template: CouponTemplate, expected_version: int, now: datetime) -> bool:
+def replace_template(
+    template: CouponTemplate, expected_version: int, now: datetime, audit: AuditEntry | None = None
+) -> bool:
     """Write the template's fields (its version one up), conditional on the stored version
     being `expected_version`: False, nothing written, if it changed (or is gone). The
     create's request hash and first answer stay."""
@@ -114,10 +122,11 @@ def replace_template(template: CouponTemplate, expected_version: int, now: datet
         ProgramItem.data["updated_at"].set(rfc3339(now)),
         ProgramItem.updated_at.set(rfc3339(now)),
     ]
-    return update_if(
+    return update_audited(
         ProgramItem(pk=template_pk(template.template_id), sk=TEMPLATE_SK),
         actions,
         ProgramItem.data["version"] == expected_version,
+        audit,
     )
 
 
@@ -149,12 +158,23 @@ class DynamoTemplateRepository:
         return find_template(template_id, consistent=True)
 
     def add(
-        self, template: CouponTemplate, request_hash: str, response: dict[str, Any], now: datetime
+        self,
+        template: CouponTemplate,
+        request_hash: str,
+        response: dict[str, Any],
+        now: datetime,
+        audit: AuditEntry | None = None,
     ) -> FirstAnswer | None:
-        return add_template(template, request_hash, response, now)
+        return add_template(template, request_hash, response, now, audit)
 
-    def replace(self, template: CouponTemplate, expected_version: int, now: datetime) -> bool:
-        return replace_template(template, expected_version, now)
+    def replace(
+        self,
+        template: CouponTemplate,
+        expected_version: int,
+        now: datetime,
+        audit: AuditEntry | None = None,
+    ) -> bool:
+        return replace_template(template, expected_version, now, audit)
 
     def store_exists(self, store_id: str) -> bool:
         from chalicelib.wiring import services

@@ -13,6 +13,7 @@ from pynamodb.expressions.condition import Condition
 
 from chalicelib.dal.cursors import encode_cursor
 from chalicelib.dal.tables import CouponItem
+from chalicelib.domain.audit import AuditEntry
 from chalicelib.domain.clock import rfc3339
 from chalicelib.domain.coupons import Coupon, CouponChange, CouponTemplate, CouponTerms
 from chalicelib.domain.records import MemberRequestRef, PurchaseRef, RequestRecord
@@ -160,10 +161,13 @@ class DynamoCouponRepository:
 
         return find_request(ref, consistent=True)
 
-    def add_issued(self, coupon: Coupon, record: RequestRecord) -> None:
+    def add_issued(
+        self, coupon: Coupon, record: RequestRecord, audit: AuditEntry | None = None
+    ) -> None:
         from pynamodb.exceptions import TransactWriteError
         from pynamodb.transactions import TransactWrite
 
+        from chalicelib.dal.audit import append as append_audit
         from chalicelib.dal.ledger import request_item
         from chalicelib.dal.tables import RequestItem, reason_codes
         from chalicelib.domain.coupon_issue import CodeTaken
@@ -176,6 +180,7 @@ class DynamoCouponRepository:
                 with TransactWrite(connection=_connection()) as txn:
                     txn.save(request_item(record), condition=RequestItem.pk.does_not_exist())
                     txn.save(coupon_item(coupon), condition=CouponItem.pk.does_not_exist())
+                    append_audit(txn, audit)  # after the two above: their reasons stay 0, 1
             except TransactWriteError as exc:
                 reasons = reason_codes(exc)
                 if reasons[:1] == ["ConditionalCheckFailed"]:
@@ -203,10 +208,10 @@ class DynamoCouponRepository:
             return None
         return coupon_from_item(item)
 
-    def use(self, code: str, used_by: str, at: datetime) -> bool:
-        from chalicelib.dal.tables import update_if
+    def use(self, code: str, used_by: str, at: datetime, audit: AuditEntry | None = None) -> bool:
+        from chalicelib.dal.audit import update_audited
 
-        return update_if(
+        return update_audited(
             CouponItem(pk=coupon_pk(code), sk=COUPON_SK),
             [
                 CouponItem.status.set("used"),
@@ -216,6 +221,7 @@ class DynamoCouponRepository:
             ],
             # the one condition that decides between two tills: still active
             CouponItem.status == "active",
+            audit,
         )
 
     def reference(self, purchase: PurchaseRef) -> str:

@@ -11,6 +11,7 @@ from pynamodb.connection import Connection
 from pynamodb.exceptions import DoesNotExist, TransactWriteError
 from pynamodb.transactions import TransactWrite
 
+from chalicelib.dal.audit import append as append_audit
 from chalicelib.dal.coupons import (
     COUPON_SK,
     coupon_change,
@@ -233,6 +234,9 @@ class DynamoLedgerRepository:
                     # 80 random bits: a taken code is a defect, not a race to re-plan
                     txn.save(coupon_item(coupon), condition=CouponItem.pk.does_not_exist())
                     puts.append("new_coupon")
+                if commit.audit is not None:
+                    append_audit(txn, commit.audit)
+                    puts.append("audit")
                 for hold in commit.holds:
                     if hold.action == "put":
                         txn.save(hold_item(hold))

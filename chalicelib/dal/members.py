@@ -11,7 +11,10 @@ from pynamodb.connection import Connection
 from pynamodb.exceptions import DoesNotExist, TransactWriteError
 from pynamodb.transactions import TransactWrite
 
-from chalicelib.dal.tables import IdentityItem, MemberItem, reason_codes, update_if
+from chalicelib.dal.audit import append as append_audit
+from chalicelib.dal.audit import update_audited
+from chalicelib.dal.tables import IdentityItem, MemberItem, reason_codes
+from chalicelib.domain.audit import AuditEntry
 from chalicelib.domain.birthdays import birthday_key
 from chalicelib.domain.clock import rfc3339
 from chalicelib.domain.members import Identity, Member
@@ -111,7 +114,9 @@ class DynamoMemberRepository:
     def __init__(self, connection: Connection) -> None:
         self._connection = connection
 
-    def create(self, member: Member, identities: list[Identity]) -> None:
+    def create(
+        self, member: Member, identities: list[Identity], audit: AuditEntry | None = None
+    ) -> None:
         item = to_item(member)
         claims = [
             IdentityItem(
@@ -133,6 +138,7 @@ class DynamoMemberRepository:
                     txn.save(item, condition=MemberItem.pk.does_not_exist())
                     for claim in claims:
                         txn.save(claim, condition=IdentityItem.pk.does_not_exist())
+                    append_audit(txn, audit)  # last: the reasons above keep their places
             except TransactWriteError as exc:
                 taken = self._taken_claim(exc, identities)
                 if taken is not None:
@@ -248,7 +254,13 @@ class DynamoMemberRepository:
             condition=MemberItem.pk.exists(),
         )
 
-    def update_profile(self, member_id: str, changes: dict[str, Any], now: datetime) -> Member:
+    def update_profile(
+        self,
+        member_id: str,
+        changes: dict[str, Any],
+        now: datetime,
+        audit: AuditEntry | None = None,
+    ) -> Member:
         actions: list[Any] = [
             MemberItem.updated_at.set(rfc3339(now)),
             MemberItem.version.add(1),
@@ -266,8 +278,10 @@ class DynamoMemberRepository:
             else:
                 actions += _set_or_remove(getattr(MemberItem, name), value)
         item = MemberItem(pk=member_pk(member_id), sk=MEMBER_SK)
-        if not update_if(item, actions, MemberItem.pk.exists()):
+        if not update_audited(item, actions, MemberItem.pk.exists(), audit):
             raise NotFound("member not found", code="MEMBER_NOT_FOUND")
+        if audit is not None:  # a transaction returns no image: read it back
+            item = MemberItem.get(item.pk, item.sk, consistent_read=True)
         # update() refreshed the item from ALL_NEW; no second read needed.
         return from_item(item)
 

@@ -8,9 +8,11 @@ from dataclasses import asdict, replace
 from typing import Any
 
 from pynamodb.connection import Connection
-from pynamodb.exceptions import DoesNotExist, PutError, TransactWriteError
+from pynamodb.exceptions import DoesNotExist, TransactWriteError
 from pynamodb.transactions import TransactWrite
 
+from chalicelib.dal.audit import append as append_audit
+from chalicelib.dal.audit import put_audited, update_audited
 from chalicelib.dal.cursors import decode_cursor, encode_cursor
 from chalicelib.dal.tables import (
     GuardItem,
@@ -20,6 +22,7 @@ from chalicelib.dal.tables import (
     save_if_new,
     update_if,
 )
+from chalicelib.domain.audit import AuditEntry
 from chalicelib.domain.clock import rfc3339, utc_now
 from chalicelib.domain.program import (
     DEFAULT_PROGRAM,
@@ -98,7 +101,10 @@ class DynamoProgramRepository:
         return config
 
     def save_config(
-        self, config: ProgramConfig, expected_version: int | None = None
+        self,
+        config: ProgramConfig,
+        expected_version: int | None = None,
+        audit: AuditEntry | None = None,
     ) -> ProgramConfig:
         """Ops edit the whole document; `expected_version` guards against lost updates."""
         saved = replace(config, version=config.version + 1)
@@ -113,14 +119,10 @@ class DynamoProgramRepository:
             condition = ProgramItem.pk.does_not_exist() if expected_version == 0 else None
         else:
             condition = ProgramItem.data["version"] == expected_version
-        try:
-            item.save(condition=condition)
-        except PutError as exc:
-            if exc.cause_response_code == "ConditionalCheckFailedException":
-                raise Conflict(
-                    "the configuration changed meanwhile; reload it", code="VERSION_CONFLICT"
-                ) from exc
-            raise
+        if not put_audited(item, condition, audit):
+            raise Conflict(
+                "the configuration changed meanwhile; reload it", code="VERSION_CONFLICT"
+            )
         self._cache.clear()
         return saved
 
@@ -130,8 +132,10 @@ class DynamoProgramRepository:
 
     # ---- tier rule versions: TIER_RULES / v<000001> ------------------------------------
 
-    def create_rules_version(self, tiers: tuple[Tier, ...]) -> int:
-        """A new draft version after the highest existing one (a race retries)."""
+    def create_rules_version(self, tiers: tuple[Tier, ...], audit: AuditEntry | None = None) -> int:
+        """A new draft version after the highest existing one (a race retries), with the
+        proposing staff's entry (its target and `after` name the version) in one
+        transaction."""
 
         def attempt() -> int:
             latest = list(
@@ -157,7 +161,12 @@ class DynamoProgramRepository:
                 },
                 updated_at=rfc3339(utc_now()),
             )
-            if not save_if_new(draft, ProgramItem.pk.does_not_exist()):
+            numbered = audit and replace(
+                audit,
+                target=f"tier_rules:v{version}",
+                after={**(audit.after or {}), "version": version, "status": "draft"},
+            )
+            if not put_audited(draft, ProgramItem.pk.does_not_exist(), numbered):
                 raise Again  # another version took this number meanwhile
             return version
 
@@ -191,7 +200,13 @@ class DynamoProgramRepository:
             _rules_item(version), [ProgramItem.data["status"].set(status)], _status_in(expected)
         )
 
-    def apply_rules(self, version: int, tiers: tuple[Tier, ...], expected: Collection[str]) -> bool:
+    def apply_rules(
+        self,
+        version: int,
+        tiers: tuple[Tier, ...],
+        expected: Collection[str],
+        audit: AuditEntry | None = None,
+    ) -> bool:
         """The ladder becomes current and the version `applying`, in one transaction
         conditional on the version's status: of two applies at once, one writes both and
         the other nothing (False)."""
@@ -205,6 +220,7 @@ class DynamoProgramRepository:
                         actions=[ProgramItem.data["status"].set("applying")],
                         condition=_status_in(expected),
                     )
+                    append_audit(txn, audit)
             except TransactWriteError as exc:
                 if "ConditionalCheckFailed" in reason_codes(exc):
                     return False
@@ -223,11 +239,14 @@ class DynamoProgramRepository:
         self._cache.clear()
         return applied
 
-    def start_dry_run(self, version: int, expected: Collection[str]) -> int | None:
+    def start_dry_run(
+        self, version: int, expected: Collection[str], audit: AuditEntry | None = None
+    ) -> int | None:
         """Status dry_run_running, the dry-run counts at zero and the run number one up,
-        in one update conditional on the status; the new run number, or None."""
+        in one update conditional on the status (with the staff's entry, one
+        transaction); the new run number, or None."""
         item = _rules_item(version)
-        started = update_if(
+        started = update_audited(
             item,
             [
                 ProgramItem.data["status"].set("dry_run_running"),
@@ -235,9 +254,12 @@ class DynamoProgramRepository:
                 ProgramItem.data["dry_run_runs"].add(1),
             ],
             _status_in(expected),
+            audit,
         )
         if not started:
             return None
+        if audit is not None:  # a transaction returns no image: read the run number
+            item = ProgramItem.get(item.pk, item.sk, consistent_read=True)
         return int((item.data.as_dict() if item.data is not None else {})["dry_run_runs"])
 
     def add_rules_counts(
@@ -291,7 +313,11 @@ class DynamoProgramRepository:
         return store
 
     def add_dealer(
-        self, dealer: Dealer, request_hash: str, response: dict[str, Any]
+        self,
+        dealer: Dealer,
+        request_hash: str,
+        response: dict[str, Any],
+        audit: AuditEntry | None = None,
     ) -> FirstAnswer | None:
         data = {
             "name": dealer.name,
@@ -306,10 +332,15 @@ class DynamoProgramRepository:
             data=data,
             updated_at=dealer.created_at,
         )
-        return add_listed(entity, ProgramItem(pk="DEALERS", sk=dealer.dealer_id, kind="listing"))
+        listing = ProgramItem(pk="DEALERS", sk=dealer.dealer_id, kind="listing")
+        return add_listed(entity, listing, audit)
 
     def add_store(
-        self, store: Store, request_hash: str, response: dict[str, Any]
+        self,
+        store: Store,
+        request_hash: str,
+        response: dict[str, Any],
+        audit: AuditEntry | None = None,
     ) -> FirstAnswer | None:
         data = {
             "dealer_id": store.dealer_id,
@@ -327,17 +358,22 @@ class DynamoProgramRepository:
             data=data,
             updated_at=store.updated_at,
         )
-        found = add_listed(entity, ProgramItem(pk="STORES", sk=store.store_id, kind="listing"))
+        listing = ProgramItem(pk="STORES", sk=store.store_id, kind="listing")
+        found = add_listed(entity, listing, audit)
         if found is None:
             self._cache.put(f"store:{store.store_id}", store, seconds=STORE_CACHE_SECONDS)
         return found
 
-    def update_store(self, store_id: str, changes: dict[str, Any], now: str) -> Store | None:
+    def update_store(
+        self, store_id: str, changes: dict[str, Any], now: str, audit: AuditEntry | None = None
+    ) -> Store | None:
         item = ProgramItem(pk=f"STORE#{store_id}", sk="STORE")
         actions = [ProgramItem.data[name].set(value) for name, value in changes.items()]
         actions += [ProgramItem.data["updated_at"].set(now), ProgramItem.updated_at.set(now)]
-        if not update_if(item, actions, ProgramItem.pk.exists()):
+        if not update_audited(item, actions, ProgramItem.pk.exists(), audit):
             return None
+        if audit is not None:  # a transaction returns no image: read it back
+            item = ProgramItem.get(item.pk, item.sk, consistent_read=True)
         store = _store(store_id, _data(item))
         # This container sees the change at once; others within STORE_CACHE_SECONDS.
         self._cache.put(f"store:{store_id}", store, seconds=STORE_CACHE_SECONDS)
@@ -375,7 +411,7 @@ class DynamoProgramRepository:
         self._cache.put(key, store_key, seconds=KEY_CACHE_SECONDS)
         return store_key
 
-    def add_store_key(self, key: StoreKey) -> bool:
+    def add_store_key(self, key: StoreKey, audit: AuditEntry | None = None) -> bool:
         """The key and its listing entry under the store; False if the key id is taken."""
         assert key.created_at is not None
         item = StoreKeyItem(
@@ -392,34 +428,51 @@ class DynamoProgramRepository:
             with TransactWrite(connection=_connection()) as txn:
                 txn.save(item, condition=StoreKeyItem.pk.does_not_exist())
                 txn.save(listing, condition=ProgramItem.pk.does_not_exist())
+                append_audit(txn, audit)
         except TransactWriteError as exc:
             if "ConditionalCheckFailed" in reason_codes(exc):
                 return False
             raise
         return True
 
-    def revoke_store_key(self, store_id: str, key_id: str, now: str) -> StoreKey | None:
-        """Only a key of this store; the first revocation time stays."""
+    def revoke_store_key(
+        self, store_id: str, key_id: str, now: str, audit: AuditEntry | None = None
+    ) -> StoreKey | None:
+        """Only a key of this store; the first revocation time stays. With `audit`, the
+        revocation and its entry are one transaction, conditional on the key being active
+        too: revoking a revoked key again writes nothing (and no second entry)."""
         item = StoreKeyItem(pk=f"STOREKEY#{key_id}", sk="KEY")
         revoking = [
             StoreKeyItem.active.set(False),
             StoreKeyItem.revoked_at.set(StoreKeyItem.revoked_at | now),
         ]
-        if not update_if(item, revoking, StoreKeyItem.store_id == store_id):
+        if audit is not None:
+            ours = StoreKeyItem.store_id == store_id
+            update_audited(item, revoking, ours & (StoreKeyItem.active == True), audit)  # noqa: E712
+            try:
+                item = StoreKeyItem.get(item.pk, item.sk, consistent_read=True)
+            except DoesNotExist:
+                return None
+            if item.store_id != store_id:
+                return None
+        elif not update_if(item, revoking, StoreKeyItem.store_id == store_id):
             return None
         revoked = _store_key(item)
         self._cache.put(f"key:{key_id}", revoked, seconds=KEY_CACHE_SECONDS)
         return revoked
 
 
-def add_listed(entity: ProgramItem, listing: ProgramItem) -> FirstAnswer | None:
+def add_listed(
+    entity: ProgramItem, listing: ProgramItem, audit: AuditEntry | None = None
+) -> FirstAnswer | None:
     """Write an entity and its listing entry, both only if new (stores, dealers, coupon
-    templates). None when written; otherwise what the first create stored (its request
-    hash and answer)."""
+    templates), with the staff's audit entry. None when written; otherwise what the first
+    create stored (its request hash and answer), and nothing written (no entry either)."""
     try:
         with TransactWrite(connection=_connection()) as txn:
             txn.save(entity, condition=ProgramItem.pk.does_not_exist())
             txn.save(listing, condition=ProgramItem.pk.does_not_exist())
+            append_audit(txn, audit)
     except TransactWriteError as exc:
         try:
             existing = ProgramItem.get(entity.pk, entity.sk, consistent_read=True)

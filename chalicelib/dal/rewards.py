@@ -9,16 +9,20 @@ HOLD#<n>    / <due_at>#<member>#<redemption>  a points + cash redemption's payme
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from pynamodb.exceptions import DoesNotExist, TransactWriteError
 from pynamodb.transactions import TransactWrite
 
+from chalicelib.dal.audit import append as append_audit
+from chalicelib.dal.audit import put_audited
 from chalicelib.dal.cursors import decode_cursor, encode_cursor
 from chalicelib.dal.mall import hold_pk, read_stock, reward_pk, stock_sk
 from chalicelib.dal.members import member_pk
 from chalicelib.dal.program import CACHE_SECONDS, _connection, _listing, _TtlCache
 from chalicelib.dal.tables import HoldItem, ProgramItem, RequestItem, StockShardItem, reason_codes
+from chalicelib.domain.audit import AuditEntry
 from chalicelib.domain.rewards import Reward, reward_from_data, reward_to_data, spread
 from chalicelib.errors import Conflict, Unavailable
 from chalicelib.retry import Again, retry
@@ -57,9 +61,12 @@ class DynamoRewardRepository:
         data = item.data.as_dict() if item.data is not None else {}
         return str(data["request_hash"]) if data.get("request_hash") else None
 
-    def create(self, reward: Reward, stock: int, request_hash: str) -> bool:
-        """The reward, its listing entry and its stock shards, each only if new, in one
-        transaction. False when the reward id is taken (nothing written)."""
+    def create(
+        self, reward: Reward, stock: int, request_hash: str, audit: AuditEntry | None = None
+    ) -> bool:
+        """The reward, its listing entry and its stock shards, each only if new, and the
+        staff's audit entry, in one transaction. False when the reward id is taken
+        (nothing written)."""
         entity = ProgramItem(
             pk=reward_pk(reward.reward_id),
             sk=REWARD_SK,
@@ -77,6 +84,7 @@ class DynamoRewardRepository:
                         _shard(reward.reward_id, shard, left),
                         condition=StockShardItem.pk.does_not_exist(),
                     )
+                append_audit(txn, audit)
         except TransactWriteError as exc:
             if "ConditionalCheckFailed" in reason_codes(exc):
                 return False
@@ -86,10 +94,9 @@ class DynamoRewardRepository:
         self._cache.put(f"reward:{reward.reward_id}", reward, CACHE_SECONDS)
         return True
 
-    def save(self, reward: Reward, expected_version: int) -> bool:
-        """The edited reward, conditional on the version read (False: changed since)."""
-        from pynamodb.exceptions import PutError
-
+    def save(self, reward: Reward, expected_version: int, audit: AuditEntry | None = None) -> bool:
+        """The edited reward, conditional on the version read (False: changed since), with
+        the staff's audit entry in one transaction."""
         current = ProgramItem.get(reward_pk(reward.reward_id), REWARD_SK, consistent_read=True)
         hashed = (current.data.as_dict() if current.data is not None else {}).get("request_hash")
         item = ProgramItem(
@@ -99,22 +106,21 @@ class DynamoRewardRepository:
             data={**reward_to_data(reward), **({"request_hash": hashed} if hashed else {})},
             updated_at=reward.updated_at,
         )
-        try:
-            item.save(condition=ProgramItem.data["version"] == expected_version)
-        except PutError as exc:
-            if exc.cause_response_code == "ConditionalCheckFailedException":
-                return False
-            raise
+        if not put_audited(item, ProgramItem.data["version"] == expected_version, audit):
+            return False
         self._cache.put(f"reward:{reward.reward_id}", reward, CACHE_SECONDS)
         return True
 
     def stock(self, reward_id: str) -> dict[int, int]:
         return read_stock(reward_id)
 
-    def set_stock(self, reward_id: str, total: int) -> dict[int, int]:
+    def set_stock(
+        self, reward_id: str, total: int, audit: AuditEntry | None = None
+    ) -> dict[int, int]:
         """Make the units available now `total`, spread over the reward's shards: every
         shard written conditional on the value just read (consistently), in one
-        transaction; a redemption in between makes it read and try again."""
+        transaction with the staff's audit entry (its `before` the units read); a
+        redemption in between makes it read and try again."""
 
         def attempt() -> dict[int, int]:
             current = read_stock(reward_id)
@@ -129,6 +135,10 @@ class DynamoRewardRepository:
                             actions=[StockShardItem.left.set(target[shard])],
                             condition=StockShardItem.left == left,
                         )
+                    append_audit(
+                        txn,
+                        audit and replace(audit, before={"stock": sum(current.values())}),
+                    )
             except TransactWriteError as exc:
                 codes = reason_codes(exc)
                 if "ConditionalCheckFailed" in codes or "TransactionConflict" in codes:

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal, Protocol
 
+from chalicelib.domain.audit import Actor, AuditEntry, entry
 from chalicelib.domain.clock import rfc3339
 from chalicelib.domain.coupons import (
     Coupon,
@@ -60,18 +61,21 @@ class CouponStore(Protocol):
 
     def issue_record(self, ref: MemberRequestRef) -> RequestRecord | None: ...
 
-    def add_issued(self, coupon: Coupon, record: RequestRecord) -> None:
-        """The coupon and its request record, both only if new, in one transaction:
-        RequestExists if the record is taken, CodeTaken if the code is."""
+    def add_issued(
+        self, coupon: Coupon, record: RequestRecord, audit: AuditEntry | None = None
+    ) -> None:
+        """The coupon and its request record, both only if new, and the staff's audit
+        entry, in one transaction: RequestExists if the record is taken, CodeTaken if the
+        code is (nothing written)."""
         ...
 
     def coupon(self, code: str) -> Coupon | None:
         """Read consistently."""
         ...
 
-    def use(self, code: str, used_by: str, at: datetime) -> bool:
+    def use(self, code: str, used_by: str, at: datetime, audit: AuditEntry | None = None) -> bool:
         """Mark the coupon used by `used_by`, conditional on it being active: False (and
-        nothing written) if it is not any more."""
+        nothing written, no entry either) if it is not any more."""
         ...
 
     def reference(self, purchase: PurchaseRef) -> str:
@@ -130,7 +134,9 @@ def issue_ref(member_id: str, source: IssueSource, source_id: str) -> MemberRequ
     return MemberRequestRef(member_id, "coupon", f"{source}:{source_id}")
 
 
-def issue_coupon(store: CouponStore, request: IssueRequest, now: datetime) -> dict[str, Any]:
+def issue_coupon(
+    store: CouponStore, request: IssueRequest, now: datetime, by: Actor | None = None
+) -> dict[str, Any]:
     """Issue a coupon of the template to the member, once per (member, source, source id):
     a replay answers the first issue's coupon (also after the template was retired), the
     same id with another body is 409 IDEMPOTENCY_CONFLICT. 404 MEMBER_NOT_FOUND,
@@ -164,8 +170,16 @@ def issue_coupon(store: CouponStore, request: IssueRequest, now: datetime) -> di
             created_at=now,
             data={"code": coupon.code, "template_id": template.template_id},
         )
+        audit = entry(
+            by,
+            "coupon.issue",
+            f"member:{request.member_id}",
+            now,
+            request_id=request.source_id,
+            after={"template_id": template.template_id, "code": coupon.code},
+        )
         try:
-            store.add_issued(coupon, record)
+            store.add_issued(coupon, record, audit)
         except CodeTaken:
             raise Again from None
         except RequestExists:
@@ -212,7 +226,12 @@ def _replayed(first: RequestRecord, request: IssueRequest) -> dict[str, Any]:
 
 
 def staff_issue(
-    store: CouponStore, member_id: str, issue_id: str, template_id: str, now: datetime
+    store: CouponStore,
+    member_id: str,
+    issue_id: str,
+    template_id: str,
+    now: datetime,
+    by: Actor | None = None,
 ) -> dict[str, Any]:
     """`POST /v1/admin/members/{member_id}/coupons`: idempotent on the staff's issue id."""
     return issue_coupon(
@@ -225,6 +244,7 @@ def staff_issue(
             request_hash=request_hash({"template_id": template_id}),
         ),
         now,
+        by,
     )
 
 
@@ -302,7 +322,9 @@ class Redemption:
     transaction_id: str
 
 
-def redeem(store: CouponStore, request: Redemption, now: datetime) -> dict[str, Any]:
+def redeem(
+    store: CouponStore, request: Redemption, now: datetime, by: Actor | None = None
+) -> dict[str, Any]:
     """Consume the coupon for the store's transaction, exactly once. The same transaction
     again gets the same answer (read back from the coupon); another transaction 409
     COUPON_USED. 404 COUPON_NOT_FOUND (also for what cannot be a code: nothing to learn
@@ -320,7 +342,16 @@ def redeem(store: CouponStore, request: Redemption, now: datetime) -> dict[str, 
         if coupon.status == "used" and coupon.used_by == used_by:
             return redeemed_view(coupon, request)  # this transaction's own redemption
         refuse(coupon, request.store_id, now)
-        if store.use(code, used_by, now):
+        audit = entry(
+            by,
+            "coupon.redeem",
+            f"member:{coupon.member_id}",
+            now,
+            request_id=request.transaction_id,
+            before={"code": code, "status": "active"},
+            after={"code": code, "status": "used", "store_id": request.store_id},
+        )
+        if store.use(code, used_by, now, audit):
             used = Coupon(
                 **{**coupon.__dict__, "status": "used", "used_by": used_by, "used_at": now}
             )

@@ -15,6 +15,7 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any, Protocol
 
+from chalicelib.domain.audit import Actor, AuditEntry, changed, entry, named
 from chalicelib.domain.clock import rfc3339
 from chalicelib.domain.coupons import CouponTemplate, CouponTerms
 from chalicelib.domain.program import CouponRules
@@ -30,11 +31,24 @@ class TemplateRepository(Protocol):
         """Read consistently."""
         ...
 
+    # `audit`: the staff's entry, written in the same transaction as the change.
+
     def add(
-        self, template: CouponTemplate, request_hash: str, response: dict[str, Any], now: datetime
+        self,
+        template: CouponTemplate,
+        request_hash: str,
+        response: dict[str, Any],
+        now: datetime,
+        audit: AuditEntry | None = None,
     ) -> FirstAnswer | None: ...
 
-    def replace(self, template: CouponTemplate, expected_version: int, now: datetime) -> bool: ...
+    def replace(
+        self,
+        template: CouponTemplate,
+        expected_version: int,
+        now: datetime,
+        audit: AuditEntry | None = None,
+    ) -> bool: ...
 
     def store_exists(self, store_id: str) -> bool: ...
 
@@ -107,14 +121,22 @@ def _check_stores(template: CouponTemplate, repo: TemplateRepository) -> None:
 
 
 def create_template(
-    template: CouponTemplate, repo: TemplateRepository, now: datetime
+    template: CouponTemplate, repo: TemplateRepository, now: datetime, by: Actor | None = None
 ) -> dict[str, Any]:
     template = replace(template, status="active", version=1)
     check_terms(template)
     hashed = request_hash(template_view(template))
     _check_stores(template, repo)
     response = template_view(template)
-    found = repo.add(template, hashed, response, now)
+    audit = entry(
+        by,
+        "coupon_template.create",
+        f"coupon_template:{template.template_id}",
+        now,
+        request_id=template.template_id,
+        after=named(response, "template"),
+    )
+    found = repo.add(template, hashed, response, now, audit)
     if found is None:
         return response
     if found.request_hash != hashed:
@@ -158,6 +180,7 @@ def edit_template(
     changes: dict[str, Any],
     repo: TemplateRepository,
     now: datetime,
+    by: Actor | None = None,
 ) -> CouponTemplate:
     """Apply `changes` (fields given in the request, None meaning "remove" for max_off)
     to the template as of `version`. Giving `valid_days` drops the fixed window and the
@@ -200,7 +223,18 @@ def edit_template(
     check_terms(edited)
     if "stores" in changes:
         _check_stores(edited, repo)
-    if not repo.replace(edited, version, now):
+    before, after = changed(
+        named(template_view(current), "template"), named(template_view(edited), "template")
+    )
+    audit = entry(
+        by,
+        "coupon_template.update",
+        f"coupon_template:{template_id}",
+        now,
+        before={**before, "version": version},
+        after={**after, "version": version + 1},
+    )
+    if not repo.replace(edited, version, now, audit):
         raise Conflict("the template changed meanwhile; reload it", code="VERSION_CONFLICT")
     return replace(edited, version=version + 1)
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from typing import Any, Protocol
 
+from chalicelib.domain.audit import Actor, AuditEntry, entry
 from chalicelib.domain.clock import program_date
 from chalicelib.domain.phone import normalise_phone
 from chalicelib.domain.tiers import BASE_TIER
@@ -87,15 +88,25 @@ class Registration:
 
 
 class MemberRepository(Protocol):
-    def create(self, member: Member, identities: list[Identity]) -> None:
-        """Write the member and claim every identity atomically; MemberExists if taken."""
+    def create(
+        self, member: Member, identities: list[Identity], audit: AuditEntry | None = None
+    ) -> None:
+        """Write the member and claim every identity atomically (with the staff's audit
+        entry); MemberExists if taken."""
 
     def get(self, member_id: str) -> Member | None: ...
 
     def find_member_id(self, identity: Identity) -> str | None: ...
 
-    def update_profile(self, member_id: str, changes: dict[str, Any], now: datetime) -> Member:
-        """Apply profile changes to an existing member; NotFound when there is none."""
+    def update_profile(
+        self,
+        member_id: str,
+        changes: dict[str, Any],
+        now: datetime,
+        audit: AuditEntry | None = None,
+    ) -> Member:
+        """Apply profile changes to an existing member (with the staff's audit entry, one
+        transaction); NotFound when there is none."""
 
     def add_external_id(
         self, member: Member, kind: str, value: str, identity: Identity, now: datetime
@@ -112,7 +123,11 @@ def identities_of(member: Member, hasher: IdentityHasher) -> list[Identity]:
 
 
 def register(
-    registration: Registration, repo: MemberRepository, hasher: IdentityHasher, now: datetime
+    registration: Registration,
+    repo: MemberRepository,
+    hasher: IdentityHasher,
+    now: datetime,
+    by: Actor | None = None,
 ) -> Member:
     phone = normalise_phone(registration.phone)
     member = Member(
@@ -132,7 +147,15 @@ def register(
     )
     if member.birthday is not None and member.birthday > program_date(now):
         raise BusinessRuleViolation("birthday is in the future", code="INVALID_BIRTHDAY")
-    repo.create(member, identities_of(member, hasher))
+    # Staff registering someone: the entry names the member by id and says nothing of them.
+    audit = entry(
+        by,
+        "member.register",
+        f"member:{member.member_id}",
+        now,
+        after={"channel": member.channel, "store_id": member.store_id},
+    )
+    repo.create(member, identities_of(member, hasher), audit)
     return member
 
 
@@ -231,6 +254,7 @@ def update_profile(
     *,
     by_staff: bool,
     for_store: str | None = None,
+    by: Actor | None = None,
 ) -> Member:
     """Profile changes only. A member may set a birthday once; changing it afterwards is a
     staff action, because birthday gifts and birthday multipliers make it worth points.
@@ -256,7 +280,11 @@ def update_profile(
             )
     if not changes:
         return current
-    return repo.update_profile(member_id, changes, now)
+    # Staff changing a profile: which fields, never their values (personal data).
+    audit = entry(
+        by, "member.update", f"member:{member_id}", now, after={"fields": sorted(changes)}
+    )
+    return repo.update_profile(member_id, changes, now, audit)
 
 
 def with_changes(member: Member, changes: dict[str, Any], now: datetime) -> Member:

@@ -17,6 +17,8 @@ from datetime import date, datetime, timedelta
 from typing import Any, TypeVar
 
 from chalicelib.domain import ledger
+from chalicelib.domain.audit import Actor
+from chalicelib.domain.audit import entry as audit_entry_for
 from chalicelib.domain.clock import PROGRAM_TZ, program_date, rfc3339
 from chalicelib.domain.coupon_rules import CouponOutcome, apply_coupons, codes_to_read
 from chalicelib.domain.coupons import CouponChange, display_code
@@ -337,6 +339,7 @@ class Purchase:
     # Spending points at a till needs the member present (api.md, Member presence): the
     # POS route sets this for every caller; in-process callers (tests, tools) may not.
     member_code_required: bool = False
+    by: Actor | None = None  # staff recording it: their audit entry joins the commit
 
 
 def record_purchase(cmd: Purchase, ctx: Context) -> tuple[int, dict[str, Any]]:
@@ -481,7 +484,16 @@ def _plan_purchase(
         CouponChange(c.code, account.member.member_id, "use", ctx.repo.reference(key), ctx.now)
         for c in coupons.applied
     )
-    return plan.commit([record], member_fields=fields, coupon_changes=used), response
+    audit = audit_entry_for(
+        cmd.by,
+        "transaction.purchase",
+        f"member:{account.member.member_id}",
+        ctx.now,
+        request_id=cmd.transaction_id,
+        after={"store_id": cmd.store_id, "total": cmd.total, "points_used": cmd.pay_with_points},
+    )
+    commit = plan.commit([record], member_fields=fields, coupon_changes=used, audit=audit)
+    return commit, response
 
 
 def _coupons(cmd: Purchase, ctx: Context, member_id: str) -> CouponOutcome:
@@ -597,6 +609,7 @@ class Refund:
     items: list[tuple[str, int]] | None  # (sku, quantity)
     amount: int | None
     request_hash: str
+    by: Actor | None = None  # staff recording it: their audit entry joins the commit
 
 
 def record_refund(cmd: Refund, ctx: Context) -> tuple[int, dict[str, Any]]:
@@ -678,7 +691,21 @@ def _plan_refund(
         data=refunded.to_data(),
     )
     updated = RecordUpdate(purchase.ref, purchase.version, after.refunded_fields())
-    return plan.commit([record], updated_request=updated, coupon_changes=restores), response
+    audit = audit_entry_for(
+        cmd.by,
+        "transaction.refund",
+        f"member:{account.member.member_id}",
+        ctx.now,
+        request_id=cmd.refund_id,
+        after={
+            "store_id": cmd.store_id,
+            "transaction_id": cmd.transaction_id,
+            "amount": share.amount,
+            "points_reversed": points_now,
+        },
+    )
+    commit = plan.commit([record], updated_request=updated, coupon_changes=restores, audit=audit)
+    return commit, response
 
 
 def _discount_share(bought: PurchaseRecord, after: PurchaseRecord, share: _Share) -> int:
@@ -991,6 +1018,8 @@ class Adjustment:
     reason: str
     actor: str
     request_hash: str
+    # Staff making it: the audit entry goes into the adjustment's own commit.
+    by: Actor | None = None
 
 
 def record_adjustment(cmd: Adjustment, ctx: Context) -> tuple[int, dict[str, Any]]:
@@ -1038,7 +1067,16 @@ def record_adjustment(cmd: Adjustment, ctx: Context) -> tuple[int, dict[str, Any
             created_at=ctx.now,
             data=audit,
         )
-        return planner.commit([record]), response
+        audit_entry = audit_entry_for(
+            cmd.by,
+            "points.adjust",
+            f"member:{cmd.member_id}",
+            ctx.now,
+            request_id=cmd.adjustment_id,
+            before={"balance": account.wallet.balance},
+            after={"balance": planner.wallet.balance, "points": cmd.points},
+        )
+        return planner.commit([record], audit=audit_entry), response
 
     return run_request(ctx, key, cmd.request_hash, lambda: plan(_account(ctx, cmd.member_id)))
 

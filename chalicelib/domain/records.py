@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, Literal, Protocol
 
+from chalicelib.domain.audit import AuditEntry
 from chalicelib.domain.coupons import Coupon, CouponChange
 from chalicelib.domain.ledger import Wallet
 from chalicelib.domain.member_codes import CodeUse, MemberCode
@@ -160,6 +161,9 @@ class Commit:
     new_coupons: tuple[Coupon, ...] = ()
     coupon_changes: tuple[CouponChange, ...] = ()
     holds: tuple[HoldChange, ...] = ()
+    # Staff acting (an adjustment, a staff cancel or fulfilment): their audit entry,
+    # written in the same transaction (chalicelib/dal/audit.py).
+    audit: AuditEntry | None = None
 
 
 class VersionConflict(Exception):

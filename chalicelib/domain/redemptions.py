@@ -23,6 +23,8 @@ from typing import Any
 
 from chalicelib.domain import coupon_issue
 from chalicelib.domain import coupons as coupon_domain
+from chalicelib.domain.audit import Actor
+from chalicelib.domain.audit import entry as audit_entry
 from chalicelib.domain.clock import program_date, rfc3339
 from chalicelib.domain.coupons import CouponChange, CouponTemplate
 from chalicelib.domain.member_codes import CodeUse, code_required, usable
@@ -91,6 +93,7 @@ class Redeem:
     request_hash: str
     member_code: str | None = None
     member_code_required: bool = False  # a POS: the member shows their code
+    by: Actor | None = None  # staff redeeming for the member: their entry joins the commit
 
 
 def redeem(cmd: Redeem, ctx: Context, mall: Mall) -> tuple[int, dict[str, Any]]:
@@ -215,6 +218,14 @@ def _plan_redeem(
         stock=moves,
         new_coupons=issued,
         holds=holds,
+        audit=audit_entry(
+            cmd.by,
+            "redemption.create",
+            f"member:{cmd.member_id}",
+            ctx.now,
+            request_id=cmd.redemption_id,
+            after={"reward_id": cmd.reward_id, "quantity": cmd.quantity},
+        ),
     )
     if code is not None:
         commit = replace(
@@ -428,7 +439,13 @@ def _cancellable(data: dict[str, Any]) -> None:
 
 
 def cancel(
-    member_id: str, redemption_id: str, actor: str, ctx: Context, *, by_staff: bool = False
+    member_id: str,
+    redemption_id: str,
+    actor: str,
+    ctx: Context,
+    *,
+    by_staff: bool = False,
+    by: Actor | None = None,
 ) -> dict[str, Any]:
     """Cancel: stock and points go back. Cash paid is the payment provider's to refund,
     and nothing here reaches the provider: so only staff cancel a redemption whose cash
@@ -461,7 +478,20 @@ def cancel(
             "cash_refund_due": int(data["cash_due"]) if paid else 0,
             **({"fulfilment": "cancelled"} if data.get("fulfilment") else {}),
         }
-        _commit_update(ctx, plan, record, changes, extra)
+        audit = audit_entry(
+            by,
+            "redemption.cancel",
+            f"member:{member_id}",
+            ctx.now,
+            request_id=redemption_id,
+            before={"status": data.get("status"), "fulfilment": data.get("fulfilment")},
+            after={
+                "status": "cancelled",
+                "points_returned": int(data.get("points_spent") or 0),
+                "cash_refund_due": changes["cash_refund_due"],
+            },
+        )
+        _commit_update(ctx, plan, record, changes, {**extra, "audit": audit})
         return redemption_view({**data, **changes})
 
     return retry_commit(ctx, attempt, "the redemption is busy; retry")
@@ -600,7 +630,12 @@ NEXT_FULFILMENT: dict[str, dict[str, tuple[str, ...]]] = {
 
 
 def fulfil(
-    member_id: str, redemption_id: str, status: str, tracking_no: str | None, ctx: Context
+    member_id: str,
+    redemption_id: str,
+    status: str,
+    tracking_no: str | None,
+    ctx: Context,
+    by: Actor | None = None,
 ) -> dict[str, Any]:
     """Staff move a gift forward (placed -> shipped -> delivered; a service placed ->
     delivered), conditional on the record's version. Repeating the current status is a
@@ -623,7 +658,16 @@ def fulfil(
         if tracking_no is not None:
             changes["tracking_no"] = tracking_no
         plan = Planner(_account(ctx, member_id), ctx)
-        _commit_update(ctx, plan, record, changes)
+        audit = audit_entry(
+            by,
+            "redemption.fulfil",
+            f"member:{member_id}",
+            ctx.now,
+            request_id=redemption_id,
+            before={"fulfilment": current},
+            after={"fulfilment": status},  # not the tracking number: it leads to an address
+        )
+        _commit_update(ctx, plan, record, changes, {"audit": audit})
         return redemption_view({**data, **changes})
 
     return retry_commit(ctx, attempt, "the redemption is busy; retry")

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
+from chalicelib.domain.audit import Actor, AuditEntry, entry, named
 from chalicelib.domain.clock import rfc3339
 from chalicelib.errors import BusinessRuleViolation, Conflict, NotFound
 from chalicelib.ids import request_hash
@@ -58,19 +59,34 @@ class StoreRepository(Protocol):
 
     def store(self, store_id: str, *, fresh: bool = False) -> Store | None: ...
 
+    # `audit`: the acting staff's entry, written in the same transaction as the change
+    # (none when the change is not written: an id taken, a condition failed).
+
     def add_dealer(
-        self, dealer: Dealer, request_hash: str, response: dict[str, Any]
+        self,
+        dealer: Dealer,
+        request_hash: str,
+        response: dict[str, Any],
+        audit: AuditEntry | None = None,
     ) -> FirstAnswer | None: ...
 
     def add_store(
-        self, store: Store, request_hash: str, response: dict[str, Any]
+        self,
+        store: Store,
+        request_hash: str,
+        response: dict[str, Any],
+        audit: AuditEntry | None = None,
     ) -> FirstAnswer | None: ...
 
-    def update_store(self, store_id: str, changes: dict[str, Any], now: str) -> Store | None: ...
+    def update_store(
+        self, store_id: str, changes: dict[str, Any], now: str, audit: AuditEntry | None = None
+    ) -> Store | None: ...
 
-    def add_store_key(self, key: StoreKey) -> bool: ...
+    def add_store_key(self, key: StoreKey, audit: AuditEntry | None = None) -> bool: ...
 
-    def revoke_store_key(self, store_id: str, key_id: str, now: str) -> StoreKey | None: ...
+    def revoke_store_key(
+        self, store_id: str, key_id: str, now: str, audit: AuditEntry | None = None
+    ) -> StoreKey | None: ...
 
 
 def dealer_view(dealer: Dealer) -> dict[str, Any]:
@@ -112,16 +128,29 @@ def _first_answer(
 
 
 def create_dealer(
-    dealer_id: str, name: str, repo: StoreRepository, now: datetime
+    dealer_id: str, name: str, repo: StoreRepository, now: datetime, by: Actor | None = None
 ) -> dict[str, Any]:
     hashed = request_hash({"dealer_id": dealer_id, "name": name})
     dealer = Dealer(dealer_id, name, created_at=rfc3339(now))
     response = dealer_view(dealer)
-    return _first_answer(repo.add_dealer(dealer, hashed, response), hashed, response)
+    audit = entry(
+        by,
+        "dealer.create",
+        f"dealer:{dealer_id}",
+        now,
+        request_id=dealer_id,
+        after=named(response, "dealer"),
+    )
+    return _first_answer(repo.add_dealer(dealer, hashed, response, audit), hashed, response)
 
 
 def create_store(
-    store_id: str, dealer_id: str, name: str, repo: StoreRepository, now: datetime
+    store_id: str,
+    dealer_id: str,
+    name: str,
+    repo: StoreRepository,
+    now: datetime,
+    by: Actor | None = None,
 ) -> dict[str, Any]:
     hashed = request_hash({"store_id": store_id, "dealer_id": dealer_id, "name": name})
     # Dealers are never deleted, so a dealer seen here still exists when the store is written.
@@ -132,22 +161,49 @@ def create_store(
     at = rfc3339(now)
     store = Store(store_id, dealer_id, name, active=True, created_at=at, updated_at=at)
     response = store_view(store)
-    return _first_answer(repo.add_store(store, hashed, response), hashed, response)
+    audit = entry(
+        by,
+        "store.create",
+        f"store:{store_id}",
+        now,
+        request_id=store_id,
+        after=named(response, "store"),
+    )
+    return _first_answer(repo.add_store(store, hashed, response, audit), hashed, response)
 
 
 def update_store(
-    store_id: str, changes: dict[str, Any], repo: StoreRepository, now: datetime
+    store_id: str,
+    changes: dict[str, Any],
+    repo: StoreRepository,
+    now: datetime,
+    by: Actor | None = None,
 ) -> Store:
     """Only `active` and `name`; each is set on its own, so two admins changing different
     fields at once both win."""
     allowed = {k: v for k, v in changes.items() if k in ("active", "name") and v is not None}
-    store = repo.update_store(store_id, allowed, rfc3339(now))
+    audit = None
+    if by is not None:
+        # What the fields were (read now, past the cache): the entry's `before`.
+        current = existing_store(store_id, repo)
+        before = {k: getattr(current, k) for k in allowed}
+        audit = entry(
+            by,
+            "store.update",
+            f"store:{store_id}",
+            now,
+            before=named(before, "store"),
+            after=named(allowed, "store"),
+        )
+    store = repo.update_store(store_id, allowed, rfc3339(now), audit)
     if store is None:
         raise NotFound("no such store", code="STORE_NOT_FOUND")
     return store
 
 
-def issue_key(store_id: str, repo: StoreRepository, now: datetime) -> StoreKey:
+def issue_key(
+    store_id: str, repo: StoreRepository, now: datetime, by: Actor | None = None
+) -> StoreKey:
     """A new key for a store (open or not: a closed store's keys work once it reopens).
     Not replayable by design: the secret is shown once, so a lost answer means issuing
     another key and revoking the one nobody holds."""
@@ -160,7 +216,14 @@ def issue_key(store_id: str, repo: StoreRepository, now: datetime) -> StoreKey:
             secret=secrets.token_hex(32),
             created_at=rfc3339(now),
         )
-        if not repo.add_store_key(key):
+        audit = entry(
+            by,
+            "store_key.create",
+            f"store:{store_id}",
+            now,
+            after={"key_id": key.key_id, "store_id": store_id},  # never the secret
+        )
+        if not repo.add_store_key(key, audit):
             raise Again
         return key
 
@@ -182,9 +245,21 @@ def existing_store(store_id: str, repo: StoreRepository) -> Store:
     return store
 
 
-def revoke_key(store_id: str, key_id: str, repo: StoreRepository, now: datetime) -> StoreKey:
-    """Idempotent: revoking a revoked key answers the same (first `revoked_at`)."""
-    key = repo.revoke_store_key(store_id, key_id, rfc3339(now))
+def revoke_key(
+    store_id: str, key_id: str, repo: StoreRepository, now: datetime, by: Actor | None = None
+) -> StoreKey:
+    """Idempotent: revoking a revoked key answers the same (first `revoked_at`), and
+    writes no second audit entry."""
+    audit = entry(
+        by,
+        "store_key.revoke",
+        f"store:{store_id}",
+        now,
+        request_id=key_id,
+        before={"key_id": key_id, "active": True},
+        after={"key_id": key_id, "active": False},
+    )
+    key = repo.revoke_store_key(store_id, key_id, rfc3339(now), audit)
     if key is None:
         raise NotFound("no such key for this store", code="KEY_NOT_FOUND")
     return key

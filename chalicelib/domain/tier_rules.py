@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any, Literal, Protocol
 
+from chalicelib.domain.audit import Actor, AuditEntry, entry
+from chalicelib.domain.clock import utc_now
 from chalicelib.domain.tiers import Tier, qualifying_tier, rolling_spend, tier_by_code
 from chalicelib.errors import BusinessRuleViolation, Conflict, NotFound
 
@@ -38,12 +40,20 @@ class RulesRepository(Protocol):
         """Set the status if it is one of `expected`; False (nothing written) if not."""
         ...
 
-    def apply_rules(self, version: int, tiers: tuple[Tier, ...], expected: Collection[str]) -> bool:
+    def apply_rules(
+        self,
+        version: int,
+        tiers: tuple[Tier, ...],
+        expected: Collection[str],
+        audit: AuditEntry | None = None,
+    ) -> bool:
         """Make `tiers` the program's ladder and set the status to applying, in one write,
         if the status is one of `expected`; False (nothing written) if not."""
         ...
 
-    def start_dry_run(self, version: int, expected: Collection[str]) -> int | None:
+    def start_dry_run(
+        self, version: int, expected: Collection[str], audit: AuditEntry | None = None
+    ) -> int | None:
         """Set the status to dry_run_running with counts at zero, if it is one of
         `expected`; the new run's number (1, 2, ...), or None (nothing written) if not."""
         ...
@@ -117,26 +127,46 @@ def load(version: str, repo: RulesRepository) -> tuple[int, dict[str, Any]]:
     return number, data
 
 
-def start_dry_run(version: str, repo: RulesRepository, tasks: TaskQueue) -> int:
+def start_dry_run(
+    version: str, repo: RulesRepository, tasks: TaskQueue, by: Actor | None = None
+) -> int:
     number, data = load(version, repo)
     if data["status"] not in DRY_RUN_FROM:
         raise BusinessRuleViolation("only a draft can be dry-run", code="RULES_NOT_DRAFT")
+    audit = entry(
+        by,
+        "tier_rules.dry_run",
+        f"tier_rules:v{number}",
+        utc_now(),
+        before={"status": data["status"]},
+        after={"status": RUNNING["dry_run"]},
+    )
     # A repeated dry run counts from zero under a new run number: the segments of an
     # earlier run are marked done under theirs, so a late redelivery adds nothing.
-    run = repo.start_dry_run(number, DRY_RUN_FROM)
+    run = repo.start_dry_run(number, DRY_RUN_FROM, audit)
     if run is None:
         raise _status_changed(number, repo)
     tasks.send_many(recalculation_tasks(number, "dry_run", run))
     return number
 
 
-def start_apply(version: str, repo: RulesRepository, tasks: TaskQueue) -> int:
+def start_apply(
+    version: str, repo: RulesRepository, tasks: TaskQueue, by: Actor | None = None
+) -> int:
     """The ladder becomes current and the status applying in one conditional write, then
     the recalculation is queued."""
     number, data = load(version, repo)
     if data["status"] not in APPLY_FROM:
         raise BusinessRuleViolation("this version is already applied", code="RULES_APPLIED")
-    if not repo.apply_rules(number, repo.rules_tiers(number), APPLY_FROM):
+    audit = entry(
+        by,
+        "tier_rules.apply",
+        f"tier_rules:v{number}",
+        utc_now(),
+        before={"status": data["status"]},
+        after={"status": RUNNING["apply"]},
+    )
+    if not repo.apply_rules(number, repo.rules_tiers(number), APPLY_FROM, audit):
         raise _status_changed(number, repo)
     tasks.send_many(recalculation_tasks(number, "apply", APPLY_RUN))
     return number

@@ -58,6 +58,13 @@ ALLOWED_REJECTIONS: tuple[Rejection, ...] = (
     Rejection("post_activity", 422, "LIMIT_REACHED", "the activity's limit per period"),
     Rejection("post_adjustment", 422, "INVALID_ADJUSTMENT", "at most the program's max_adjustment"),
     Rejection("put_program", 409, "VERSION_CONFLICT", "send back the version last read"),
+    Rejection(
+        "list_audit",
+        400,
+        "VALIDATION_ERROR",
+        "the audit range: from not after to, at most 366 days (a schema has no date arithmetic)",
+        field="from",
+    ),
     Rejection("create_rules", 422, "INVALID_TIER_RULES", "a consistent ladder (ranks, spends)"),
     Rejection("dry_run", 422, "RULES_NOT_DRAFT", "only a draft can be dry-run"),
     Rejection("apply_rules", 422, "RULES_APPLIED", "a version is applied once"),

@@ -216,7 +216,7 @@ class InMemoryMemberRepository:
         self.claims: dict[Identity, str] = {}
         self.updates: list[tuple[str, dict[str, Any]]] = []
 
-    def create(self, member: Member, identities: list[Identity]) -> None:
+    def create(self, member: Member, identities: list[Identity], audit: Any = None) -> None:
         for identity in identities:
             if identity in self.claims:
                 raise MemberExists(self.claims[identity], identity.kind)
@@ -230,7 +230,9 @@ class InMemoryMemberRepository:
     def find_member_id(self, identity: Identity) -> str | None:
         return self.claims.get(identity)
 
-    def update_profile(self, member_id: str, changes: dict[str, Any], now: datetime) -> Member:
+    def update_profile(
+        self, member_id: str, changes: dict[str, Any], now: datetime, audit: Any = None
+    ) -> Member:
         current = self.members.get(member_id)
         if current is None:
             raise NotFound("member not found", code="MEMBER_NOT_FOUND")

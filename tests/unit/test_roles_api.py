@@ -46,7 +46,7 @@ def test_given_every_route_then_admin_may_call_whatever_ops_may():
             assert "admin" in op.access.staff, f"{op.method} {op.path}"
 
 
-def test_given_every_route_then_admin_only_routes_are_exactly_limits_keys_stores_and_apply():
+def test_given_every_route_then_admin_only_routes_are_exactly_limits_keys_stores_apply_audit():
     import app  # noqa: F401
     from chalicelib.api.http import OPERATIONS
 
@@ -63,6 +63,7 @@ def test_given_every_route_then_admin_only_routes_are_exactly_limits_keys_stores
         ("POST", "/v1/admin/stores/{store_id}/keys"),
         ("GET", "/v1/admin/stores/{store_id}/keys"),
         ("DELETE", "/v1/admin/stores/{store_id}/keys/{key_id}"),
+        ("GET", "/v1/admin/audit"),  # who did what: admin only
     }
 
 
