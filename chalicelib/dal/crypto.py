@@ -302,9 +302,9 @@ def local_key_path(value: str) -> Path:
 
 
 def build_cipher() -> PiiCipher:
-    from chalicelib.config import get_settings
+    from chalicelib.wiring import services
 
-    settings = get_settings()
+    settings = services().settings  # also binds the item classes to the stage's tables
     wrapper: KeyWrapper
     if settings.pii_kms_key_id:
         wrapper = KmsKeyWrapper(settings.pii_kms_key_id, settings.region)

@@ -632,7 +632,7 @@ def test_given_the_template_then_only_the_api_is_given_the_pii_hash_key():
     assert not any(
         "PII_HASH_KEY" in iam_check.environment(f, template) for f in gen_template.ALL_FUNCTIONS
     )
-    assert "resolve:secretsmanager" not in json.dumps(template)
+    assert "resolve:secretsmanager:${PiiHashKey}" not in json.dumps(template)
 
 
 def test_given_the_template_then_only_the_api_and_the_messages_worker_may_use_the_pii_key():
