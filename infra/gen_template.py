@@ -170,6 +170,7 @@ def gateway_response(
 # ---- IAM: one role per function, its permissions from infra/iam.py -----------------
 
 
+ACCOUNT_ROOT = "arn:${AWS::Partition}:iam::${AWS::AccountId}:root"
 # Resources whose ARN is their Ref (GetAtt Arn does not exist for them).
 REF_IS_ARN = {"PiiHashKey", "PaymentNotificationSecret"}
 
@@ -432,7 +433,7 @@ def template() -> dict[str, Any]:
                         {
                             "Sid": "AccountAdministersTheKey",
                             "Effect": "Allow",
-                            "Principal": {"AWS": {"Fn::Sub": "arn:${AWS::Partition}:iam::${AWS::AccountId}:root"}},
+                            "Principal": {"AWS": {"Fn::Sub": ACCOUNT_ROOT}},
                             "Action": "kms:*",
                             "Resource": "*",
                         }

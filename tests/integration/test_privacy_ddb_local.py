@@ -5,6 +5,7 @@ birthdays, emails and cards, also inside compressed values."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import urllib.parse
 import uuid
@@ -36,10 +37,8 @@ def scan_everything(tables: dict[str, str]) -> tuple[str, list[bytes]]:
             for kind, inner in value.items():
                 if kind in ("B",):
                     blobs.append(bytes(inner))
-                    try:
+                    with contextlib.suppress(zlib.error):
                         blobs.append(zlib.decompress(bytes(inner)))
-                    except zlib.error:
-                        pass
                 elif kind == "BS":
                     blobs.extend(bytes(b) for b in inner)
                 else:
@@ -112,7 +111,11 @@ def test_given_members_purchases_and_profile_changes_when_every_table_is_dumped_
     purchase(phone=people[1]["phone"])
     purchase(member_id=member_ids[2])
 
-    changed = {"name": f"王芳{tag}", "email": f"wangfang.{tag}@example.com", "birthday": "1992-02-29"}
+    changed = {
+        "name": f"王芳{tag}",
+        "email": f"wangfang.{tag}@example.com",
+        "birthday": "1992-02-29",
+    }
     patched = app_client.http.patch(
         f"/v1/members/{member_ids[2]}", headers=auth(staff_token), body=json.dumps(changed)
     )
@@ -134,9 +137,7 @@ def test_given_members_purchases_and_profile_changes_when_every_table_is_dumped_
     for person in people:
         phone = person["phone"]
         needles += [phone, phone.removeprefix("+86"), phone.removeprefix("+")]
-        needles += [person["name"]] + [
-            person[f] for f in ("email", "birthday") if f in person
-        ]
+        needles += [person["name"]] + [person[f] for f in ("email", "birthday") if f in person]
         needles += list(person.get("external_ids", {}).values())
     assert member_ids[0] in text  # the scan did see the members
     for needle in needles:
@@ -152,7 +153,9 @@ def test_given_a_member_when_looked_up_by_phone_or_card_then_one_get_of_the_clai
     registered = app_client.http.post(
         "/v1/members",
         headers=auth(staff_token),
-        body=json.dumps({"phone": phone, "channel": "pos", "name": "查找", "external_ids": {"pos_card": card}}),
+        body=json.dumps(
+            {"phone": phone, "channel": "pos", "name": "查找", "external_ids": {"pos_card": card}}
+        ),
     )
     assert registered.status_code == 201
     member_id = registered.json_body["member_id"]
@@ -166,5 +169,7 @@ def test_given_a_member_when_looked_up_by_phone_or_card_then_one_get_of_the_clai
         assert answer.status_code == 200, answer.json_body
         assert answer.json_body["member_id"] == member_id
         assert answer.json_body["profile"]["name"] == "查找"
-        calls = [(r.action, r.keys[0].split("#")[0]) for r in recorder.requests if r.operation != "use"]
+        calls = [
+            (r.action, r.keys[0].split("#")[0]) for r in recorder.requests if r.operation != "use"
+        ]
         assert calls == [("dynamodb:GetItem", "ID"), ("dynamodb:GetItem", "MEMBER")], calls

@@ -67,7 +67,8 @@ def test_given_personal_fields_when_sealed_then_they_open_only_for_that_member(w
     assert cipher.open_member("m-1", sealed.pii, sealed.data_key) == FIELDS
     for value in ("+8613812345678", "13812345678", "韩梅梅".encode(), "1990-05-17", "meimei"):
         raw = value if isinstance(value, bytes) else value.encode()
-        assert raw not in sealed.pii and raw not in sealed.data_key
+        assert raw not in sealed.pii
+        assert raw not in sealed.data_key
     with pytest.raises(InvalidTag):  # another member's id: the AAD differs
         cipher.open_member("m-2", sealed.pii, sealed.data_key)
 
@@ -89,7 +90,8 @@ def test_given_the_same_fields_when_sealed_twice_then_the_bytes_differ(wrapper):
     """A fresh nonce and data key each time: equal phones do not show as equal blobs."""
     cipher = make_cipher(wrapper)
     first, second = cipher.seal_member("m-1", FIELDS), cipher.seal_member("m-1", FIELDS)
-    assert first.pii != second.pii and first.data_key != second.data_key
+    assert first.pii != second.pii
+    assert first.data_key != second.data_key
 
 
 def test_given_a_warm_container_when_many_members_are_read_then_the_kek_is_unwrapped_once(
@@ -139,7 +141,8 @@ def test_given_two_containers_creating_the_kek_at_once_then_both_use_the_first(w
         t.start()
     for t in threads:
         t.join()
-    assert len(set(keys)) == 1 and len(store.items) == 1
+    assert len(set(keys)) == 1
+    assert len(store.items) == 1
 
 
 def test_given_no_key_file_when_first_used_then_it_is_created_once_private(tmp_path):
@@ -232,9 +235,8 @@ def test_given_the_hash_key_in_secrets_manager_when_identities_are_hashed_then_i
         keys = {hasher.identity("phone", f"+86138000000{i:02d}").key for i in range(20)}
     assert len(keys) == 20
     assert len(calls) == 1
-    assert (
-        hasher.identity("phone", "+8613800000001")
-        == IdentityHasher("s3cret-hash-key").identity("phone", "+8613800000001")
+    assert hasher.identity("phone", "+8613800000001") == IdentityHasher("s3cret-hash-key").identity(
+        "phone", "+8613800000001"
     )
 
 
@@ -264,7 +266,8 @@ def test_given_a_member_when_written_then_the_item_holds_no_personal_field_in_cl
     raw = repr(item.serialize())
     for value in ("13812345678", "韩梅梅", "1990-05-17", "meimei@example.com", "C-0042", "female"):
         assert value not in raw
-    assert item.birthday_key is not None and item.birthday_key.startswith("0517#")
+    assert item.birthday_key is not None
+    assert item.birthday_key.startswith("0517#")
     assert from_item(item) == member
     wallet_view = from_item(item, personal=False)
     assert (wallet_view.phone, wallet_view.name, wallet_view.birthday) == ("", None, None)
