@@ -24,6 +24,7 @@ SECTIONS: list[tuple[str, str]] = [
     ("expiry", "bench.expiry"),
     ("tiers", "bench.tiers"),
     ("redemptions", "bench.redemptions"),
+    ("privacy", "bench.privacy"),
 ]
 
 

@@ -73,6 +73,9 @@ class Settings:
     # function is given it (infra/iam.py SECRETS); elsewhere it is None.
     payment_notification_secret: str | None = None
     pii_hash_key_secret_id: str | None = None
+    # In AWS the payment secret is read at run time too (`PAYMENT_NOTIFICATION_SECRET_ID`);
+    # `PAYMENT_NOTIFICATION_SECRET` is the local stage's.
+    payment_notification_secret_id: str | None = None
     # The root key of personal data at rest (chalicelib/dal/crypto.py): a KMS key in AWS
     # (`PII_KMS_KEY_ID`), a local key file otherwise (`PII_LOCAL_KEY_FILE`, relative to
     # the repository unless absolute; created on first use).
@@ -114,6 +117,7 @@ def load_settings() -> Settings:
         member_code_seconds=_member_code_seconds(),
         payment_notification_secret=_optional("PAYMENT_NOTIFICATION_SECRET"),
         pii_hash_key_secret_id=_optional("PII_HASH_KEY_SECRET_ID"),
+        payment_notification_secret_id=_optional("PAYMENT_NOTIFICATION_SECRET_ID"),
         pii_kms_key_id=_optional("PII_KMS_KEY_ID"),
         pii_local_key_file=_optional("PII_LOCAL_KEY_FILE"),
     )

@@ -41,9 +41,7 @@ SECRET_ENV = {
     # The secret's ARN, not its value: the function reads it at run time (GetSecretValue,
     # cached per container), so the key is never a plaintext environment variable.
     "PII_HASH_KEY_SECRET_ID": {"Ref": "PiiHashKey"},
-    "PAYMENT_NOTIFICATION_SECRET": {
-        "Fn::Sub": "{{resolve:secretsmanager:${PaymentNotificationSecret}}}"
-    },
+    "PAYMENT_NOTIFICATION_SECRET_ID": {"Ref": "PaymentNotificationSecret"},
 }
 
 

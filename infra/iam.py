@@ -105,8 +105,9 @@ ACCESS: dict[str, tuple[Grant, ...]] = {
         # personal data at rest: the KEK (KEYRING, in the Program table lines above) is
         # created once (Encrypt) and unwrapped once per container (Decrypt)
         kms("PiiKey", "Encrypt", "Decrypt"),
-        # the look-up hash key, read once per container
+        # the look-up hash key and the payment provider's secret, read once per container
         secret("PiiHashKey"),
+        secret("PaymentNotificationSecret"),
     ),
     # The members stream: events, welcome messages, sign-up and referral points, tiers.
     "OnMemberStream": (
@@ -182,5 +183,5 @@ SECRETS: dict[str, tuple[str, ...]] = {
     # only the API hashes phones and external ids: it reads the key at run time
     "PII_HASH_KEY_SECRET_ID": ("APIHandler",),
     # only the API verifies the payment provider's notifications
-    "PAYMENT_NOTIFICATION_SECRET": ("APIHandler",),
+    "PAYMENT_NOTIFICATION_SECRET_ID": ("APIHandler",),
 }

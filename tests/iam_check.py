@@ -279,8 +279,14 @@ def requests_for(
         return [Request(function, f"kms:{operation}", key, (), operation)]
     if service == "secretsmanager":
         secret_id = params.get("SecretId")
-        named = secret_id and secret_id == environ.get("PII_HASH_KEY_SECRET_ID")
-        resource = "PiiHashKey" if named else f"?{secret_id}"
+        resource = next(
+            (
+                named
+                for setting, named in SECRET_OF_SETTING.items()
+                if secret_id and environ.get(setting) == secret_id
+            ),
+            f"?{secret_id}",
+        )
         return [Request(function, f"secretsmanager:{operation}", resource, (), operation)]
     if service == "events" and operation == "PutEvents":
         buses = {entry.get("EventBusName", "default") for entry in params.get("Entries", [])}
@@ -327,6 +333,16 @@ def _record_use(*requests: tuple[str, str, tuple[str, ...]]) -> None:
                 recorder.requests.append(Request(function, action, resource, keys, "use"))
 
 
+SECRET_OF_SETTING = {
+    "PII_HASH_KEY_SECRET_ID": "PiiHashKey",
+    "PAYMENT_NOTIFICATION_SECRET_ID": "PaymentNotificationSecret",
+}
+
+
+def _record_secret_setting(setting: str) -> None:
+    _record_use(("secretsmanager:GetSecretValue", SECRET_OF_SETTING[setting], ()))
+
+
 def _record_key_use(create: bool) -> None:
     """The KEK: read from the Program table (KEYRING) and unwrapped by the KMS key;
     a writer may also have to create it (Encrypt, conditional put)."""
@@ -347,11 +363,14 @@ def install() -> None:
     the environment (once per process)."""
     from botocore.client import BaseClient
 
+    from chalicelib import wiring
     from chalicelib.dal import crypto
     from chalicelib.domain.members import IdentityHasher
 
     if _record_key_use not in crypto.key_use_hooks:
         crypto.key_use_hooks.append(_record_key_use)
+    if _record_secret_setting not in wiring.secret_use_hooks:
+        wiring.secret_use_hooks.append(_record_secret_setting)
     if not getattr(IdentityHasher.identity, "_iam_recorder", False):
         hash_identity = IdentityHasher.identity
 

@@ -271,3 +271,31 @@ def test_given_a_member_when_written_then_the_item_holds_no_personal_field_in_cl
     assert from_item(item) == member
     wallet_view = from_item(item, personal=False)
     assert (wallet_view.phone, wallet_view.name, wallet_view.birthday) == ("", None, None)
+
+
+def test_given_the_payment_secret_in_secrets_manager_when_notifications_arrive_then_it_is_read_once(
+    aws, monkeypatch
+):
+    import boto3
+
+    from chalicelib import wiring
+
+    secrets = boto3.client("secretsmanager", region_name="cn-north-1")
+    arn = secrets.create_secret(Name="payments", SecretString="provider-secret")["ARN"]
+    for name, value in {
+        "MEMBERS_TABLE": "m",
+        "PROGRAM_TABLE": "p",
+        "RUNTIME_TABLE": "r",
+        "IDEMPOTENCY_TABLE": "i",
+        "JWT_SECRET": "j",
+        "PAYMENT_NOTIFICATION_SECRET_ID": arn,
+    }.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("PAYMENT_NOTIFICATION_SECRET", raising=False)
+    wiring.reset_services()
+    try:
+        reads = wiring.secret_value.cache_info().misses
+        assert {wiring.payment_notification_secret() for _ in range(10)} == {"provider-secret"}
+        assert wiring.secret_value.cache_info().misses == reads + 1
+    finally:
+        wiring.reset_services()
