@@ -81,7 +81,7 @@ def _context_aad(context: dict[str, str]) -> bytes:
 
 class LocalKeyWrapper:
     """Locally: AES-GCM under a 32-byte key read from a file. A missing file is created
-    once (exclusive create, mode 0600): two processes racing both read the winner's."""
+    once (linked into place, mode 0600): two processes racing both read the winner's."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -92,13 +92,20 @@ class LocalKeyWrapper:
         if self._key is None:
             if not self.path.exists():
                 self.path.parent.mkdir(parents=True, exist_ok=True)
+                # Written whole under a private name, then linked into place: a process
+                # racing this one sees no file or the whole key, never a partial one.
+                draft = self.path.with_name(
+                    f".{self.path.name}.{os.getpid()}.{os.urandom(4).hex()}"
+                )
+                fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                with os.fdopen(fd, "wb") as out:
+                    out.write(os.urandom(32).hex().encode())
                 try:
-                    fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                    os.link(draft, self.path)
                 except FileExistsError:
-                    pass
-                else:
-                    with os.fdopen(fd, "wb") as out:
-                        out.write(os.urandom(32).hex().encode())
+                    pass  # another process created it first: use theirs
+                finally:
+                    draft.unlink()
             raw = bytes.fromhex(self.path.read_text().strip())
             if len(raw) != 32:
                 raise KeyUnavailable(f"{self.path} does not hold a 32-byte hex key")

@@ -299,3 +299,24 @@ def test_given_the_payment_secret_in_secrets_manager_when_notifications_arrive_t
         assert wiring.secret_value.cache_info().misses == reads + 1
     finally:
         wiring.reset_services()
+
+
+def test_given_processes_racing_to_create_the_key_file_then_all_read_one_whole_key(tmp_path):
+    path = tmp_path / "race" / "root.key"
+    wrappers = [LocalKeyWrapper(path) for _ in range(8)]
+    barrier = threading.Barrier(len(wrappers))
+    wrapped: list[bytes] = []
+
+    def first_use(wrapper: LocalKeyWrapper) -> None:
+        barrier.wait()
+        wrapped.append(wrapper.wrap(b"k" * 32, {"purpose": "race"}))
+
+    threads = [threading.Thread(target=first_use, args=(w,)) for w in wrappers]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(wrapped) == len(wrappers)
+    reader = LocalKeyWrapper(path)
+    assert {reader.unwrap(w, {"purpose": "race"}) for w in wrapped} == {b"k" * 32}
+    assert sorted(p.name for p in path.parent.iterdir()) == ["root.key"]  # no drafts left
