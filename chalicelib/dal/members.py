@@ -153,6 +153,8 @@ def from_item(item: MemberItem, *, personal: bool = True) -> Member:
 def _sealed_actions(member: Member) -> list[Any]:
     """Write the member's personal fields again (a fresh data key each time) and drop any
     clear copy an item from before encryption still holds."""
+    if not member.phone:  # the ledger's view: sealing it would erase the person
+        raise ValueError("a member read without its personal fields cannot be written back")
     sealed = crypto.cipher().seal_member(member.member_id, personal_fields(member))
     actions: list[Any] = [
         MemberItem.pii.set(sealed.pii),
