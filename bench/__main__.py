@@ -25,6 +25,7 @@ SECTIONS: list[tuple[str, str]] = [
     ("tiers", "bench.tiers"),
     ("redemptions", "bench.redemptions"),
     ("ratelimits", "bench.ratelimits"),
+    ("privacy", "bench.privacy"),
 ]
 
 

@@ -61,8 +61,10 @@ class Settings:
     cognito_user_pool_id: str | None
     cognito_app_client_id: str | None
     # Phone numbers and external ids are looked up through a keyed hash (HMAC-SHA256),
-    # so identity keys in the table do not reveal the person. Only the API function is
-    # given the key (infra/iam.py SECRETS); elsewhere it is None.
+    # so identity keys in the table do not reveal the person. In AWS the key is read at
+    # run time from Secrets Manager (`PII_HASH_KEY_SECRET_ID`, given to the API function
+    # only: infra/iam.py SECRETS) and cached per container; the local stage alone has it
+    # in its configuration (`PII_HASH_KEY`).
     pii_hash_key: str | None
     max_body_bytes: int
     pos_clock_skew_seconds: int
@@ -76,6 +78,15 @@ class Settings:
     # RATE_LIMIT_LEASE_DIVISOR; defaults in chalicelib/domain/limits.py,
     # docs/architecture.md "Rate limits").
     rate_limits: RateLimits = field(default_factory=lambda: parse_limits(None))
+    pii_hash_key_secret_id: str | None = None
+    # In AWS the payment secret is read at run time too (`PAYMENT_NOTIFICATION_SECRET_ID`);
+    # `PAYMENT_NOTIFICATION_SECRET` is the local stage's.
+    payment_notification_secret_id: str | None = None
+    # The root key of personal data at rest (chalicelib/dal/crypto.py): a KMS key in AWS
+    # (`PII_KMS_KEY_ID`), a local key file otherwise (`PII_LOCAL_KEY_FILE`, relative to
+    # the repository unless absolute; created on first use).
+    pii_kms_key_id: str | None = None
+    pii_local_key_file: str | None = None
 
     @property
     def uses_cognito(self) -> bool:
@@ -112,6 +123,10 @@ def load_settings() -> Settings:
         member_code_seconds=_member_code_seconds(),
         payment_notification_secret=_optional("PAYMENT_NOTIFICATION_SECRET"),
         rate_limits=_rate_limits(),
+        pii_hash_key_secret_id=_optional("PII_HASH_KEY_SECRET_ID"),
+        payment_notification_secret_id=_optional("PAYMENT_NOTIFICATION_SECRET_ID"),
+        pii_kms_key_id=_optional("PII_KMS_KEY_ID"),
+        pii_local_key_file=_optional("PII_LOCAL_KEY_FILE"),
     )
 
 

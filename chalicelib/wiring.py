@@ -3,6 +3,8 @@ use. Everything heavy (pynamodb, botocore, boto3) is imported here, not at app i
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING
@@ -44,14 +46,73 @@ class Services:
 
 
 class UnkeyedHasher(IdentityHasher):
-    """A function without PII_HASH_KEY (every one but the API): hashing an identity
+    """A function without the hash key (every one but the API): hashing an identity
     there is a deployment mistake, never a hash with some other key."""
 
     def __init__(self) -> None:
         super().__init__("")
 
     def identity(self, kind: str, value: str) -> Identity:
-        raise SettingsError("PII_HASH_KEY is not given to this function (infra/iam.py SECRETS)")
+        raise SettingsError(
+            "PII_HASH_KEY_SECRET_ID is not given to this function (infra/iam.py SECRETS)"
+        )
+
+
+# Tests (tests/iam_check.py) watch secret use: a cached secret hides which function read it.
+secret_use_hooks: list[Callable[[str], None]] = []
+
+
+@lru_cache(maxsize=8)
+def secret_value(secret_id: str, region: str) -> str:
+    """A Secrets Manager secret, read once per container."""
+    import boto3
+
+    client = boto3.client("secretsmanager", region_name=region)
+    return str(client.get_secret_value(SecretId=secret_id)["SecretString"])
+
+
+def _used(setting: str) -> None:
+    for hook in list(secret_use_hooks):
+        hook(setting)
+
+
+class SecretHasher(IdentityHasher):
+    """The hash key read from Secrets Manager on first use (one GetSecretValue per
+    container), so it is never a plaintext environment variable of a deployed stage."""
+
+    def __init__(self, secret_id: str, region: str) -> None:
+        super().__init__("")
+        self._secret_id = secret_id
+        self._region = region
+        self._loaded = False
+        self._lock = threading.Lock()
+
+    def identity(self, kind: str, value: str) -> Identity:
+        if not self._loaded:
+            with self._lock:
+                if not self._loaded:
+                    self._secret = secret_value(self._secret_id, self._region).encode()
+                    self._loaded = True
+        return super().identity(kind, value)
+
+
+def payment_notification_secret() -> str | None:
+    """The payment provider's signing secret: from Secrets Manager in AWS
+    (`PAYMENT_NOTIFICATION_SECRET_ID`, read once per container), from the local stage's
+    configuration locally; None where the function is given neither."""
+    _used("PAYMENT_NOTIFICATION_SECRET_ID")
+    settings = get_settings()
+    if settings.payment_notification_secret_id:
+        return secret_value(settings.payment_notification_secret_id, settings.region)
+    return settings.payment_notification_secret
+
+
+def make_hasher(settings: Settings) -> IdentityHasher:
+    if settings.pii_hash_key_secret_id:
+        return SecretHasher(settings.pii_hash_key_secret_id, settings.region)
+    if settings.pii_hash_key:  # the local stage's configuration only
+        return IdentityHasher(settings.pii_hash_key)
+    return UnkeyedHasher()
 
 
 @lru_cache(maxsize=1)
@@ -74,7 +135,7 @@ def services() -> Services:
     connection = Connection(region=settings.region)
     share_session(ALL_MODELS, connection)
     members = DynamoMemberRepository(connection)
-    hasher = IdentityHasher(settings.pii_hash_key) if settings.pii_hash_key else UnkeyedHasher()
+    hasher = make_hasher(settings)
     return Services(
         settings=settings,
         members=members,
@@ -118,5 +179,9 @@ def points_context() -> Context:
 
 def reset_services() -> None:
     """Forget settings and clients (tests switch environments between cases)."""
+    from chalicelib.dal import crypto
+
     reset_settings()
     services.cache_clear()
+    secret_value.cache_clear()
+    crypto.use_cipher(None)

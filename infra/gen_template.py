@@ -38,10 +38,10 @@ ALL_FUNCTIONS = [
 ROLE_OF = {"APIHandler": "ApiHandlerRole"}
 # Secrets reach only the functions infra/iam.py names (iam.SECRETS), never Globals.
 SECRET_ENV = {
-    "PII_HASH_KEY": {"Fn::Sub": "{{resolve:secretsmanager:${PiiHashKey}}}"},
-    "PAYMENT_NOTIFICATION_SECRET": {
-        "Fn::Sub": "{{resolve:secretsmanager:${PaymentNotificationSecret}}}"
-    },
+    # The secret's ARN, not its value: the function reads it at run time (GetSecretValue,
+    # cached per container), so the key is never a plaintext environment variable.
+    "PII_HASH_KEY_SECRET_ID": {"Ref": "PiiHashKey"},
+    "PAYMENT_NOTIFICATION_SECRET_ID": {"Ref": "PaymentNotificationSecret"},
 }
 
 
@@ -168,7 +168,14 @@ def gateway_response(
 # ---- IAM: one role per function, its permissions from infra/iam.py -----------------
 
 
+ACCOUNT_ROOT = "arn:${AWS::Partition}:iam::${AWS::AccountId}:root"
+# Resources whose ARN is their Ref (GetAtt Arn does not exist for them).
+REF_IS_ARN = {"PiiHashKey", "PaymentNotificationSecret"}
+
+
 def _arn(resource: str) -> Any:
+    if resource in REF_IS_ARN:
+        return {"Ref": resource}
     if resource.endswith("/stream"):
         return {"Fn::Sub": "${" + resource.removesuffix("/stream") + ".Arn}/stream/*"}
     if "/index/" in resource:
@@ -486,7 +493,7 @@ def template() -> dict[str, Any]:
             "MEMBERS_TABLE",
             stream=True,
             gsis=[
-                gsi("birthday-index", "birthday_key", "pk", ["member_id", "name", "tier_code"]),
+                gsi("birthday-index", "birthday_key", "pk", ["member_id", "tier_code"]),
                 # sparse: members holding points, keyed by their earliest expiry date
                 gsi("expiry-index", "expiry_due", "pk", ["expiry_reminded"]),
                 # sparse: members above the base tier, keyed by their review date
@@ -520,6 +527,34 @@ def template() -> dict[str, Any]:
         "EventBus": {
             "Type": "AWS::Events::EventBus",
             "Properties": {"Name": {"Fn::Sub": "${AWS::StackName}-events"}},
+        },
+        # The root key of personal data at rest: it wraps only the program's
+        # key-encryption key (chalicelib/dal/crypto.py), so KMS is called about once per
+        # container per 15 minutes. Rotated yearly by KMS (old versions still decrypt).
+        "PiiKey": {
+            "Type": "AWS::KMS::Key",
+            "DeletionPolicy": "Retain",
+            "UpdateReplacePolicy": "Retain",
+            "Metadata": {"EnvVar": "PII_KMS_KEY_ID"},
+            "Properties": {
+                "Description": "Wraps the loyalty program's key-encryption key (personal data)",
+                "EnableKeyRotation": True,
+                "PendingWindowInDays": 30,
+                "KeyPolicy": {
+                    "Version": "2012-10-17",
+                    # The account administers the key; the functions' roles (infra/iam.py)
+                    # say who may use it.
+                    "Statement": [
+                        {
+                            "Sid": "AccountAdministersTheKey",
+                            "Effect": "Allow",
+                            "Principal": {"AWS": {"Fn::Sub": ACCOUNT_ROOT}},
+                            "Action": "kms:*",
+                            "Resource": "*",
+                        }
+                    ],
+                },
+            },
         },
         "PiiHashKey": {
             "Type": "AWS::SecretsManager::Secret",

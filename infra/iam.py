@@ -50,6 +50,14 @@ def bus(resource: str, *actions: str) -> Grant:
     return Grant(resource, tuple(f"events:{a}" for a in actions))
 
 
+def kms(resource: str, *actions: str) -> Grant:
+    return Grant(resource, tuple(f"kms:{a}" for a in actions))
+
+
+def secret(resource: str) -> Grant:
+    return Grant(resource, ("secretsmanager:GetSecretValue",))
+
+
 def stream_trigger(table_id: str) -> Grant:
     actions = ("DescribeStream", "GetRecords", "GetShardIterator", "ListStreams")
     return Grant(f"{table_id}/stream", tuple(f"dynamodb:{a}" for a in actions), for_trigger=True)
@@ -77,6 +85,7 @@ HOLDS = "HOLD#*"  # payment holds of points + cash redemptions, by shard
 COUPONS = "COUPON#*"  # coupons issued to members, keyed by their code
 COUPON_TEMPLATES = "COUPON_TEMPLATE#*"  # coupon templates staff define
 RATE_COUNTERS = "RATE#*"  # rate-limit counters, one per caller, scope and window
+KEYRING = "KEYRING"  # the program's key-encryption key, wrapped by the KMS key PiiKey
 
 ACCESS: dict[str, tuple[Grant, ...]] = {
     # HTTP: members, points, POS (nonces, keys), program and tier rules administration.
@@ -96,6 +105,12 @@ ACCESS: dict[str, tuple[Grant, ...]] = {
         # rate limits: one conditional ADD per request (chalicelib/dal/limits.py)
         table("RuntimeTable", "UpdateItem", keys=(RATE_COUNTERS,)),
         queue("JobsQueue", "SendMessage"),
+        # personal data at rest: the KEK (KEYRING, in the Program table lines above) is
+        # created once (Encrypt) and unwrapped once per container (Decrypt)
+        kms("PiiKey", "Encrypt", "Decrypt"),
+        # the look-up hash key and the payment provider's secret, read once per container
+        secret("PiiHashKey"),
+        secret("PaymentNotificationSecret"),
     ),
     # The members stream: events, welcome messages, sign-up and referral points, tiers.
     "OnMemberStream": (
@@ -117,6 +132,9 @@ ACCESS: dict[str, tuple[Grant, ...]] = {
         # powertools idempotency: claim, complete, or delete a failed send's claim (a lost
         # claim returns the existing record with ReturnValuesOnConditionCheckFailure: no read)
         table("IdempotencyTable", "PutItem", "UpdateItem", "DeleteItem"),
+        # the recipient's phone and name are encrypted: the KEK, unwrapped once per container
+        table("ProgramTable", "GetItem", keys=(KEYRING,)),
+        kms("PiiKey", "Decrypt"),
     ),
     # Job tasks: expiry, tier review and birthdays by date and shard, tier recalculation by
     # scan segment.
@@ -163,9 +181,10 @@ ACCESS: dict[str, tuple[Grant, ...]] = {
     ),
 }
 
-# Environment variables holding secrets, and the functions given them.
+# Environment variables naming secrets (or holding them), and the functions given them.
 SECRETS: dict[str, tuple[str, ...]] = {
-    "PII_HASH_KEY": ("APIHandler",),  # only the API hashes phones and external ids
+    # only the API hashes phones and external ids: it reads the key at run time
+    "PII_HASH_KEY_SECRET_ID": ("APIHandler",),
     # only the API verifies the payment provider's notifications
-    "PAYMENT_NOTIFICATION_SECRET": ("APIHandler",),
+    "PAYMENT_NOTIFICATION_SECRET_ID": ("APIHandler",),
 }

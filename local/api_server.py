@@ -147,6 +147,10 @@ class Gateway(LocalGateway):
             ) from None
 
 
+def _no_query(path: str) -> str:
+    return path.split("?", 1)[0]
+
+
 class RequestHandler(ChaliceRequestHandler):
     def __init__(
         self,
@@ -185,8 +189,12 @@ class RequestHandler(ChaliceRequestHandler):
         except TimeoutError:
             raise  # the standard library logs it and closes the connection
         except Exception:
-            logger.exception("the local server failed on %s %s", self.command, self.path)
+            logger.exception("the local server failed on %s %s", self.command, _no_query(self.path))
             self.send_error(HTTPStatus.INTERNAL_SERVER_ERROR)
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        """The access log without the query: a look-up's query names a phone number."""
+        self.log_message('"%s %s" %s %s', self.command, _no_query(self.path), code, size)
 
     do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = do_PATCH = do_OPTIONS = _handle_any
 

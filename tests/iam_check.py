@@ -274,6 +274,20 @@ def requests_for(
         action = _SQS_BATCH_ACTIONS.get(operation, operation)
         queue = resource_named(params.get("QueueUrl"), environ)
         return [Request(function, f"sqs:{action}", queue, (), operation)]
+    if service == "kms":
+        key = resource_named(params.get("KeyId"), environ)
+        return [Request(function, f"kms:{operation}", key, (), operation)]
+    if service == "secretsmanager":
+        secret_id = params.get("SecretId")
+        resource = next(
+            (
+                named
+                for setting, named in SECRET_OF_SETTING.items()
+                if secret_id and environ.get(setting) == secret_id
+            ),
+            f"?{secret_id}",
+        )
+        return [Request(function, f"secretsmanager:{operation}", resource, (), operation)]
     if service == "events" and operation == "PutEvents":
         buses = {entry.get("EventBusName", "default") for entry in params.get("Entries", [])}
         return [
@@ -304,8 +318,10 @@ class Recorder:
 _active: list[Recorder] = []
 
 
-def _record_secret_use(variable: str) -> None:
-    """A secret from the environment was used: the function must be given it."""
+def _record_use(*requests: tuple[str, str, tuple[str, ...]]) -> None:
+    """A key was used that a container fetches once and caches (the hash key, the
+    program's KEK): the function using it must be allowed to fetch it, even when another
+    function of this test process fetched it first."""
     if not _active:
         return
     function = calling_function(sys._getframe(2))
@@ -313,7 +329,33 @@ def _record_secret_use(variable: str) -> None:
         return
     for recorder in list(_active):
         with recorder._lock:
-            recorder.requests.append(Request(function, f"secret:{variable}", variable, (), "use"))
+            for action, resource, keys in requests:
+                recorder.requests.append(Request(function, action, resource, keys, "use"))
+
+
+SECRET_OF_SETTING = {
+    "PII_HASH_KEY_SECRET_ID": "PiiHashKey",
+    "PAYMENT_NOTIFICATION_SECRET_ID": "PaymentNotificationSecret",
+}
+
+
+def _record_secret_setting(setting: str) -> None:
+    _record_use(("secretsmanager:GetSecretValue", SECRET_OF_SETTING[setting], ()))
+
+
+def _record_key_use(create: bool) -> None:
+    """The KEK: read from the Program table (KEYRING) and unwrapped by the KMS key;
+    a writer may also have to create it (Encrypt, conditional put)."""
+    needed = [
+        ("dynamodb:GetItem", "ProgramTable", ("KEYRING",)),
+        ("kms:Decrypt", "PiiKey", ()),
+    ]
+    if create:
+        needed += [
+            ("dynamodb:PutItem", "ProgramTable", ("KEYRING",)),
+            ("kms:Encrypt", "PiiKey", ()),
+        ]
+    _record_use(*needed)
 
 
 def install() -> None:
@@ -321,13 +363,20 @@ def install() -> None:
     the environment (once per process)."""
     from botocore.client import BaseClient
 
+    from chalicelib import wiring
+    from chalicelib.dal import crypto
     from chalicelib.domain.members import IdentityHasher
 
+    if _record_key_use not in crypto.key_use_hooks:
+        crypto.key_use_hooks.append(_record_key_use)
+    if _record_secret_setting not in wiring.secret_use_hooks:
+        wiring.secret_use_hooks.append(_record_secret_setting)
     if not getattr(IdentityHasher.identity, "_iam_recorder", False):
         hash_identity = IdentityHasher.identity
 
         def identity(self: Any, kind: str, value: str) -> Any:
-            _record_secret_use("PII_HASH_KEY")  # the hasher's key
+            # the hasher's key, from Secrets Manager
+            _record_use(("secretsmanager:GetSecretValue", "PiiHashKey", ()))
             return hash_identity(self, kind, value)
 
         identity._iam_recorder = True  # type: ignore[attr-defined]
@@ -376,12 +425,18 @@ def _arn_of(resource: str, template: dict[str, Any]) -> str:
         return f"arn:aws:sqs:{REGION}:{ACCOUNT}:{resource}"
     if kind == "AWS::Events::EventBus":
         return f"arn:aws:events:{REGION}:{ACCOUNT}:event-bus/{resource}"
+    if kind == "AWS::KMS::Key":
+        return f"arn:aws:kms:{REGION}:{ACCOUNT}:key/{resource}"
+    if kind == "AWS::SecretsManager::Secret":
+        return f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:{resource}-AbCdEf"
     return f"arn:unknown:{resource}"
 
 
 def _resolve(value: Any, template: dict[str, Any]) -> str:
     if isinstance(value, str):
         return value
+    if isinstance(value, dict) and set(value) == {"Ref"}:
+        return _arn_of(value["Ref"], template)  # a secret's Ref is its ARN
     if isinstance(value, dict) and "Fn::GetAtt" in value:
         resource, attribute = value["Fn::GetAtt"]
         if attribute == "Arn":

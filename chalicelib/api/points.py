@@ -107,14 +107,19 @@ def get_ledger(call: Call) -> LedgerPage:
 )
 def post_activity(call: Call) -> object:
     request: ActivityRequest = call.body
+    member_id = call.params["member_id"]
+    # Completeness is judged on the personal fields, which the ledger does not decrypt.
+    completing = request.type.value == "profile_completed"
+    profile = services().members.get(member_id) if completing else None
     status, body = domain.record_activity(
         domain.Activity(
-            member_id=call.params["member_id"],
+            member_id=member_id,
             activity_id=request.activity_id,
             type=request.type.value,
             request_hash=domain.request_hash(request.model_dump(mode="json")),
             referrer_member_id=request.referrer_member_id,
             reference=request.reference,
+            profile=profile,
         ),
         points_context(),
     )

@@ -27,7 +27,7 @@ from chalicelib.domain import audit
 from chalicelib.domain.clock import rfc3339, utc_now
 from chalicelib.ids import request_hash
 from chalicelib.lazy import LazyModule
-from chalicelib.wiring import points_context, services
+from chalicelib.wiring import payment_notification_secret, points_context, services
 
 if TYPE_CHECKING:
     from chalicelib.domain import redemptions as domain
@@ -472,7 +472,7 @@ def _verify_payment(call: Call) -> bytes:
     headers = call.request.headers
     raw = call.request.raw_body or b""
     body = raw.encode() if isinstance(raw, str) else raw
-    secret = services().settings.payment_notification_secret
+    secret = payment_notification_secret()
     timestamp = headers.get("x-payment-timestamp") or ""
     signature = headers.get("x-payment-signature") or ""
     # Unix seconds: ASCII digits, at most 12 of them (str.isdigit also takes '²', which

@@ -100,7 +100,7 @@ def account_from_item(item: MemberItem) -> Account:
     counts_raw = item.activity_counts.as_dict() if item.activity_counts is not None else {}
     redeemed_raw = item.redemption_counts.as_dict() if item.redemption_counts is not None else {}
     return Account(
-        member=from_item(item),
+        member=from_item(item, personal=False),
         wallet=wallet_from_item(item),
         version=int(item.version or 1),
         activity_counts={k: (str(v[0]), int(v[1])) for k, v in counts_raw.items()},

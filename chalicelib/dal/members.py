@@ -11,6 +11,7 @@ from pynamodb.connection import Connection
 from pynamodb.exceptions import DoesNotExist, TransactWriteError
 from pynamodb.transactions import TransactWrite
 
+from chalicelib.dal import crypto
 from chalicelib.dal.audit import append as append_audit
 from chalicelib.dal.audit import update_audited
 from chalicelib.dal.tables import IdentityItem, MemberItem, reason_codes
@@ -27,8 +28,10 @@ MARKABLE_FIELDS = frozenset({"expiry_reminded"})
 
 @dataclass(frozen=True)
 class BirthdayMember:
+    """What the birthday index projects: no personal field (the messages worker reads
+    the name from the member when it sends)."""
+
     member_id: str
-    name: str | None
     tier_code: str
 
 
@@ -48,22 +51,41 @@ def _parse_time(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value) if value else None
 
 
+# The member's personal fields: kept only inside `pii`, encrypted (docs/architecture.md,
+# "Personal data at rest"). `birthday_key` ('<MMDD>#<shard>') stays in clear for the
+# birthday index; nothing else about the person does.
+PERSONAL_FIELDS = ("phone", "name", "gender", "birthday", "email", "external_ids")
+# What an item written before encryption held in clear (read by `from_item`, removed by
+# the next profile write).
+_CLEAR_ATTRIBUTES = ("phone", "name", "gender", "birthday", "email", "external_ids")
+
+
+def personal_fields(member: Member) -> dict[str, Any]:
+    """The blob that `pii` encrypts: only the fields that are set."""
+    fields: dict[str, Any] = {
+        "phone": member.phone,
+        "name": member.name,
+        "gender": member.gender,
+        "birthday": member.birthday.isoformat() if member.birthday else None,
+        "email": member.email,
+        "external_ids": dict(member.external_ids) or None,
+    }
+    return {k: v for k, v in fields.items() if v is not None}
+
+
 def to_item(member: Member) -> MemberItem:
+    sealed = crypto.cipher().seal_member(member.member_id, personal_fields(member))
     return MemberItem(
         pk=member_pk(member.member_id),
         sk=MEMBER_SK,
         member_id=member.member_id,
-        phone=member.phone,
+        pii=sealed.pii,
+        data_key=sealed.data_key,
         channel=member.channel,
-        name=member.name,
-        gender=member.gender,
-        birthday=member.birthday.isoformat() if member.birthday else None,
         birthday_key=birthday_key(member.birthday, member.member_id) if member.birthday else None,
-        email=member.email,
         tags=set(member.tags) or None,
         marketing_consent=member.marketing_consent,
         store_id=member.store_id,
-        external_ids=dict(member.external_ids) or None,
         tier_code=member.tier_code,
         tier_expires_at=rfc3339(member.tier_expires_at) if member.tier_expires_at else None,
         points_balance=member.points_balance,
@@ -80,18 +102,39 @@ def to_item(member: Member) -> MemberItem:
     )
 
 
-def from_item(item: MemberItem) -> Member:
-    external = item.external_ids.as_dict() if item.external_ids is not None else {}
+def _personal(item: MemberItem) -> dict[str, Any]:
+    if item.pii is not None and item.data_key is not None:
+        return crypto.cipher().open_member(item.member_id, item.pii, item.data_key)
+    # Written before encryption (or erased: nothing left).
+    external = item.external_ids.as_dict() if item.external_ids is not None else None
+    clear = {
+        "phone": item.phone,
+        "name": item.name,
+        "gender": item.gender,
+        "birthday": item.birthday,
+        "email": item.email,
+        "external_ids": external,
+    }
+    return {k: v for k, v in clear.items() if v is not None}
+
+
+def from_item(item: MemberItem, *, personal: bool = True) -> Member:
+    """The member. `personal=False` does not decrypt the personal fields (phone is '',
+    the others empty): what the points ledger reads, so only functions that show or send
+    to a person need the key (infra/iam.py)."""
+    fields = _personal(item) if personal else {}
+    external = fields.get("external_ids") or {}
+    birthday = fields.get("birthday")
     return Member(
         member_id=item.member_id,
-        phone=item.phone,
+        phone=str(fields.get("phone") or ""),
         channel=item.channel,
         created_at=datetime.fromisoformat(item.created_at),
         updated_at=datetime.fromisoformat(item.updated_at),
-        name=item.name,
-        gender=item.gender,
-        birthday=date.fromisoformat(item.birthday) if item.birthday else None,
-        email=item.email,
+        name=fields.get("name"),
+        gender=fields.get("gender"),
+        birthday=date.fromisoformat(birthday) if birthday else None,
+        email=fields.get("email"),
         tags=tuple(sorted(item.tags or ())),
         marketing_consent=bool(item.marketing_consent),
         store_id=item.store_id,
@@ -108,6 +151,20 @@ def from_item(item: MemberItem) -> Member:
         lifecycle_stage=item.lifecycle_stage,
         version=int(item.version or 1),
     )
+
+
+def _sealed_actions(member: Member) -> list[Any]:
+    """Write the member's personal fields again (a fresh data key each time) and drop any
+    clear copy an item from before encryption still holds."""
+    if not member.phone:  # the ledger's view: sealing it would erase the person
+        raise ValueError("a member read without its personal fields cannot be written back")
+    sealed = crypto.cipher().seal_member(member.member_id, personal_fields(member))
+    actions: list[Any] = [
+        MemberItem.pii.set(sealed.pii),
+        MemberItem.data_key.set(sealed.data_key),
+    ]
+    actions += [getattr(MemberItem, name).remove() for name in _CLEAR_ATTRIBUTES]
+    return actions
 
 
 class DynamoMemberRepository:
@@ -174,6 +231,7 @@ class DynamoMemberRepository:
     ) -> Member:
         external_ids = {**member.external_ids, kind: value}
         stamp = rfc3339(now)
+        linked = replace(member, external_ids=external_ids)
         claim = IdentityItem(
             pk=identity_pk(identity),
             sk=IDENTITY_SK,
@@ -188,7 +246,7 @@ class DynamoMemberRepository:
                 txn.update(
                     item,
                     actions=[
-                        MemberItem.external_ids.set(external_ids),
+                        *_sealed_actions(linked),
                         MemberItem.updated_at.set(stamp),
                         MemberItem.version.add(1),
                     ],
@@ -233,7 +291,7 @@ class DynamoMemberRepository:
         index, and where the next page starts (None: no more). Cost follows the members
         due, not the size of the program."""
         query = MemberItem.birthday_index.query(key, limit=limit, last_evaluated_key=start)
-        found = [BirthdayMember(item.member_id, item.name, item.tier_code) for item in query]
+        found = [BirthdayMember(item.member_id, item.tier_code) for item in query]
         return found, query.last_evaluated_key
 
     def due_for_reminder(self, key: str, day: date) -> Iterator[str]:
@@ -261,29 +319,54 @@ class DynamoMemberRepository:
         now: datetime,
         audit: AuditEntry | None = None,
     ) -> Member:
-        actions: list[Any] = [
-            MemberItem.updated_at.set(rfc3339(now)),
-            MemberItem.version.add(1),
-        ]
-        for name, value in changes.items():
-            if name == "birthday":
-                actions += _set_or_remove(MemberItem.birthday, value.isoformat() if value else None)
-                actions += _set_or_remove(
-                    MemberItem.birthday_key, birthday_key(value, member_id) if value else None
-                )
-            elif name == "tags":
-                actions += _set_or_remove(MemberItem.tags, set(value) if value else None)
-            elif name == "marketing_consent":
-                actions.append(MemberItem.marketing_consent.set(bool(value)))
-            else:
-                actions += _set_or_remove(getattr(MemberItem, name), value)
-        item = MemberItem(pk=member_pk(member_id), sk=MEMBER_SK)
-        if not update_audited(item, actions, MemberItem.pk.exists(), audit):
-            raise NotFound("member not found", code="MEMBER_NOT_FOUND")
-        if audit is not None:  # a transaction returns no image: read it back
-            item = MemberItem.get(item.pk, item.sk, consistent_read=True)
-        # update() refreshed the item from ALL_NEW; no second read needed.
-        return from_item(item)
+        """Read, change, encrypt again and write, conditional on the version read: a
+        write that lost a race (the member changed meanwhile) reads again and retries.
+        A staff change carries its audit entry into the same transaction."""
+
+        def attempt() -> Member:
+            try:
+                item = MemberItem.get(member_pk(member_id), MEMBER_SK, consistent_read=True)
+            except DoesNotExist:
+                raise NotFound("member not found", code="MEMBER_NOT_FOUND") from None
+            current = from_item(item)
+            personal = {k: v for k, v in changes.items() if k in PERSONAL_FIELDS}
+            actions: list[Any] = [
+                MemberItem.updated_at.set(rfc3339(now)),
+                MemberItem.version.add(1),
+            ]
+            if personal:
+                actions += _sealed_actions(replace(current, **personal))
+            for name, value in changes.items():
+                if name == "birthday":
+                    actions += _set_or_remove(
+                        MemberItem.birthday_key, birthday_key(value, member_id) if value else None
+                    )
+                elif name == "tags":
+                    actions += _set_or_remove(MemberItem.tags, set(value) if value else None)
+                elif name == "marketing_consent":
+                    actions.append(MemberItem.marketing_consent.set(bool(value)))
+                elif name not in PERSONAL_FIELDS:
+                    actions += _set_or_remove(getattr(MemberItem, name), value)
+            target = MemberItem(pk=member_pk(member_id), sk=MEMBER_SK)
+            if not update_audited(target, actions, MemberItem.version == current.version, audit):
+                raise _LostRace()
+            if audit is not None:  # a transaction returns no image: read it back
+                target = MemberItem.get(target.pk, target.sk, consistent_read=True)
+            # otherwise update() refreshed the item from ALL_NEW; no second read needed.
+            return from_item(target)
+
+        return retry(
+            attempt,
+            attempts=_TXN_ATTEMPTS,
+            retry_on=_LostRace,
+            exhausted=lambda: Unavailable("member changed while updating; retry"),
+            base=0.01,
+            cap=0.2,
+        )
+
+
+class _LostRace(Exception):
+    """The member changed between the read and the conditional write."""
 
 
 def _set_or_remove(attribute: Any, value: Any) -> list[Any]:
@@ -297,4 +380,4 @@ def _is_conflict(exc: TransactWriteError) -> bool:
     )
 
 
-__all__ = ["DynamoMemberRepository", "from_item", "to_item"]
+__all__ = ["PERSONAL_FIELDS", "DynamoMemberRepository", "from_item", "personal_fields", "to_item"]

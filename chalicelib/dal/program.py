@@ -11,6 +11,7 @@ from pynamodb.connection import Connection
 from pynamodb.exceptions import DoesNotExist, TransactWriteError
 from pynamodb.transactions import TransactWrite
 
+from chalicelib.dal import crypto
 from chalicelib.dal.audit import append as append_audit
 from chalicelib.dal.audit import put_audited, update_audited
 from chalicelib.dal.cursors import decode_cursor, encode_cursor
@@ -419,7 +420,7 @@ class DynamoProgramRepository:
             sk="KEY",
             key_id=key.key_id,
             store_id=key.store_id,
-            secret=key.secret,
+            sealed_secret=crypto.cipher().seal_secret(key.key_id, key.secret),
             active=key.active,
             created_at=key.created_at,
         )
@@ -545,7 +546,7 @@ def _store_key(item: StoreKeyItem) -> StoreKey:
     return StoreKey(
         key_id=item.key_id,
         store_id=item.store_id,
-        secret=item.secret,
+        secret=crypto.cipher().open_secret(item.key_id, item.sealed_secret),
         active=item.active,
         created_at=item.created_at,
         revoked_at=item.revoked_at,

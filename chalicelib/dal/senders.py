@@ -22,6 +22,8 @@ class LogSender:
                 "member_id": recipient.member_id,
                 "to": mask_phone(recipient.phone),
                 "template": template,
-                "params": params,
+                # Names only: a value may be personal (the greeting's name is the
+                # recipient's, filled in by a real channel when it sends).
+                "params": sorted(params),
             },
         )

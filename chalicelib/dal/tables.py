@@ -46,11 +46,13 @@ class _Meta:
 
 
 class BirthdayIndex(GlobalSecondaryIndex["MemberItem"]):
-    """Sparse: only members with a birthday carry `birthday_key` ('<MMDD>#<shard>')."""
+    """Sparse: only members with a birthday carry `birthday_key` ('<MMDD>#<shard>'), the
+    documented minimum of the birthday kept outside the encrypted fields. No personal
+    field is projected: the messages worker reads the name when it sends."""
 
     class Meta:
         index_name = "birthday-index"
-        projection = IncludeProjection(["member_id", "name", "tier_code"])
+        projection = IncludeProjection(["member_id", "tier_code"])
 
     birthday_key = UnicodeAttribute(hash_key=True)
     pk = UnicodeAttribute(range_key=True)
@@ -318,10 +320,26 @@ class StoreKeyItem(Model):
     kind = UnicodeAttribute(default="store_key")
     key_id = UnicodeAttribute()
     store_id = UnicodeAttribute()
-    secret = UnicodeAttribute()
+    # The HMAC secret, encrypted under the program's KEK (AAD: the key id;
+    # chalicelib/dal/crypto.py). Keys written in clear before (`secret`) no longer verify.
+    sealed_secret = BinaryAttribute(legacy_encoding=False)
     active = BooleanAttribute(default=True)
     created_at = UnicodeAttribute()
     revoked_at = UnicodeAttribute(null=True)
+
+
+class KeyringItem(Model):
+    """KEYRING / KEK#<n>: the program's key-encryption key, wrapped by the root key (KMS
+    in AWS, a local key file locally). Written once, conditional on not existing."""
+
+    class Meta(_Meta):
+        pass
+
+    pk = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True)
+    kind = UnicodeAttribute(default="keyring")
+    wrapped = BinaryAttribute(legacy_encoding=False)
+    created_at = UnicodeAttribute()
 
 
 class GuardItem(Model):
@@ -421,6 +439,7 @@ PROGRAM_TABLE_MODELS: tuple[type[Model], ...] = (
     StoreKeyItem,
     StockShardItem,
     AuditItem,
+    KeyringItem,
 )
 RUNTIME_TABLE_MODELS: tuple[type[Model], ...] = (
     GuardItem,
@@ -443,6 +462,11 @@ def save_if_new(item: Model, absent: Condition) -> bool:
             return False
         raise
     return True
+
+
+def put_if_absent(item: Model) -> bool:
+    """Put `item` unless an item with its key exists: True if written."""
+    return save_if_new(item, type(item)._hash_key_attribute().does_not_exist())
 
 
 def update_if(item: Model, actions: list[Any], condition: Condition) -> bool:

@@ -896,6 +896,9 @@ class Activity:
     # Granted by the program itself (sign-up bonus, birthday, referral reward), not posted
     # by the member: recorded in its own space of ids (see `activity_ref`).
     granted: bool = False
+    # The member with its personal fields, for `profile_completed`: the ledger reads the
+    # wallet without decrypting them (docs/architecture.md, "Personal data at rest").
+    profile: Member | None = None
 
 
 # Activities only the program grants; a member posting one is refused.
@@ -948,7 +951,7 @@ def record_activity(cmd: Activity, ctx: Context) -> tuple[int, dict[str, Any]]:
             )
         fields: dict[str, Any] = {}
         if cmd.type == "profile_completed":
-            _check_profile_complete(account.member)
+            _check_profile_complete(cmd.profile if cmd.profile is not None else account.member)
         if cmd.type == "referral":
             if account.referred_by is not None:
                 raise BusinessRuleViolation(

@@ -214,7 +214,8 @@ def _member_registered(record: DynamoDBRecord, image: MemberImage) -> None:
             member_id=member_id,
             template="welcome",
             category="service",
-            params={"name": image.name},
+            # No personal data in the queue: the sender reads the name when it sends.
+            params={},
         )
     )
     metrics.add_metric(name="MembersRegistered", unit="Count", value=1)

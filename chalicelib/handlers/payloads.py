@@ -99,7 +99,6 @@ class MemberImage(Payload):
     member_id: str
     channel: str | None = None
     store_id: str | None = None
-    name: str | None = None
     created_at: str | None = None
 
 

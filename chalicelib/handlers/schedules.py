@@ -92,7 +92,7 @@ def birthday_task(task: ShardTask, lambda_context: Any = None) -> None:
                     member_id=member.member_id,
                     template="birthday",
                     category="marketing",
-                    params={"name": member.name, "tier": member.tier_code},
+                    params={"tier": member.tier_code},
                 )
             )
         svc.messages.send_many(batch)

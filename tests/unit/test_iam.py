@@ -620,13 +620,34 @@ def test_given_a_function_other_than_the_api_then_it_cannot_touch_pos_keys_or_id
 
 
 def test_given_the_template_then_only_the_api_is_given_the_pii_hash_key():
+    """The API alone names the hash key's secret, and no function is given the key
+    itself as an environment variable: it is read from Secrets Manager at run time."""
     template = _template()
     given = {
         f
         for f in gen_template.ALL_FUNCTIONS
-        if "PII_HASH_KEY" in iam_check.environment(f, template)
+        if "PII_HASH_KEY_SECRET_ID" in iam_check.environment(f, template)
     }
     assert given == {"APIHandler"}
+    assert not any(
+        "PII_HASH_KEY" in iam_check.environment(f, template) for f in gen_template.ALL_FUNCTIONS
+    )
+    assert "resolve:secretsmanager:${PiiHashKey}" not in json.dumps(template)
+
+
+def test_given_the_template_then_only_the_api_and_the_messages_worker_may_use_the_pii_key():
+    """Decrypting personal data takes the KMS key: the API (shows and writes members) and
+    the messages worker (sends to a phone) only; the ledger's readers never decrypt."""
+    template = _template()
+    users = set()
+    for function in gen_template.ALL_FUNCTIONS:
+        statements = iam_check.role_statements(function, template)
+        request = iam_check.Request(function, "kms:Decrypt", "PiiKey")
+        if iam_check.allows(statements, request, template):
+            users.add(function)
+    assert users == {"APIHandler", "OnMessage"}
+    key = template["Resources"]["PiiKey"]["Properties"]
+    assert key["EnableKeyRotation"] is True
 
 
 def test_given_each_trigger_then_its_function_role_lets_lambda_read_it_and_dead_letter_failures():

@@ -443,3 +443,26 @@ def test_given_staff_or_a_pos_when_calling_me_or_claim_then_403(seeded, app_clie
         "/v1/members/claim", headers=auth(staff_token), body=json.dumps({"phone": unique_phone()})
     )
     assert claim.status_code == 403
+
+
+@pytest.mark.parametrize(
+    ("fields", "status"),
+    [
+        ({"name": "韩梅梅", "gender": "female", "birthday": "1990-05-17"}, 201),
+        ({"name": "韩梅梅", "gender": "female"}, 422),
+    ],
+)
+def test_given_personal_fields_encrypted_at_rest_when_completing_the_profile_then_they_are_judged(
+    seeded, app_client, staff_token, fields, status
+):
+    """The ledger reads the wallet without decrypting the member; the route reads the
+    member's personal fields itself to judge `profile_completed`."""
+    member_id = register(app_client, staff_token, **fields).json_body["member_id"]
+    answer = app_client.http.post(
+        f"/v1/members/{member_id}/activities",
+        headers=auth(token_for(member_id)),
+        body=json.dumps({"activity_id": "p-1", "type": "profile_completed"}),
+    )
+    assert answer.status_code == status, answer.json_body
+    if status == 422:
+        assert answer.json_body["error"]["code"] == "PROFILE_INCOMPLETE"

@@ -16,6 +16,7 @@ from chalicelib import ids
 from chalicelib.domain import points as domain
 from chalicelib.domain.earning import Item
 from chalicelib.domain.ledger import Wallet
+from chalicelib.domain.members import Member
 from chalicelib.domain.points import (
     Activity,
     Adjustment,
@@ -168,14 +169,33 @@ def adjustment(
     )
 
 
-def activity(member_id: str, activity_id: str, kind: str, referrer: str | None = None) -> Activity:
+def activity(
+    member_id: str,
+    activity_id: str,
+    kind: str,
+    referrer: str | None = None,
+    profile: Member | None = None,
+) -> Activity:
     return Activity(
         member_id=member_id,
         activity_id=activity_id,
         type=kind,
         request_hash=request_hash({"id": activity_id, "type": kind, "referrer": referrer}),
         referrer_member_id=referrer,
+        profile=profile,
     )
+
+
+def profile_of(repo: Ledger, member_id: str) -> Member:
+    """The member with its personal fields, as the API reads it for `profile_completed`
+    (the DynamoDB ledger reads the wallet without decrypting them)."""
+    if repo.kind == "dynamodb":
+        from chalicelib.wiring import services
+
+        found = services().members.get(member_id)
+        assert found is not None
+        return found
+    return repo.account(member_id).member
 
 
 def grant(repo: Ledger, member_id: str, points: int, adjustment_id: str = "seed") -> None:
@@ -837,11 +857,14 @@ def test_given_a_recorded_checkin_when_replayed_then_the_first_answer_not_limit_
 
 
 def test_given_a_complete_profile_when_completing_it_then_50_points_once_ever(repo, member):
-    _, body = record_activity(activity(member, "p1", "profile_completed"), context(repo))
+    profile = profile_of(repo, member)
+    _, body = record_activity(
+        activity(member, "p1", "profile_completed", profile=profile), context(repo)
+    )
     assert body["points_earned"] == 50
     with pytest.raises(BusinessRuleViolation) as excinfo:
         record_activity(
-            activity(member, "p2", "profile_completed"),
+            activity(member, "p2", "profile_completed", profile=profile),
             context(repo, now=NOW + timedelta(days=800)),
         )
     assert excinfo.value.code == "LIMIT_REACHED"
@@ -861,8 +884,11 @@ def test_given_an_incomplete_profile_when_completing_it_then_profile_incomplete_
     repo, missing, fields
 ):
     member_id = repo.add_member(**fields)
+    profile = profile_of(repo, member_id)
     with pytest.raises(BusinessRuleViolation) as excinfo:
-        record_activity(activity(member_id, "p1", "profile_completed"), context(repo))
+        record_activity(
+            activity(member_id, "p1", "profile_completed", profile=profile), context(repo)
+        )
     assert excinfo.value.code == "PROFILE_INCOMPLETE"
     assert excinfo.value.details == {"missing": missing}
     assert repo.commits == []
