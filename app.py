@@ -17,6 +17,7 @@ from chalicelib.api import (
     coupons,
     members,
     points,
+    privacy,
     program,
     rewards,
     stores,
@@ -73,6 +74,7 @@ app.register_blueprint(tier_rules.bp)
 app.register_blueprint(stores.bp)
 app.register_blueprint(rewards.bp)
 app.register_blueprint(coupons.bp)
+app.register_blueprint(privacy.bp)
 
 
 # ---- event handlers: thin shims; the work lives in chalicelib/handlers -----------------

@@ -76,6 +76,7 @@ REWARDS = "REWARD#*"  # a reward's configuration and its stock shards
 HOLDS = "HOLD#*"  # payment holds of points + cash redemptions, by shard
 COUPONS = "COUPON#*"  # coupons issued to members, keyed by their code
 COUPON_TEMPLATES = "COUPON_TEMPLATE#*"  # coupon templates staff define
+IDENTITIES = "ID#*"  # identity claims (keyed hashes of phone, card, WeChat ids, sign-in)
 
 ACCESS: dict[str, tuple[Grant, ...]] = {
     # HTTP: members, points, POS (nonces, keys), program and tier rules administration.
@@ -92,6 +93,8 @@ ACCESS: dict[str, tuple[Grant, ...]] = {
         table("RuntimeTable", "GetItem", "PutItem", "UpdateItem", keys=(MEMBER_CODES,)),
         # a points + cash redemption's hold: put with it, deleted when paid or cancelled
         table("RuntimeTable", "PutItem", "DeleteItem", keys=(HOLDS,)),
+        # erasure (PIPL): the member's identity claims go in its transaction
+        table("MembersTable", "DeleteItem", keys=(IDENTITIES,)),
         queue("JobsQueue", "SendMessage"),
     ),
     # The members stream: events, welcome messages, sign-up and referral points, tiers.

@@ -101,6 +101,9 @@ class MemberImage(Payload):
     store_id: str | None = None
     name: str | None = None
     created_at: str | None = None
+    # False: the phone registered before (and was erased): no second sign-up bonus.
+    first_registration: bool | None = None
+    erased_at: str | None = None
 
 
 class LedgerImage(Payload):

@@ -216,13 +216,20 @@ class InMemoryMemberRepository:
         self.claims: dict[Identity, str] = {}
         self.updates: list[tuple[str, dict[str, Any]]] = []
 
-    def create(self, member: Member, identities: list[Identity]) -> None:
+    def create(
+        self, member: Member, identities: list[Identity], signup_claim: Identity | None = None
+    ) -> None:
         for identity in identities:
             if identity in self.claims:
                 raise MemberExists(self.claims[identity], identity.kind)
         self.members[member.member_id] = member
         for identity in identities:
             self.claims[identity] = member.member_id
+        if signup_claim is not None:
+            self.claims[signup_claim] = member.member_id
+
+    def signup_claimed(self, claim: Identity) -> bool:
+        return claim in self.claims
 
     def get(self, member_id: str) -> Member | None:
         return self.members.get(member_id)
