@@ -141,9 +141,7 @@ class InMemoryMembers:
     def erase_record(self, ref: Any) -> Any:
         return self.records.get(ref)
 
-    def erase(
-        self, member: Any, identities: list[Any], record: Any, entry: Any, now: Any
-    ) -> bool:
+    def erase(self, member: Any, identities: list[Any], record: Any, entry: Any, now: Any) -> bool:
         current = self.members.get(member.member_id)
         if current is None or current.version != member.version or record.ref in self.records:
             return False
