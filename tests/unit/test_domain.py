@@ -214,6 +214,7 @@ class InMemoryMemberRepository:
     def __init__(self) -> None:
         self.members: dict[str, Member] = {}
         self.claims: dict[Identity, str] = {}
+        self.signup_claims: dict[Identity, str] = {}
         self.updates: list[tuple[str, dict[str, Any]]] = []
 
     def create(
@@ -226,10 +227,10 @@ class InMemoryMemberRepository:
         for identity in identities:
             self.claims[identity] = member.member_id
         if signup_claim is not None:
-            self.claims[signup_claim] = member.member_id
+            self.signup_claims[signup_claim] = member.member_id
 
     def signup_claimed(self, claim: Identity) -> bool:
-        return claim in self.claims
+        return claim in self.signup_claims
 
     def get(self, member_id: str) -> Member | None:
         return self.members.get(member_id)

@@ -347,7 +347,7 @@ def test_given_two_referees_with_one_phone_across_an_erasure_then_one_referral_r
     assert balance(referrer) == 200
     assert erase(app_client, admin, first).status_code == 202
 
-    second, second_status = referee_joins_and_buys()
+    _second, second_status = referee_joins_and_buys()
 
     assert second_status == 422
     assert balance(referrer) == 200  # one reward for the phone
