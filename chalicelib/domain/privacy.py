@@ -86,6 +86,11 @@ def erase(
             return _replay(first, cmd)
         member = store.member(cmd.member_id)
         if member is None:
+            # Erased between the two reads, perhaps by this very request sent twice at
+            # once: its answer is recorded with the erasure.
+            first = store.erase_record(ref)
+            if first is not None:
+                return _replay(first, cmd)
             raise NotFound("member not found", code="MEMBER_NOT_FOUND")
         response = {
             "member_id": cmd.member_id,

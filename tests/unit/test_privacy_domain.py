@@ -305,3 +305,24 @@ def test_given_the_tombstone_then_no_personal_field_is_left_on_the_account(repo)
     assert member.phone in (None, "")
     assert member.external_ids == {}
     assert member.tags == ()
+
+
+def test_given_the_same_erase_committed_by_a_twin_between_the_reads_then_the_first_answer_not_404(
+    members, hasher
+):
+    """Two deliveries of one request at once: the second finds no record, then no member
+    (the twin erased it meanwhile); the record, read again, answers it."""
+    member = register(members, hasher)
+    real_member = members.member
+    twin: list[dict] = []
+    raced: list[bool] = []
+
+    def member_read(member_id):
+        if not raced:
+            raced.append(True)
+            twin.append(privacy.erase(erasure(member_id), members, hasher, NOW))
+        return real_member(member_id)
+
+    members.member = member_read  # type: ignore[method-assign]
+    assert privacy.erase(erasure(member.member_id), members, hasher, NOW) == twin[0]
+    assert len(members.audit) == 1
