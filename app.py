@@ -18,6 +18,7 @@ from chalicelib.api import (
     coupons,
     members,
     points,
+    privacy,
     program,
     rewards,
     stores,
@@ -75,6 +76,7 @@ app.register_blueprint(stores.bp)
 app.register_blueprint(rewards.bp)
 app.register_blueprint(coupons.bp)
 app.register_blueprint(audit.bp)
+app.register_blueprint(privacy.bp)
 
 
 # ---- event handlers: thin shims; the work lives in chalicelib/handlers -----------------

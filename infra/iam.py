@@ -86,6 +86,7 @@ COUPONS = "COUPON#*"  # coupons issued to members, keyed by their code
 COUPON_TEMPLATES = "COUPON_TEMPLATE#*"  # coupon templates staff define
 RATE_COUNTERS = "RATE#*"  # rate-limit counters, one per caller, scope and window
 KEYRING = "KEYRING"  # the program's key-encryption key, wrapped by the KMS key PiiKey
+IDENTITIES = "ID#*"  # identity claims (keyed hashes of phone, card, WeChat ids, sign-in)
 
 ACCESS: dict[str, tuple[Grant, ...]] = {
     # HTTP: members, points, POS (nonces, keys), program and tier rules administration.
@@ -104,6 +105,8 @@ ACCESS: dict[str, tuple[Grant, ...]] = {
         table("RuntimeTable", "PutItem", "DeleteItem", keys=(HOLDS,)),
         # rate limits: one conditional ADD per request (chalicelib/dal/limits.py)
         table("RuntimeTable", "UpdateItem", keys=(RATE_COUNTERS,)),
+        # erasure (PIPL): the member's identity claims go in its transaction
+        table("MembersTable", "DeleteItem", keys=(IDENTITIES,)),
         queue("JobsQueue", "SendMessage"),
         # personal data at rest: the KEK (KEYRING, in the Program table lines above) is
         # created once (Encrypt) and unwrapped once per container (Decrypt)

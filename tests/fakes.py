@@ -63,3 +63,110 @@ class FakeQueue:
         with self._lock:
             taken, self.sent = self.sent, []
         return taken
+
+
+class InMemoryMembers:
+    """Members in memory, as the Members table keeps them for registration and erasure
+    (chalicelib/domain/members.MemberRepository, chalicelib/domain/privacy.ErasureStore):
+    identity claims unique, sign-up claims kept for good, an erasure all or nothing under
+    its conditions (the version read, not erased yet, its request record and audit entry
+    new), erased members kept as tombstones that read as none."""
+
+    def __init__(self) -> None:
+        from chalicelib.domain.members import Identity, Member
+
+        self.members: dict[str, Member] = {}
+        self.tombstones: dict[str, Member] = {}
+        self.claims: dict[Identity, str] = {}
+        self.signup_claims: dict[Identity, str] = {}
+        self.records: dict[Any, Any] = {}
+        self.audit: list[Any] = []
+
+    # -- MemberRepository --
+
+    def create(
+        self, member: Any, identities: list[Any], audit: Any = None, signup_claim: Any = None
+    ) -> None:
+        from chalicelib.errors import MemberExists
+
+        for identity in identities:
+            if identity in self.claims:
+                raise MemberExists(self.claims[identity], identity.kind)
+        self.members[member.member_id] = member
+        for identity in identities:
+            self.claims[identity] = member.member_id
+        if signup_claim is not None:
+            self.signup_claims[signup_claim] = member.member_id
+
+    def signup_claimed(self, claim: Any) -> bool:
+        return claim in self.signup_claims
+
+    def get(self, member_id: str) -> Any:
+        return self.members.get(member_id)
+
+    def find_member_id(self, identity: Any) -> str | None:
+        return self.claims.get(identity)
+
+    def update_profile(self, member_id: str, changes: dict[str, Any], now: Any) -> Any:
+        from chalicelib.domain.members import with_changes
+        from chalicelib.errors import NotFound
+
+        current = self.members.get(member_id)
+        if current is None:
+            raise NotFound("member not found", code="MEMBER_NOT_FOUND")
+        self.members[member_id] = with_changes(current, changes, now)
+        return self.members[member_id]
+
+    def add_external_id(self, member: Any, kind: str, value: str, identity: Any, now: Any) -> Any:
+        from dataclasses import replace
+
+        from chalicelib.errors import MemberExists, Unavailable
+
+        if identity in self.claims and self.claims[identity] != member.member_id:
+            raise MemberExists(self.claims[identity], kind)
+        if self.members[member.member_id].version != member.version:
+            raise Unavailable("member changed while linking; retry")
+        updated = replace(
+            member,
+            external_ids={**member.external_ids, kind: value},
+            version=member.version + 1,
+        )
+        self.members[member.member_id] = updated
+        self.claims[identity] = member.member_id
+        return updated
+
+    # -- ErasureStore --
+
+    def member(self, member_id: str) -> Any:
+        return self.members.get(member_id)
+
+    def erase_record(self, ref: Any) -> Any:
+        return self.records.get(ref)
+
+    def erase(self, member: Any, identities: list[Any], record: Any, entry: Any, now: Any) -> bool:
+        current = self.members.get(member.member_id)
+        if current is None or current.version != member.version or record.ref in self.records:
+            return False
+        if any(self.claims.get(i, member.member_id) != member.member_id for i in identities):
+            return False
+        for identity in identities:
+            self.claims.pop(identity, None)
+        # what the tombstone keeps: no personal field (chalicelib/dal/members.erase_member)
+        from dataclasses import replace
+
+        self.tombstones[member.member_id] = replace(
+            member,
+            phone="",
+            name=None,
+            gender=None,
+            birthday=None,
+            email=None,
+            tags=(),
+            external_ids={},
+            marketing_consent=False,
+            version=member.version + 1,
+        )
+        del self.members[member.member_id]
+        self.records[record.ref] = record
+        self.audit.append(entry)
+        return True

@@ -61,6 +61,7 @@ class Store(Protocol):
     def put_new(self, code: MemberCode) -> bool: ...
     def get(self, code: str) -> MemberCode | None: ...
     def put_member(self, member: Member) -> None: ...
+    def mark_member(self, member_id: str, *, erased: bool, first_registration: bool) -> None: ...
     def put_request(self, record: RequestRecord) -> None: ...
     def put_code(self, code: MemberCode) -> None: ...
     def coupon(self, code: str) -> Coupon | None: ...
@@ -253,6 +254,28 @@ class InMemoryLedger:
             member=member, wallet=Wallet(), version=member.version
         )
 
+    def mark_member(self, member_id: str, *, erased: bool, first_registration: bool) -> None:
+        account = self._accounts[member_id]
+        member = account.member
+        if erased:  # what the tombstone keeps (chalicelib/dal/members.ERASED_ATTRIBUTES)
+            member = replace(
+                member,
+                phone="",
+                name=None,
+                gender=None,
+                birthday=None,
+                email=None,
+                tags=(),
+                external_ids={},
+            )
+        self._accounts[member_id] = replace(
+            account,
+            member=member,
+            erased=erased,
+            first_registration=first_registration,
+            version=account.version + 1,
+        )
+
     def put_request(self, record: RequestRecord) -> None:
         self._requests[request_key(record.ref)] = replace(
             record, created_at=_millisecond(record.created_at)
@@ -419,6 +442,21 @@ class DynamoStore:
 
         to_item(member).save()
 
+    def mark_member(self, member_id: str, *, erased: bool, first_registration: bool) -> None:
+        """As an erasure leaves the member (chalicelib/dal/members.erase_member), and/or
+        as a registration of a phone registered before marks it."""
+        from chalicelib.dal.members import ERASED_ATTRIBUTES, MEMBER_SK, member_pk
+        from chalicelib.dal.tables import MemberItem
+
+        actions: list[Any] = [
+            MemberItem.first_registration.set(first_registration),
+            MemberItem.version.add(1),
+        ]
+        if erased:
+            actions.append(MemberItem.erased_at.set("2025-06-01T00:00:00Z"))
+            actions += [getattr(MemberItem, name).remove() for name in ERASED_ATTRIBUTES]
+        MemberItem(pk=member_pk(member_id), sk=MEMBER_SK).update(actions=actions)
+
     def put_request(self, record: RequestRecord) -> None:
         from chalicelib.dal.ledger import request_item
 
@@ -535,6 +573,14 @@ class Ledger:
 
     def put_request(self, record: RequestRecord) -> None:
         self.store.put_request(record)
+
+    def erase(self, member_id: str) -> None:
+        """The member erased: a tombstone keeping its wallet (chalicelib/domain/privacy.py)."""
+        self.store.mark_member(member_id, erased=True, first_registration=True)
+
+    def mark_returning(self, member_id: str) -> None:
+        """The member's phone had registered before (its sign-up claim was taken)."""
+        self.store.mark_member(member_id, erased=False, first_registration=False)
 
     def put_code(self, code: MemberCode) -> None:
         self.store.put_code(code)

@@ -17,6 +17,7 @@ from chalicelib.api.http import (
     operation,
     store_scoped,
 )
+from chalicelib.api.privacy import require_member
 from chalicelib.auth import ID_SHAPE, PosReplay
 from chalicelib.domain.clock import utc_now
 from chalicelib.domain.coupons import CouponTemplate
@@ -221,10 +222,11 @@ def issue_coupon(call: Call) -> CouponView:
         "The member's coupons, newest first (status: active, used, expired, void); a page "
         "filtered by status may hold fewer than limit"
     ),
-    error_statuses=(400, 401, 403),
+    error_statuses=(400, 401, 403, 404),
 )
 def list_coupons(call: Call) -> CouponList:
     query: CouponQuery = call.query
+    require_member(call.params["member_id"])
     coupons, cursor = coupon_issue.member_coupons(
         _coupons(), call.params["member_id"], query.status, query.limit, query.cursor, utc_now()
     )

@@ -9,6 +9,7 @@ from chalice.app import Blueprint
 from chalicelib.api.audit import actor
 from chalicelib.api.http import ADMIN, OPS, Access, Call, operation
 from chalicelib.api.members import SELF_OR_OPS
+from chalicelib.api.privacy import require_member
 from chalicelib.domain import audit
 from chalicelib.domain import points as domain
 from chalicelib.domain.clock import rfc3339, utc_now
@@ -64,10 +65,11 @@ def get_points(call: Call) -> PointsResponse:
     response=LedgerPage,
     tags=TAGS,
     summary="Ledger entries, newest first, paged with an opaque cursor",
-    error_statuses=(400, 401, 403),
+    error_statuses=(400, 401, 403, 404),
 )
 def get_ledger(call: Call) -> LedgerPage:
     query: LedgerQuery = call.query
+    require_member(call.params["member_id"])
     entries, cursor = services().ledger.list_entries(
         call.params["member_id"], query.limit, query.cursor
     )
@@ -283,6 +285,7 @@ def get_member_tier(call: Call) -> MemberTierView:
 
     svc = services()
     member_id = call.params["member_id"]
+    require_member(member_id)
     state = svc.tiers.state(member_id)
     if state is None:
         raise NotFound("member not found", code="MEMBER_NOT_FOUND")

@@ -23,6 +23,7 @@ from chalicelib.api.http import (
 )
 from chalicelib.api.members import SELF_OR_OPS
 from chalicelib.api.points import replayable
+from chalicelib.api.privacy import require_member
 from chalicelib.domain import audit
 from chalicelib.domain.clock import rfc3339, utc_now
 from chalicelib.ids import request_hash
@@ -372,13 +373,13 @@ def post_redemption(call: Call) -> object:
     response="chalicelib.models.rewards:RedemptionPage",
     tags=TAGS,
     summary="The member's redemptions, ordered by redemption id, paged",
-    error_statuses=(400, 401, 403),
+    error_statuses=(400, 401, 403, 404),
 )
 def list_redemptions(call: Call) -> RedemptionPage:
     from chalicelib.dal.rewards import redemption_page
 
     query: PageQuery = call.query
-    services()  # binds the tables
+    require_member(call.params["member_id"])  # also binds the tables
     records, cursor = redemption_page(call.params["member_id"], query.limit, query.cursor)
     return models.RedemptionPage(
         redemptions=[
@@ -399,6 +400,7 @@ def list_redemptions(call: Call) -> RedemptionPage:
     error_statuses=(401, 403, 404),
 )
 def get_redemption(call: Call) -> RedemptionView:
+    require_member(call.params["member_id"])
     view = domain.get_redemption(
         call.params["member_id"], call.params["redemption_id"], points_context()
     )

@@ -139,12 +139,15 @@ class DynamoCouponRepository:
         from chalicelib.dal.tables import MemberItem
 
         try:
-            MemberItem.get(
-                member_pk(member_id), MEMBER_SK, consistent_read=True, attributes_to_get=["pk"]
+            item = MemberItem.get(
+                member_pk(member_id),
+                MEMBER_SK,
+                consistent_read=True,
+                attributes_to_get=["pk", "erased_at"],
             )
         except DoesNotExist:
             return False
-        return True
+        return item.erased_at is None  # an erased member gets no coupons
 
     def template(self, template_id: str) -> CouponTemplate | None:
         from chalicelib.dal.coupon_templates import find_template

@@ -109,6 +109,8 @@ def account_from_item(item: MemberItem) -> Account:
         first_purchase_at=(
             datetime.fromisoformat(item.first_purchase_at) if item.first_purchase_at else None
         ),
+        erased=item.erased_at is not None,
+        first_registration=item.first_registration is not False,
     )
 
 

@@ -14,7 +14,12 @@ from pynamodb.transactions import TransactWrite
 from chalicelib.dal import crypto
 from chalicelib.dal.audit import append as append_audit
 from chalicelib.dal.audit import update_audited
-from chalicelib.dal.tables import IdentityItem, MemberItem, reason_codes
+from chalicelib.dal.tables import (
+    BonusClaimItem,
+    IdentityItem,
+    MemberItem,
+    reason_codes,
+)
 from chalicelib.domain.audit import AuditEntry
 from chalicelib.domain.birthdays import birthday_key
 from chalicelib.domain.clock import rfc3339
@@ -45,6 +50,15 @@ def member_pk(member_id: str) -> str:
 
 def identity_pk(identity: Identity) -> str:
     return f"ID#{identity.kind}#{identity.key}"
+
+
+BONUS_CLAIM_SK = "BONUS"
+
+
+def bonus_claim_pk(claim: Identity) -> str:
+    """`BONUS#signup#<hmac of signup_bonus:<phone>>`: the sign-up claim (domain/members.py
+    SIGNUP_CLAIM), a key of its own beside the identity claims (`ID#...`)."""
+    return f"BONUS#signup#{claim.key}"
 
 
 def _parse_time(value: str | None) -> datetime | None:
@@ -172,9 +186,24 @@ class DynamoMemberRepository:
         self._connection = connection
 
     def create(
-        self, member: Member, identities: list[Identity], audit: AuditEntry | None = None
+        self,
+        member: Member,
+        identities: list[Identity],
+        audit: AuditEntry | None = None,
+        signup_claim: Identity | None = None,
     ) -> None:
         item = to_item(member)
+        item.first_registration = member.first_registration
+        bonus = (
+            BonusClaimItem(
+                pk=bonus_claim_pk(signup_claim),
+                sk=BONUS_CLAIM_SK,
+                member_id=member.member_id,
+                created_at=item.created_at,
+            )
+            if signup_claim is not None
+            else None
+        )
         claims = [
             IdentityItem(
                 pk=identity_pk(identity),
@@ -195,11 +224,20 @@ class DynamoMemberRepository:
                     txn.save(item, condition=MemberItem.pk.does_not_exist())
                     for claim in claims:
                         txn.save(claim, condition=IdentityItem.pk.does_not_exist())
-                    append_audit(txn, audit)  # last: the reasons above keep their places
+                    # after the identities: the reasons above keep their places
+                    if bonus is not None:
+                        txn.save(bonus, condition=BonusClaimItem.pk.does_not_exist())
+                    append_audit(txn, audit)
             except TransactWriteError as exc:
                 taken = self._taken_claim(exc, identities)
                 if taken is not None:
                     raise taken from exc
+                reasons = reason_codes(exc)
+                bonus_at = len(claims) + 1  # member, identities, then the sign-up claim
+                if bonus is not None and len(reasons) > bonus_at and reasons[bonus_at]:
+                    # The phone's sign-up claim appeared since it was read: only another
+                    # registration of the phone (since erased) makes it; read it again.
+                    raise Unavailable("registration contended; retry") from exc
                 raise
 
         # Another transaction holds one of the same claims; it will either commit (the
@@ -271,11 +309,28 @@ class DynamoMemberRepository:
             version=member.version + 1,
         )
 
-    def get(self, member_id: str) -> Member | None:
+    def get(self, member_id: str, *, consistent: bool = False) -> Member | None:
+        """The member, or None: none was registered, or it was erased (its tombstone keeps
+        the ledger's numbers, read by the points repository, never as a member)."""
         try:
-            return from_item(MemberItem.get(member_pk(member_id), MEMBER_SK))
+            item = MemberItem.get(member_pk(member_id), MEMBER_SK, consistent_read=consistent)
         except DoesNotExist:
             return None
+        if item.erased_at is not None:
+            return None
+        return from_item(item)
+
+    def signup_claimed(self, claim: Identity) -> bool:
+        try:
+            BonusClaimItem.get(
+                bonus_claim_pk(claim),
+                BONUS_CLAIM_SK,
+                consistent_read=True,
+                attributes_to_get=["pk"],
+            )
+        except DoesNotExist:
+            return False
+        return True
 
     def find_member_id(self, identity: Identity) -> str | None:
         try:
@@ -328,6 +383,8 @@ class DynamoMemberRepository:
                 item = MemberItem.get(member_pk(member_id), MEMBER_SK, consistent_read=True)
             except DoesNotExist:
                 raise NotFound("member not found", code="MEMBER_NOT_FOUND") from None
+            if item.erased_at is not None:
+                raise NotFound("member not found", code="MEMBER_NOT_FOUND")
             current = from_item(item)
             personal = {k: v for k, v in changes.items() if k in PERSONAL_FIELDS}
             actions: list[Any] = [
@@ -348,6 +405,8 @@ class DynamoMemberRepository:
                 elif name not in PERSONAL_FIELDS:
                     actions += _set_or_remove(getattr(MemberItem, name), value)
             target = MemberItem(pk=member_pk(member_id), sk=MEMBER_SK)
+            # The version read; an erase in between raised it, so its tombstone is never
+            # written to.
             if not update_audited(target, actions, MemberItem.version == current.version, audit):
                 raise _LostRace()
             if audit is not None:  # a transaction returns no image: read it back
@@ -380,4 +439,80 @@ def _is_conflict(exc: TransactWriteError) -> bool:
     )
 
 
-__all__ = ["PERSONAL_FIELDS", "DynamoMemberRepository", "from_item", "personal_fields", "to_item"]
+# ---- erasure (PIPL art. 47; chalicelib/domain/privacy.py) --------------------------------
+
+# Every attribute of the member item that holds the person, by NAME: the encrypted blob
+# and its wrapped key (crypto-shredding), and the same fields in clear (items written
+# before encryption, or a stage without it). What stays is the ledger's and the program's:
+# member id, balances and lots, tier and qualifying spend, counters, channel, store, dates.
+ERASED_ATTRIBUTES = (
+    "pii",
+    "data_key",
+    "phone",
+    "name",
+    "gender",
+    "birthday",
+    "birthday_key",  # leaves the birthday index with it
+    "email",
+    "external_ids",
+    "tags",
+    "referred_by",  # another person's id: who brought this one
+)
+
+
+def erase_member(
+    connection: Connection,
+    member: Member,
+    identities: list[Identity],
+    extra: list[Any],
+    now: datetime,
+) -> bool:
+    """One TransactWriteItems: the member item loses every personal attribute and gets
+    `erased_at` (conditional on the version read, so an identity linked meanwhile is not
+    missed, and on not being erased yet); each identity item of the member is deleted
+    (if it still names this member); `extra` (the request record and the audit entry,
+    as (item, condition) pairs) is put. False when the member changed (or was erased)
+    since it was read: the caller reads it again."""
+    stamp = rfc3339(now)
+    attributes = {name: getattr(MemberItem, name) for name in ERASED_ATTRIBUTES}
+    actions: list[Any] = [attribute.remove() for attribute in attributes.values()]
+    actions += [
+        MemberItem.erased_at.set(stamp),
+        MemberItem.marketing_consent.set(False),
+        MemberItem.updated_at.set(stamp),
+        MemberItem.version.add(1),
+    ]
+    try:
+        with TransactWrite(connection=connection) as txn:
+            for identity in identities:
+                txn.delete(
+                    IdentityItem(pk=identity_pk(identity), sk=IDENTITY_SK),
+                    condition=(
+                        IdentityItem.pk.does_not_exist()
+                        | (IdentityItem.member_id == member.member_id)
+                    ),
+                )
+            for item, condition in extra:
+                txn.save(item, condition=condition)
+            txn.update(
+                MemberItem(pk=member_pk(member.member_id), sk=MEMBER_SK),
+                actions=actions,
+                condition=(MemberItem.version == member.version)
+                & MemberItem.erased_at.does_not_exist(),
+            )
+    except TransactWriteError as exc:
+        if "ConditionalCheckFailed" in reason_codes(exc) or _is_conflict(exc):
+            return False
+        raise
+    return True
+
+
+__all__ = [
+    "ERASED_ATTRIBUTES",
+    "PERSONAL_FIELDS",
+    "DynamoMemberRepository",
+    "erase_member",
+    "from_item",
+    "personal_fields",
+    "to_item",
+]

@@ -150,6 +150,11 @@ class MemberItem(Model):
     tier_since = UnicodeAttribute(null=True)
     grace_until = UnicodeAttribute(null=True)
     review_due = UnicodeAttribute(null=True)
+    # Farming (chalicelib/domain/privacy.py): True when this registration claimed the
+    # phone's `BONUS#signup#<hmac>` (its first registration ever: the sign-up bonus and a
+    # referral are due); False when the phone had registered before (and was erased).
+    # Absent on members registered before claims existed: treated as True.
+    first_registration = BooleanAttribute(null=True)
 
     birthday_index = BirthdayIndex()
     expiry_index = ExpiryIndex()
@@ -164,6 +169,23 @@ class IdentityItem(Model):
     sk = UnicodeAttribute(range_key=True)
     kind = UnicodeAttribute(default="identity")
     identity_kind = UnicodeAttribute()
+    member_id = UnicodeAttribute()
+    created_at = UnicodeAttribute()
+
+
+class BonusClaimItem(Model):
+    """BONUS#<kind>#<hmac> / BONUS: a phone received a one-time program reward (the
+    sign-up bonus, a referral) once, whichever member held it. A keyed hash in a domain of
+    its own (not the identity claim's), naming the first member; it outlives that
+    member's erasure, so erasing and registering again pays nothing twice
+    (chalicelib/domain/privacy.py)."""
+
+    class Meta(_Meta):
+        pass
+
+    pk = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True)
+    kind = UnicodeAttribute(default="bonus_claim")
     member_id = UnicodeAttribute()
     created_at = UnicodeAttribute()
 
@@ -433,6 +455,7 @@ MEMBERS_TABLE_MODELS: tuple[type[Model], ...] = (
     RequestItem,
     TierHistoryItem,
     CouponItem,
+    BonusClaimItem,
 )
 PROGRAM_TABLE_MODELS: tuple[type[Model], ...] = (
     ProgramItem,

@@ -28,6 +28,9 @@ from chalicelib.retry import retry
 SIGN_IN = "cognito_sub"
 EXTERNAL_ID_KINDS = ("wechat_unionid", "wechat_openid", "pos_card", SIGN_IN)
 PROFILE_FIELDS = ("name", "gender", "birthday", "email", "marketing_consent", "tags")
+# The sign-up bonus claim's hash domain: HMAC of `signup_bonus:<phone>`, never equal to
+# the phone's identity key (`phone:<phone>`), so the two cannot be joined without the key.
+SIGNUP_CLAIM = "signup_bonus"
 
 
 @dataclass(frozen=True)
@@ -71,6 +74,9 @@ class Member:
     expiring_next_date: date | None = None
     lifecycle_stage: str = "potential"
     version: int = 1
+    # The phone's first registration ever (its sign-up claim was free): the sign-up bonus
+    # and a referral are due. False for a phone registered before, then erased.
+    first_registration: bool = True
 
 
 @dataclass(frozen=True)
@@ -89,10 +95,18 @@ class Registration:
 
 class MemberRepository(Protocol):
     def create(
-        self, member: Member, identities: list[Identity], audit: AuditEntry | None = None
+        self,
+        member: Member,
+        identities: list[Identity],
+        audit: AuditEntry | None = None,
+        signup_claim: Identity | None = None,
     ) -> None:
         """Write the member and claim every identity atomically (with the staff's audit
-        entry); MemberExists if taken."""
+        entry); MemberExists if taken. With `signup_claim`, the phone's sign-up claim too
+        (in the same transaction)."""
+
+    def signup_claimed(self, claim: Identity) -> bool:
+        """Whether a member of this phone ever registered (its sign-up claim exists)."""
 
     def get(self, member_id: str) -> Member | None: ...
 
@@ -155,7 +169,15 @@ def register(
         now,
         after={"channel": member.channel, "store_id": member.store_id},
     )
-    repo.create(member, identities_of(member, hasher), audit)
+    # Sign-up bonus and referral once per phone ever, across erase and re-register: the
+    # first registration claims the phone (a keyed hash that outlives erasure); a later
+    # one is marked, and the members stream pays it nothing.
+    claim = hasher.identity(SIGNUP_CLAIM, phone)
+    if repo.signup_claimed(claim):
+        member = replace(member, first_registration=False)
+        repo.create(member, identities_of(member, hasher), audit)
+    else:
+        repo.create(member, identities_of(member, hasher), audit, signup_claim=claim)
     return member
 
 

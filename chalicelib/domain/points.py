@@ -166,9 +166,14 @@ def retry_commit(ctx: Context, attempt: Callable[[], T], busy: str) -> T:
     )
 
 
-def _account(ctx: Context, member_id: str) -> Account:
+def _account(ctx: Context, member_id: str, *, tombstone: bool = False) -> Account:
+    """The member's account for an operation. An erased member is not found by anything a
+    member, a till or staff asks for (404 MEMBER_NOT_FOUND); what the program still owes
+    its ledger (`tombstone=True`: the refund of an old purchase, a payment arriving, a
+    hold released; the expiry run loads it directly) works on its tombstone, which keeps
+    the numbers."""
     account = ctx.repo.load(member_id)
-    if account is None:
+    if account is None or (account.erased and not tombstone):
         raise NotFound("member not found", code="MEMBER_NOT_FOUND")
     return account
 
@@ -620,7 +625,8 @@ def record_refund(cmd: Refund, ctx: Context) -> tuple[int, dict[str, Any]]:
         purchase = ctx.repo.get_request(txn_key, consistent=True)
         if purchase is None:
             raise NotFound("no such transaction at this store", code="TRANSACTION_NOT_FOUND")
-        return _plan_refund(_account(ctx, purchase.member_id), purchase, cmd, ctx, key)
+        account = _account(ctx, purchase.member_id, tombstone=True)
+        return _plan_refund(account, purchase, cmd, ctx, key)
 
     return run_request(ctx, key, cmd.request_hash, plan)
 
@@ -957,6 +963,14 @@ def record_activity(cmd: Activity, ctx: Context) -> tuple[int, dict[str, Any]]:
                 raise BusinessRuleViolation(
                     "already referred", code="LIMIT_REACHED", details={"type": "referral"}
                 )
+            if not account.first_registration:
+                # A phone is referred once ever: one registered before (then erased) is
+                # not a new customer, and its referrer was (or could have been) paid.
+                raise BusinessRuleViolation(
+                    "this phone was registered before",
+                    code="LIMIT_REACHED",
+                    details={"type": "referral", "reason": "phone_registered_before"},
+                )
             fields["referred_by"] = cmd.referrer_member_id
         counts[rule_name] = (current, used + 1)
         planner = Planner(account, ctx)
@@ -1001,7 +1015,8 @@ def _check_referrer(cmd: Activity, ctx: Context) -> None:
         )
     if cmd.referrer_member_id == cmd.member_id:
         raise BusinessRuleViolation("a member cannot refer themselves", code="INVALID_REFERRAL")
-    if ctx.repo.load(cmd.referrer_member_id) is None:
+    referrer = ctx.repo.load(cmd.referrer_member_id)
+    if referrer is None or referrer.erased:
         raise BusinessRuleViolation("unknown referrer", code="INVALID_REFERRAL")
 
 

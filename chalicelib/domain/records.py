@@ -46,7 +46,7 @@ class MemberRequestRef:
     take a grant's id."""
 
     member_id: str
-    space: Literal["activity", "grant", "adjust", "redeem", "coupon"]
+    space: Literal["activity", "grant", "adjust", "redeem", "coupon", "erase"]
     request_id: str
 
 
@@ -76,6 +76,11 @@ class Account:
     # Points-mall redemptions per reward in the reward's limit period: reward id ->
     # (period key, units redeemed), as activity_counts are per activity.
     redemption_counts: dict[str, tuple[str, int]] = field(default_factory=dict)
+    # Erased (PIPL): a tombstone keeping the ledger's numbers; only the program's own
+    # bookkeeping (refunds, expiry, holds) touches it (chalicelib/domain/points._account).
+    erased: bool = False
+    # The phone's first registration ever: a referral may be declared (domain/privacy.py).
+    first_registration: bool = True
 
 
 @dataclass(frozen=True)

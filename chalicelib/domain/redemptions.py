@@ -524,7 +524,7 @@ def release_hold(member_id: str, redemption_id: str, ctx: Context) -> str:
         data = record.data
         if data.get("status") != "awaiting_payment":
             return {"status": data.get("status")}
-        account = _account(ctx, member_id)
+        account = _account(ctx, member_id, tombstone=True)
         plan = Planner(account, ctx)
         plan.release_due()
         voids = _void_coupons(ctx, record) if data.get("coupons") else []
@@ -586,7 +586,8 @@ def payment_notified(notice: PaymentNotice, ctx: Context, mall: Mall) -> dict[st
                 code="PAYMENT_MISMATCH",
                 details={"cash_due": int(data.get("cash_due") or 0), "currency": "CNY"},
             )
-        plan = Planner(_account(ctx, notice.member_id), ctx)
+        # money already paid completes even for a member erased meanwhile (the tombstone)
+        plan = Planner(_account(ctx, notice.member_id, tombstone=True), ctx)
         changes: dict[str, Any] = {
             "status": "completed",
             "payment_id": notice.payment_id,

@@ -31,14 +31,22 @@ def record_handler(record: DynamoDBRecord) -> None:
     """An image that does not fit its kind's model fails its record (retried, then the
     stream's dead-letter queue), like any other error."""
     stream = record.dynamodb
-    if stream is None or record.event_name != DynamoDBRecordEventName.INSERT:
+    if stream is None:
+        return
+    if record.event_name == DynamoDBRecordEventName.MODIFY:
+        _erased(record, stream.old_image or {}, stream.new_image or {})
+        return
+    if record.event_name != DynamoDBRecordEventName.INSERT:
         return
     image = stream.new_image or {}
     kind = image.get("kind")
     if kind == "member":
         member = MemberImage.model_validate(image)
         _member_registered(record, member)
-        _grant_from_stream(member.member_id, "signup", "signup")
+        if member.first_registration is not False:
+            # Once per phone ever: a phone registered before (then erased) registers
+            # without its claim (chalicelib/domain/members.register).
+            _grant_from_stream(member.member_id, "signup", "signup")
         _rule_coupons(member.member_id, "welcome", _coupon_rules().welcome)
     elif kind == "ledger":
         _points_changed(record, LedgerImage.model_validate(image))
@@ -57,6 +65,28 @@ def record_handler(record: DynamoDBRecord) -> None:
         change = TierChangeImage.model_validate(image)
         _tier_changed(record, change)
         _tier_coupons(str(image["sk"]), change)
+
+
+def _erased(record: DynamoDBRecord, old: dict[str, Any], new: dict[str, Any]) -> None:
+    """A member erased (PIPL): `MemberErased` names the member id only, so consumers of
+    the bus drop what they copied of the person. Nothing here re-creates personal data:
+    the new image of an erased member holds none, and no other handler acts on a MODIFY."""
+    if new.get("kind") != "member" or not new.get("erased_at") or old.get("erased_at"):
+        return
+    svc = services()
+    svc.events.publish(
+        [
+            BusinessEvent(
+                detail_type="MemberErased",
+                detail={
+                    "event_id": record.event_id,
+                    "member_id": str(new["member_id"]),
+                    "erased_at": str(new["erased_at"]),
+                },
+            )
+        ]
+    )
+    metrics.add_metric(name="MembersErased", unit="Count", value=1)
 
 
 def _coupon_rules() -> CouponRules:

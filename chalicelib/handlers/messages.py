@@ -132,7 +132,9 @@ def record_handler(record: SQSRecord) -> str:
     """A body that is not a message (malformed JSON, a field missing) fails its record."""
     message = Message.model_validate_json(record.body)
     svc = services()
-    member = svc.members.get(message.member_id)
+    # Read at send time, consistently: consent withdrawn a moment ago stops a message
+    # queued before it, and an erased member (read as none) gets nothing.
+    member = svc.members.get(message.member_id, consistent=True)
     if member is None:
         logger.info("message dropped: no such member", extra={"message_id": message.message_id})
         return "dropped"

@@ -100,6 +100,9 @@ class MemberImage(Payload):
     channel: str | None = None
     store_id: str | None = None
     created_at: str | None = None
+    # False: the phone registered before (and was erased): no second sign-up bonus.
+    first_registration: bool | None = None
+    erased_at: str | None = None
 
 
 class LedgerImage(Payload):

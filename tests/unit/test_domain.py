@@ -214,15 +214,27 @@ class InMemoryMemberRepository:
     def __init__(self) -> None:
         self.members: dict[str, Member] = {}
         self.claims: dict[Identity, str] = {}
+        self.signup_claims: dict[Identity, str] = {}
         self.updates: list[tuple[str, dict[str, Any]]] = []
 
-    def create(self, member: Member, identities: list[Identity], audit: Any = None) -> None:
+    def create(
+        self,
+        member: Member,
+        identities: list[Identity],
+        audit: Any = None,
+        signup_claim: Identity | None = None,
+    ) -> None:
         for identity in identities:
             if identity in self.claims:
                 raise MemberExists(self.claims[identity], identity.kind)
         self.members[member.member_id] = member
         for identity in identities:
             self.claims[identity] = member.member_id
+        if signup_claim is not None:
+            self.signup_claims[signup_claim] = member.member_id
+
+    def signup_claimed(self, claim: Identity) -> bool:
+        return claim in self.signup_claims
 
     def get(self, member_id: str) -> Member | None:
         return self.members.get(member_id)

@@ -305,6 +305,14 @@ def tour_http(world: World) -> None:
     admin = auth(token_for(None, "admin"))
     assert http.get("/v1/admin/stores", headers=admin).status_code == 200
     assert http.get("/v1/admin/dealers", headers=admin).status_code == 200
+    # personal data: the member's export, then an admin erases the member
+    assert http.get(f"/v1/members/{member_id}/export", headers=member).status_code == 200
+    erased = http.post(
+        f"/v1/admin/members/{member_id}/erase",
+        headers=admin,
+        body=json.dumps({"request_id": "erase-1", "reason": "ticket 1"}),
+    )
+    assert erased.status_code == 202, erased.json_body
 
 
 def tour_tier_rules(world: World) -> None:

@@ -1,0 +1,400 @@
+"""Personal data over the Chalice app on moto: a member's export (the member, an admin),
+an admin's erasure and what every member route answers afterwards, the sign-up bonus and
+the referral once per phone across erase and re-register (through the members stream),
+and consent withdrawn stopping a marketing message already queued."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from chalicelib.api import privacy as privacy_api
+from chalicelib.handlers import member_stream, messages
+from chalicelib.wiring import services
+from tests.conftest import auth, token_for, unique_phone
+from tests.helpers import Pos, sqs_record, stream_record
+from tests.unit.test_handlers import DAYTIME, Queues, _as_sqs_record, message_body, sent
+from tests.unit.test_handlers import queues as queues  # the fixture, found by name
+from tests.unit.test_system_grants import balance, raw_item
+
+PERSONAL = {"phone", "name", "gender", "birthday", "email", "external_ids", "tags", "pii"}
+
+
+@pytest.fixture
+def admin() -> dict[str, str]:
+    return auth(token_for(None, "admin"))
+
+
+@pytest.fixture
+def pos(app_client, store_key) -> Pos:
+    return Pos(app_client, store_key)
+
+
+def register(client, staff_token, phone: str | None = None, **fields: Any) -> dict[str, Any]:
+    body = {"phone": phone or unique_phone(), "channel": "pos", "name": "韩梅梅", **fields}
+    response = client.http.post("/v1/members", headers=auth(staff_token), body=json.dumps(body))
+    assert response.status_code == 201, response.json_body
+    return dict(response.json_body)
+
+
+def buy(pos: Pos, member_id: str, transaction_id: str, amount: int = 9800) -> dict[str, Any]:
+    response = pos.send(
+        "POST",
+        "/v1/transactions",
+        {
+            "transaction_id": transaction_id,
+            "store_id": "store-001",
+            "member_id": member_id,
+            "occurred_at": datetime.now(UTC).isoformat(),
+            "items": [{"sku": "tea", "category": "drinks", "quantity": 1, "unit_price": amount}],
+            "total": amount,
+        },
+    )
+    assert response.status_code == 201, response.json_body
+    return dict(response.json_body)
+
+
+def erase(client, headers, member_id: str, request_id: str = "erase-1", reason: str = "ticket 7"):
+    return client.http.post(
+        f"/v1/admin/members/{member_id}/erase",
+        headers=headers,
+        body=json.dumps({"request_id": request_id, "reason": reason}),
+    )
+
+
+def audit_entries(action: str, target: str) -> list[dict[str, Any]]:
+    import boto3
+
+    client = boto3.client("dynamodb", region_name="cn-north-1")
+    items = client.scan(TableName=services().settings.program_table)["Items"]
+    return [
+        {k: next(iter(v.values())) for k, v in item.items()}
+        for item in items
+        if item.get("kind", {}).get("S") == "audit"
+        and item["action"]["S"] == action
+        and item["target"]["S"] == target
+    ]
+
+
+def deliver_member_insert(member_id: str) -> None:
+    record = stream_record("INSERT", raw_item(f"MEMBER#{member_id}", "MEMBER"))
+    assert member_stream.handle({"Records": [record]}, None) == {"batchItemFailures": []}
+
+
+# ---- export --------------------------------------------------------------------------------
+
+
+def test_given_a_member_when_exporting_themselves_then_all_their_data_and_an_entry_as_member(
+    seeded, app_client, staff_token, pos, monkeypatch
+):
+    card = f"C{uuid.uuid4().hex[:8]}"
+    member = register(
+        app_client, staff_token, birthday="1990-05-20", external_ids={"pos_card": card}
+    )
+    member_id = member["member_id"]
+    for n in range(3):
+        buy(pos, member_id, f"t-{uuid.uuid4().hex[:8]}-{n}")
+    monkeypatch.setattr(privacy_api, "PAGE", 2)  # the ledger's 3 entries come in 2 pages
+
+    response = app_client.http.get(
+        f"/v1/members/{member_id}/export", headers=auth(token_for(member_id))
+    )
+
+    assert response.status_code == 200, response.json_body
+    export = response.json_body
+    assert export["member"]["phone"] == member["phone"]
+    assert export["member"]["profile"]["name"] == "韩梅梅"
+    assert export["member"]["profile"]["birthday"] == "1990-05-20"
+    assert export["member"]["external_ids"]["pos_card"] == card
+    assert export["identities"] == ["phone", "cognito_sub", "pos_card"]
+    assert export["points"]["balance"] == 3 * 98
+    assert len(export["ledger"]) == 3
+    assert export["tier"]["tier"]["code"] == "member"
+    assert export["coupons"] == []
+    assert export["redemptions"] == []
+    (entry,) = audit_entries("member.export", f"member:{member_id}")
+    assert entry["role"] == "member"
+    assert member["phone"] not in json.dumps(entry, ensure_ascii=False)
+
+
+def test_given_an_admin_when_exporting_a_member_then_200_and_audited_as_admin(
+    seeded, app_client, staff_token, admin
+):
+    member_id = register(app_client, staff_token)["member_id"]
+    response = app_client.http.get(f"/v1/members/{member_id}/export", headers=admin)
+    assert response.status_code == 200, response.json_body
+    (entry,) = audit_entries("member.export", f"member:{member_id}")
+    assert entry["role"] == "admin"
+
+
+def test_given_ops_or_another_member_when_exporting_then_403_and_no_entry(
+    seeded, app_client, staff_token
+):
+    member_id = register(app_client, staff_token)["member_id"]
+    other = register(app_client, staff_token)["member_id"]
+    by_ops = app_client.http.get(f"/v1/members/{member_id}/export", headers=auth(staff_token))
+    by_other = app_client.http.get(
+        f"/v1/members/{member_id}/export", headers=auth(token_for(other))
+    )
+    assert by_ops.status_code == 403
+    assert by_ops.json_body["error"]["code"] == "ROLE_REQUIRED"
+    assert by_other.status_code == 403
+    assert audit_entries("member.export", f"member:{member_id}") == []
+
+
+def test_given_an_unknown_member_when_an_admin_exports_then_404(seeded, app_client, admin):
+    response = app_client.http.get("/v1/members/mbr_nobody/export", headers=admin)
+    assert response.status_code == 404
+    assert response.json_body["error"]["code"] == "MEMBER_NOT_FOUND"
+
+
+# ---- erase ---------------------------------------------------------------------------------
+
+
+def test_given_an_erased_member_then_every_member_route_answers_404_and_the_phone_registers_anew(
+    seeded, app_client, staff_token, admin, pos
+):
+    http = app_client.http
+    card = f"C{uuid.uuid4().hex[:8]}"
+    member = register(app_client, staff_token, external_ids={"pos_card": card})
+    member_id, phone = member["member_id"], member["phone"]
+    member_token = auth(token_for(member_id))
+    txn = f"t-{uuid.uuid4().hex[:8]}"
+    buy(pos, member_id, txn)
+    code = http.post(f"/v1/members/{member_id}/member-code", headers=member_token).json_body["code"]
+    before = balance(member_id)
+
+    response = erase(app_client, admin, member_id)
+
+    assert response.status_code == 202, response.json_body
+    assert response.json_body["status"] == "erased"
+    ops = auth(staff_token)
+    answers = {
+        "get": http.get(f"/v1/members/{member_id}", headers=ops),
+        "get (member)": http.get(f"/v1/members/{member_id}", headers=member_token),
+        "patch": http.patch(
+            f"/v1/members/{member_id}", headers=ops, body=json.dumps({"name": "X"})
+        ),
+        "phone": pos.send("GET", f"/v1/members/lookup?phone={phone.replace('+', '%2B')}"),
+        "card": pos.send("GET", f"/v1/members/lookup?card={card}"),
+        "member code": pos.send("GET", f"/v1/members/lookup?member_code={code}"),
+        "points": http.get(f"/v1/members/{member_id}/points", headers=ops),
+        "ledger": http.get(f"/v1/members/{member_id}/ledger", headers=ops),
+        "tier": http.get(f"/v1/members/{member_id}/tier", headers=ops),
+        "coupons": http.get(f"/v1/members/{member_id}/coupons", headers=ops),
+        "redemptions": http.get(f"/v1/members/{member_id}/redemptions", headers=ops),
+        "redemption": http.get(f"/v1/members/{member_id}/redemptions/r-1", headers=ops),
+        "export": http.get(f"/v1/members/{member_id}/export", headers=admin),
+        "activity": http.post(
+            f"/v1/members/{member_id}/activities",
+            headers=member_token,
+            body=json.dumps({"activity_id": "c-1", "type": "checkin"}),
+        ),
+        "adjustment": http.post(
+            f"/v1/admin/members/{member_id}/adjustments",
+            headers=ops,
+            body=json.dumps({"adjustment_id": "a-1", "points": 5, "reason": "goodwill"}),
+        ),
+        "coupon issue": http.post(
+            f"/v1/admin/members/{member_id}/coupons",
+            headers=ops,
+            body=json.dumps({"issue_id": "i-1", "template_id": "welcome-10"}),
+        ),
+        "purchase by id": pos.send(
+            "POST",
+            "/v1/transactions",
+            {
+                "transaction_id": f"t-{uuid.uuid4().hex[:8]}",
+                "store_id": "store-001",
+                "member_id": member_id,
+                "occurred_at": datetime.now(UTC).isoformat(),
+                "items": [{"sku": "tea", "quantity": 1, "unit_price": 100}],
+                "total": 100,
+            },
+        ),
+        "purchase by phone": pos.send(
+            "POST",
+            "/v1/transactions",
+            {
+                "transaction_id": f"t-{uuid.uuid4().hex[:8]}",
+                "store_id": "store-001",
+                "phone": phone,
+                "occurred_at": datetime.now(UTC).isoformat(),
+                "items": [{"sku": "tea", "quantity": 1, "unit_price": 100}],
+                "total": 100,
+            },
+        ),
+    }
+    assert {name: r.status_code for name, r in answers.items()} == dict.fromkeys(answers, 404)
+    assert {r.json_body["error"]["code"] for r in answers.values()} == {"MEMBER_NOT_FOUND"}
+
+    # the ledger keeps its numbers: an old purchase still refunds on the tombstone
+    refunded = pos.send(
+        "POST", f"/v1/transactions/{txn}/refunds", {"refund_id": "rf-1", "amount": 9800}
+    )
+    assert refunded.status_code == 201, refunded.json_body
+    assert balance(member_id) == before - 98
+
+    again = register(app_client, staff_token, phone=phone, external_ids={"pos_card": card})
+    assert again["member_id"] != member_id
+    found = pos.send("GET", f"/v1/members/lookup?card={card}")
+    assert found.json_body["member_id"] == again["member_id"]
+
+
+def test_given_an_erasure_then_the_item_keeps_no_personal_attribute_and_the_entry_is_written(
+    seeded, app_client, staff_token, admin
+):
+    member = register(
+        app_client,
+        staff_token,
+        birthday="1990-05-20",
+        email="li@example.com",
+        tags=["vip"],
+        external_ids={"pos_card": f"C{uuid.uuid4().hex[:8]}"},
+    )
+    member_id = member["member_id"]
+    assert erase(app_client, admin, member_id).status_code == 202
+    item = raw_item(f"MEMBER#{member_id}", "MEMBER")
+    assert not PERSONAL & set(item)
+    assert "birthday_key" not in item
+    assert "erased_at" in item
+    assert member["phone"] not in json.dumps(item, ensure_ascii=False)
+    (entry,) = audit_entries("member.erase", f"member:{member_id}")
+    assert entry["role"] == "admin"
+    assert entry["request_id"] == "erase-1"
+    assert member["phone"] not in json.dumps(entry, ensure_ascii=False)
+
+
+def test_given_an_erase_when_replayed_then_the_first_202_and_another_id_404_and_another_body_409(
+    seeded, app_client, staff_token, admin
+):
+    member_id = register(app_client, staff_token)["member_id"]
+    first = erase(app_client, admin, member_id)
+    replay = erase(app_client, admin, member_id)
+    other_id = erase(app_client, admin, member_id, request_id="erase-2")
+    other_body = erase(app_client, admin, member_id, reason="another ticket")
+    assert (first.status_code, replay.status_code) == (202, 202)
+    assert replay.json_body == first.json_body
+    assert other_id.status_code == 404
+    assert other_id.json_body["error"]["code"] == "MEMBER_NOT_FOUND"
+    assert other_body.status_code == 409
+    assert other_body.json_body["error"]["code"] == "IDEMPOTENCY_CONFLICT"
+    assert len(audit_entries("member.erase", f"member:{member_id}")) == 1
+
+
+def test_given_ops_a_member_or_a_pos_when_erasing_then_403_and_nothing_erased(
+    seeded, app_client, staff_token, pos
+):
+    member_id = register(app_client, staff_token)["member_id"]
+    body = {"request_id": "e-1", "reason": "ticket 9"}
+    path = f"/v1/admin/members/{member_id}/erase"
+    by_ops = erase(app_client, auth(staff_token), member_id)
+    by_member = erase(app_client, auth(token_for(member_id)), member_id)
+    by_pos = pos.send("POST", path, body)
+    assert [r.status_code for r in (by_ops, by_member, by_pos)] == [403, 403, 403]
+    assert (
+        app_client.http.get(f"/v1/members/{member_id}", headers=auth(staff_token)).status_code
+        == 200
+    )
+
+
+# ---- farming: once per phone ever (through the members stream) -----------------------------
+
+
+def test_given_a_phone_erased_and_registered_again_then_the_sign_up_bonus_is_paid_once(
+    queues, seeded, app_client, staff_token, admin
+):
+    phone = unique_phone()
+    first = register(app_client, staff_token, phone=phone)["member_id"]
+    deliver_member_insert(first)
+    assert balance(first) == 100
+    assert erase(app_client, admin, first).status_code == 202
+
+    again = register(app_client, staff_token, phone=phone)["member_id"]
+    deliver_member_insert(again)
+
+    assert balance(again) == 0
+    assert raw_item(f"MEMBER#{again}", "MEMBER")["first_registration"] == {"BOOL": False}
+
+
+def test_given_two_referees_with_one_phone_across_an_erasure_then_one_referral_reward(
+    queues, seeded, app_client, staff_token, admin, pos
+):
+    referrer = register(app_client, staff_token)["member_id"]
+    phone = unique_phone()
+
+    def referee_joins_and_buys() -> tuple[str, int]:
+        referee = register(app_client, staff_token, phone=phone)["member_id"]
+        declared = app_client.http.post(
+            f"/v1/members/{referee}/activities",
+            headers=auth(token_for(referee)),
+            body=json.dumps(
+                {"activity_id": "ref-1", "type": "referral", "referrer_member_id": referrer}
+            ),
+        )
+        txn = f"t-{uuid.uuid4().hex[:8]}"
+        buy(pos, referee, txn)
+        record = stream_record("INSERT", raw_item(f"TXN#store-001#{txn}", "TXN"))
+        assert member_stream.handle({"Records": [record]}, None) == {"batchItemFailures": []}
+        return referee, declared.status_code
+
+    first, first_status = referee_joins_and_buys()
+    assert first_status == 201
+    assert balance(referrer) == 200
+    assert erase(app_client, admin, first).status_code == 202
+
+    _second, second_status = referee_joins_and_buys()
+
+    assert second_status == 422
+    assert balance(referrer) == 200  # one reward for the phone
+
+
+# ---- consent and erasure at send time ------------------------------------------------------
+
+
+def test_given_consent_withdrawn_after_a_marketing_message_was_queued_then_it_is_not_sent(
+    queues, seeded, app_client, staff_token, monkeypatch
+):
+    monkeypatch.setattr(messages, "utc_now", lambda: DAYTIME)
+    member_id = register(app_client, staff_token, marketing_consent=True)["member_id"]
+    queued = sqs_record(message_body(member_id, "marketing"))  # queued while consenting
+    withdrawn = app_client.http.patch(
+        f"/v1/members/{member_id}",
+        headers=auth(token_for(member_id)),
+        body=json.dumps({"marketing_consent": False}),
+    )
+    assert withdrawn.status_code == 200, withdrawn.json_body
+
+    assert messages.record_handler(_as_sqs_record(queued)) == "no_consent"
+    assert sent() == []
+
+
+def test_given_an_erased_member_when_a_queued_message_comes_up_then_it_is_dropped(
+    queues, seeded, app_client, staff_token, admin, monkeypatch
+):
+    monkeypatch.setattr(messages, "utc_now", lambda: DAYTIME)
+    member_id = register(app_client, staff_token)["member_id"]
+    queued = sqs_record(message_body(member_id, "service"))
+    assert erase(app_client, admin, member_id).status_code == 202
+    assert messages.record_handler(_as_sqs_record(queued)) == "dropped"
+    assert sent() == []
+
+
+def test_given_an_erasure_when_the_stream_delivers_the_change_then_member_erased_names_only_the_id(
+    queues: Queues, seeded, app_client, staff_token, admin
+):
+    member_id = register(app_client, staff_token)["member_id"]
+    before = raw_item(f"MEMBER#{member_id}", "MEMBER")
+    assert erase(app_client, admin, member_id).status_code == 202
+    after = raw_item(f"MEMBER#{member_id}", "MEMBER")
+    record = stream_record("MODIFY", after)
+    record["dynamodb"]["OldImage"] = before
+    assert member_stream.handle({"Records": [record]}, None) == {"batchItemFailures": []}
+    (event,) = [e for e in queues.bus_events() if e["detail-type"] == "MemberErased"]
+    assert set(event["detail"]) == {"event_id", "member_id", "erased_at"}
+    assert event["detail"]["member_id"] == member_id
+    assert queues.welcome_messages() == []  # nothing re-created
