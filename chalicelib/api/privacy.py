@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from chalice.app import Blueprint
 
+from chalicelib.api.audit import actor_of as staff_actor
 from chalicelib.api.http import ADMIN, Access, Call, operation
 from chalicelib.auth import Principal
 from chalicelib.domain import members as members_domain
@@ -33,14 +34,10 @@ def require_member(member_id: str) -> None:
 
 
 def actor_of(principal: Principal) -> Actor:
-    """Who acts, for the audit entry: a member acting on their own data, or staff in the
-    highest role they hold."""
-    if principal.kind == "member":
-        return Actor(principal.subject, "member")
-    for role in ("admin", "ops", "store_staff"):
-        if role in principal.roles:
-            return Actor(principal.subject, role, principal.store_id)
-    return Actor(principal.subject, principal.kind, principal.store_id)
+    """Who acts, for the audit entry: staff as every audited write names them
+    (api/audit.actor_of), or a member acting on their own data, named by member id: the
+    sign-in's subject would tie the entry, which outlives an erasure, to the sign-in."""
+    return staff_actor(principal) or Actor(f"member:{principal.member_id}", "member")
 
 
 @operation(
@@ -56,6 +53,7 @@ def actor_of(principal: Principal) -> Actor:
         "The member or an admin; audited (member.export)"
     ),
     error_statuses=(401, 403, 404),
+    rate_class="export",
 )
 def export_member(call: Call) -> MemberExport:
     from chalicelib.api.coupons import _coupons
@@ -152,6 +150,7 @@ def erase_member(call: Call) -> EraseResponse:
             member_id=call.params["member_id"],
             request_id=request.request_id,
             reason=request.reason,
+            ticket=request.ticket,
             actor=actor_of(call.principal),
             request_hash=request_hash(request.model_dump(mode="json")),
         ),
