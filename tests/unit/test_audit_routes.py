@@ -329,6 +329,15 @@ def redeem_coupon(client: Any, mp: pytest.MonkeyPatch) -> Case:
     return Staff(client, "ops").case("POST", path, body, "coupon.redeem", status=200)
 
 
+def erase_member(client: Any, mp: pytest.MonkeyPatch) -> Case:
+    member_id, phone = _member(client, points=30)
+    body = {"request_id": fresh("erase"), "reason": "member_request", "ticket": "PIPL-7"}
+    path = f"/v1/admin/members/{member_id}/erase"
+    return Staff(client, "admin").case(
+        "POST", path, body, "member.erase", status=202, secrets=(phone, NAME)
+    )
+
+
 CASES: dict[str, Callable[[Any, pytest.MonkeyPatch], Case]] = {
     f.__name__: f
     for f in (
@@ -355,6 +364,7 @@ CASES: dict[str, Callable[[Any, pytest.MonkeyPatch], Case]] = {
         patch_template,
         issue_coupon,
         redeem_coupon,
+        erase_member,
     )
 }
 
