@@ -12,8 +12,10 @@ Three levels of keys:
 - a data key per member: 32 random bytes wrapped by the KEK (AAD: the member id), stored
   with the member (`MemberItem.data_key`). The member's personal fields are one JSON
   blob encrypted under it (`MemberItem.pii`, AAD: the member id), so reading a member
-  is one unwrap and one decrypt, both local. Erasing the wrapped key (crypto-shredding)
-  makes the blob unreadable in every backup.
+  is one unwrap and one decrypt, both local. The erase removes blob and wrapped key
+  from the live table; a backup (PITR, 35 days), an export or the stream (24 h) still
+  holds both, readable by whoever can also use the root key (docs/architecture.md,
+  "Personal data at rest": what erasure does not reach).
 
 POS key secrets are encrypted under the KEK directly (AAD: the key id).
 

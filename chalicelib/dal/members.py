@@ -198,7 +198,6 @@ class DynamoMemberRepository:
             BonusClaimItem(
                 pk=bonus_claim_pk(signup_claim),
                 sk=BONUS_CLAIM_SK,
-                member_id=member.member_id,
                 created_at=item.created_at,
             )
             if signup_claim is not None

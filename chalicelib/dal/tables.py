@@ -176,9 +176,10 @@ class IdentityItem(Model):
 class BonusClaimItem(Model):
     """BONUS#<kind>#<hmac> / BONUS: a phone received a one-time program reward (the
     sign-up bonus, a referral) once, whichever member held it. A keyed hash in a domain of
-    its own (not the identity claim's), naming the first member; it outlives that
-    member's erasure, so erasing and registering again pays nothing twice
-    (chalicelib/domain/privacy.py)."""
+    its own (not the identity claim's); it outlives the member's erasure, so erasing and
+    registering again pays nothing twice (chalicelib/domain/privacy.py). It names no
+    member: nothing needs to know which one, and with the hash key a phone would
+    otherwise lead to the erased member's records."""
 
     class Meta(_Meta):
         pass
@@ -186,7 +187,6 @@ class BonusClaimItem(Model):
     pk = UnicodeAttribute(hash_key=True)
     sk = UnicodeAttribute(range_key=True)
     kind = UnicodeAttribute(default="bonus_claim")
-    member_id = UnicodeAttribute()
     created_at = UnicodeAttribute()
 
 

@@ -41,6 +41,9 @@ DEFAULT_LIMITS: Mapping[str, int] = {
     "staff": 300,
     # Member codes (会员码): each is a write; an app refreshes one every ~60 s.
     "member_code": 10,
+    # A member's data export (PIPL): it reads the whole history and writes an audit
+    # entry that is never deleted, so a few a minute per caller (member or admin).
+    "export": 5,
 }
 DEFAULT_WINDOW_SECONDS = 60
 SCOPES = frozenset(DEFAULT_LIMITS)

@@ -61,9 +61,10 @@ class ErasureStore(Protocol):
 class Erasure:
     member_id: str
     request_id: str
-    reason: str
+    reason: str  # a code (models/privacy.ErasureReason), never free text
     actor: Actor
     request_hash: str
+    ticket: str | None = None  # the ticket it came from (letters, digits, ._:#/-)
 
 
 def erase_ref(member_id: str, request_id: str) -> MemberRequestRef:
@@ -114,7 +115,7 @@ def erase(
             at=now,
             request_id=cmd.request_id,
             before={"identities": sorted({i.kind for i in identities_of(member, hasher)})},
-            after={"erased": True, "reason": cmd.reason},
+            after={"erased": True, "reason": cmd.reason, "ticket": cmd.ticket},
         )
         if store.erase(member, identities_of(member, hasher), record, entry, now):
             return response

@@ -4,7 +4,7 @@ coupon and mall models they reuse are imported on the first export, not at cold 
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field
 
@@ -13,6 +13,15 @@ from chalicelib.models.coupons import CouponView
 from chalicelib.models.members import MemberResponse
 from chalicelib.models.points import LedgerEntryView, MemberTierView, PointsResponse
 from chalicelib.models.rewards import RedemptionView
+
+# Why a member is erased. A code, never free text: it goes into the append-only audit log.
+ErasureReason = Literal[
+    "member_request",  # the member asked (PIPL art. 47)
+    "account_closed",  # the member closed the account
+    "legal_obligation",  # an authority's order or a retention period ended
+    "duplicate_account",
+    "other",
+]
 
 
 class MemberExport(ResponseModel):
@@ -32,8 +41,10 @@ class MemberExport(ResponseModel):
 
 class EraseRequest(RequestModel):
     request_id: ClientId
-    # Why (a ticket or request number): kept in the audit entry, so no personal data.
-    reason: Annotated[str, Field(min_length=3, max_length=200)]
+    # Why, as a code, and the ticket it came from: both are kept in the append-only audit
+    # entry, so neither is free text (a name or phone typed there could never be erased).
+    reason: ErasureReason
+    ticket: Annotated[str, Field(pattern=r"^[A-Za-z0-9._:#/-]{1,64}$")] | None = None
 
 
 class EraseResponse(ResponseModel):

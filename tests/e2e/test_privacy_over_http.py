@@ -83,14 +83,18 @@ def test_given_a_member_who_bought_when_exported_and_erased_then_lookups_404_and
     erased = requests.post(
         f"{api}/v1/admin/members/{member_id}/erase",
         headers=admin,
-        data=json.dumps({"request_id": f"erase-{member_id}", "reason": "PIPL request 12"}),
+        data=json.dumps(
+            {"request_id": f"erase-{member_id}", "reason": "member_request", "ticket": "PIPL-12"}
+        ),
         timeout=10,
     )
     assert erased.status_code == 202, erased.text
     replayed = requests.post(
         f"{api}/v1/admin/members/{member_id}/erase",
         headers=admin,
-        data=json.dumps({"request_id": f"erase-{member_id}", "reason": "PIPL request 12"}),
+        data=json.dumps(
+            {"request_id": f"erase-{member_id}", "reason": "member_request", "ticket": "PIPL-12"}
+        ),
         timeout=10,
     )
     assert replayed.status_code == 202

@@ -66,7 +66,9 @@ def erase(app_client, member_id: str, request_id: str = "erase-1", token: str | 
     return app_client.http.post(
         f"/v1/admin/members/{member_id}/erase",
         headers=auth(token or token_for(None, "admin")),
-        body=json.dumps({"request_id": request_id, "reason": "ticket 12"}),
+        body=json.dumps(
+            {"request_id": request_id, "reason": "member_request", "ticket": "PIPL-12"}
+        ),
     )
 
 

@@ -310,7 +310,7 @@ def tour_http(world: World) -> None:
     erased = http.post(
         f"/v1/admin/members/{member_id}/erase",
         headers=admin,
-        body=json.dumps({"request_id": "erase-1", "reason": "ticket 1"}),
+        body=json.dumps({"request_id": "erase-1", "reason": "member_request"}),
     )
     assert erased.status_code == 202, erased.json_body
 

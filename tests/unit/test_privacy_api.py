@@ -58,7 +58,9 @@ def buy(pos: Pos, member_id: str, transaction_id: str, amount: int = 9800) -> di
     return dict(response.json_body)
 
 
-def erase(client, headers, member_id: str, request_id: str = "erase-1", reason: str = "ticket 7"):
+def erase(
+    client, headers, member_id: str, request_id: str = "erase-1", reason: str = "member_request"
+):
     return client.http.post(
         f"/v1/admin/members/{member_id}/erase",
         headers=headers,
@@ -118,6 +120,8 @@ def test_given_a_member_when_exporting_themselves_then_all_their_data_and_an_ent
     assert export["redemptions"] == []
     (entry,) = audit_entries("member.export", f"member:{member_id}")
     assert entry["role"] == "member"
+    # named by member id, not by the sign-in's subject (the entry outlives an erasure)
+    assert entry["actor"] == f"member:{member_id}"
     assert member["phone"] not in json.dumps(entry, ensure_ascii=False)
 
 
@@ -276,7 +280,7 @@ def test_given_an_erase_when_replayed_then_the_first_202_and_another_id_404_and_
     first = erase(app_client, admin, member_id)
     replay = erase(app_client, admin, member_id)
     other_id = erase(app_client, admin, member_id, request_id="erase-2")
-    other_body = erase(app_client, admin, member_id, reason="another ticket")
+    other_body = erase(app_client, admin, member_id, reason="account_closed")
     assert (first.status_code, replay.status_code) == (202, 202)
     assert replay.json_body == first.json_body
     assert other_id.status_code == 404
@@ -290,7 +294,7 @@ def test_given_ops_a_member_or_a_pos_when_erasing_then_403_and_nothing_erased(
     seeded, app_client, staff_token, pos
 ):
     member_id = register(app_client, staff_token)["member_id"]
-    body = {"request_id": "e-1", "reason": "ticket 9"}
+    body = {"request_id": "e-1", "reason": "member_request"}
     path = f"/v1/admin/members/{member_id}/erase"
     by_ops = erase(app_client, auth(staff_token), member_id)
     by_member = erase(app_client, auth(token_for(member_id)), member_id)
@@ -398,3 +402,79 @@ def test_given_an_erasure_when_the_stream_delivers_the_change_then_member_erased
     assert set(event["detail"]) == {"event_id", "member_id", "erased_at"}
     assert event["detail"]["member_id"] == member_id
     assert queues.welcome_messages() == []  # nothing re-created
+
+
+def test_given_an_erase_reason_in_free_text_then_400_and_nothing_erased_or_audited(
+    seeded, app_client, staff_token, admin
+):
+    """The reason and ticket stay in the append-only audit log: a name or phone typed
+    there could never be erased, so only a reason code and a ticket id are accepted."""
+    member = register(app_client, staff_token)
+    member_id = member["member_id"]
+    for body in (
+        {"request_id": "e-free", "reason": f"PIPL request of 韩梅梅 {member['phone']}"},
+        {"request_id": "e-free", "reason": "member_request", "ticket": f"call {member['phone']}"},
+    ):
+        response = app_client.http.post(
+            f"/v1/admin/members/{member_id}/erase", headers=admin, body=json.dumps(body)
+        )
+        assert response.status_code == 400, response.json_body
+    assert "erased_at" not in raw_item(f"MEMBER#{member_id}", "MEMBER")
+    assert audit_entries("member.erase", f"member:{member_id}") == []
+
+
+def test_given_a_registration_then_the_phone_s_sign_up_claim_names_no_member(
+    seeded, app_client, staff_token
+):
+    """The claim outlives the member's erasure: naming the member would let anyone with
+    the hash key go from a phone to the erased member's records."""
+    import boto3
+
+    member_id = register(app_client, staff_token)["member_id"]
+    client = boto3.client("dynamodb", region_name="cn-north-1")
+    items = client.scan(TableName=services().settings.members_table)["Items"]
+    claims = [item for item in items if item["pk"]["S"].startswith("BONUS#signup#")]
+    assert claims
+    for claim in claims:
+        assert "member_id" not in claim
+        assert member_id not in json.dumps(claim)
+
+
+def test_given_a_purchase_by_phone_then_its_request_hash_is_keyed_not_a_plain_hash_of_the_body(
+    seeded, app_client, staff_token, pos
+):
+    """A plain SHA-256 of a body naming a phone falls to guessing the phone with the rest
+    of the body (which the purchase record holds too); the record keeps the hash beyond
+    the member's erasure. A replay still answers the first response."""
+    from chalicelib.api.transactions import purchase_request_hash
+    from chalicelib.ids import request_hash
+
+    member = register(app_client, staff_token)
+    body = {
+        "transaction_id": f"t-{uuid.uuid4().hex[:8]}",
+        "store_id": "store-001",
+        "phone": member["phone"],
+        "occurred_at": datetime.now(UTC).isoformat(),
+        "items": [{"sku": "tea", "category": "drinks", "quantity": 1, "unit_price": 900}],
+        "total": 900,
+    }
+    first = pos.send("POST", "/v1/transactions", body)
+    assert first.status_code == 201, first.json_body
+    again = pos.send("POST", "/v1/transactions", body)
+    assert (again.status_code, again.json_body) == (201, first.json_body)
+
+    keyed = purchase_request_hash(dict(body))
+    assert keyed != request_hash(body)
+    assert keyed == purchase_request_hash(dict(body))
+    assert purchase_request_hash({**body, "phone": "+8613800000000"}) != keyed
+    stored = json.dumps(
+        [i for i in _members_items() if i["pk"]["S"] == f"TXN#{body['transaction_id']}"]
+    )
+    assert request_hash(body) not in stored
+
+
+def _members_items() -> list[dict[str, Any]]:
+    import boto3
+
+    client = boto3.client("dynamodb", region_name="cn-north-1")
+    return list(client.scan(TableName=services().settings.members_table)["Items"])

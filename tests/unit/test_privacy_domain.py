@@ -55,7 +55,7 @@ def register(members, hasher, phone: str = PHONE, **fields) -> members_domain.Me
     )
 
 
-def erasure(member_id: str, request_id: str = "erase-1", reason: str = "ticket 42"):
+def erasure(member_id: str, request_id: str = "erase-1", reason: str = "member_request"):
     return privacy.Erasure(
         member_id=member_id,
         request_id=request_id,
@@ -122,7 +122,7 @@ def test_given_an_erase_id_when_reused_with_another_reason_then_idempotency_conf
     member = register(members, hasher)
     privacy.erase(erasure(member.member_id), members, hasher, NOW)
     with pytest.raises(Conflict) as conflict:
-        privacy.erase(erasure(member.member_id, reason="another"), members, hasher, NOW)
+        privacy.erase(erasure(member.member_id, reason="account_closed"), members, hasher, NOW)
     assert conflict.value.code == "IDEMPOTENCY_CONFLICT"
 
 

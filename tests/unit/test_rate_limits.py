@@ -290,12 +290,13 @@ def test_the_defaults_are_the_documented_ones() -> None:
         "registrant": 10,
         "staff": 300,
         "member_code": 10,
+        "export": 5,
     }
 
 
 # ---- over HTTP ------------------------------------------------------------------------------
 
-LOW = "store=3,member=3,registrant=2,staff=1000,member_code=2"
+LOW = "store=3,member=3,registrant=2,staff=1000,member_code=2,export=1"
 
 
 @pytest.fixture
@@ -536,3 +537,22 @@ def test_the_template_throttles_both_apis_and_rate_limits_each_ip_with_waf() -> 
     # a store's tills share one address: the per-IP rule stays above the store's limit
     per_five_minutes = 5 * DEFAULT_LIMITS["store"]
     assert parameters["WafRequestsPerIp"]["Default"] > per_five_minutes
+
+
+def test_given_exports_then_their_own_lower_limit_applies_and_the_429_writes_no_audit_entry(
+    limited: Clock, app_client: Any, staff_token: str, moto_tables: dict[str, str]
+) -> None:
+    """An export reads the member's whole history and writes an audit entry that is never
+    deleted: a class of its own, a few a minute."""
+    member_id = register(app_client, staff_token)
+    token = token_for(member_id)
+    path = f"/v1/members/{member_id}/export"
+    assert app_client.http.get(path, headers=auth(token)).status_code == 200
+    assert_rate_limited(app_client.http.get(path, headers=auth(token)), "export", 1)
+    entries = [
+        i for i in scan(moto_tables["ProgramTable"]) if i.get("kind", {}).get("S") == "audit"
+    ]
+    assert len([e for e in entries if e["action"]["S"] == "member.export"]) == 1
+    # the member's other requests count apart
+    response = app_client.http.get(f"/v1/members/{member_id}", headers=auth(token))
+    assert response.status_code == 200
