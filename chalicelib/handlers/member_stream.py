@@ -47,7 +47,8 @@ def record_handler(record: DynamoDBRecord) -> None:
             # Once per phone ever: a phone registered before (then erased) registers
             # without its claim (chalicelib/domain/members.register).
             _grant_from_stream(member.member_id, "signup", "signup")
-        _rule_coupons(member.member_id, "welcome", _coupon_rules().welcome)
+            # The welcome coupons too: erasing and registering again must not farm them.
+            _rule_coupons(member.member_id, "welcome", _coupon_rules().welcome)
     elif kind == "ledger":
         _points_changed(record, LedgerImage.model_validate(image))
     elif kind in ("purchase", "refund"):

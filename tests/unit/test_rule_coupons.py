@@ -95,6 +95,22 @@ def test_given_a_welcome_rule_when_a_registration_streams_twice_then_one_welcome
     assert [c["status"] for c in listed] == ["active"]
 
 
+def test_given_a_phone_registered_before_when_its_new_member_streams_then_no_welcome_coupon(
+    quiet, app_client
+):
+    """Once per phone ever, like the sign-up bonus: a member erased and registered again
+    (first_registration false) gets no second welcome coupon."""
+    tpl = create_template(app_client)["template_id"]
+    set_rules(welcome=(tpl,))
+    member_id = register(app_client, token_for(None, "ops"))
+    image = raw_item(f"MEMBER#{member_id}", "MEMBER")
+    image["first_registration"] = {"BOOL": False}
+
+    assert deliver(image) == {"batchItemFailures": []}
+
+    assert coupons_of(member_id) == []
+
+
 def test_given_a_retired_or_missing_welcome_template_when_a_registration_streams_then_no_coupon_and_no_failure(
     quiet, app_client
 ):
