@@ -46,7 +46,7 @@ def test_given_every_route_then_admin_may_call_whatever_ops_may():
             assert "admin" in op.access.staff, f"{op.method} {op.path}"
 
 
-def test_given_every_route_then_admin_only_routes_are_exactly_limits_keys_stores_apply_audit():
+def test_given_every_route_then_admin_only_routes_are_exactly_limits_keys_stores_apply_audit_erase():
     import app  # noqa: F401
     from chalicelib.api.http import OPERATIONS
 
@@ -64,6 +64,7 @@ def test_given_every_route_then_admin_only_routes_are_exactly_limits_keys_stores
         ("GET", "/v1/admin/stores/{store_id}/keys"),
         ("DELETE", "/v1/admin/stores/{store_id}/keys/{key_id}"),
         ("GET", "/v1/admin/audit"),  # who did what: admin only
+        ("POST", "/v1/admin/members/{member_id}/erase"),  # PIPL erasure: admin only
     }
 
 
