@@ -65,6 +65,7 @@ def test_given_every_route_then_admin_only_routes_are_exactly_limits_keys_stores
         ("DELETE", "/v1/admin/stores/{store_id}/keys/{key_id}"),
         ("GET", "/v1/admin/audit"),  # who did what: admin only
         ("POST", "/v1/admin/members/{member_id}/erase"),  # PIPL erasure: admin only
+        ("GET", "/v1/members/{member_id}/export"),  # of staff only admin (and the member)
     }
 
 
