@@ -17,7 +17,7 @@ that transaction (`SignInAccounts`); the member's coupons are refused from then 
 (chalicelib/domain/coupon_issue.redeem).
 
 What outlives the member, on purpose: the sign-up claim `BONUS#signup#<hmac>` (a keyed
-hash of the phone in a hash domain of its own, naming the first member). It is the
+hash of the phone in a hash domain of its own, naming no member). It is the
 least that stops sign-up and referral farming (register, collect, erase, register
 again): without the key it cannot be turned back into a phone or joined with an
 identity key, and it holds nothing else about the person (PIPL art. 47 allows keeping
