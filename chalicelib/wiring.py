@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from chalicelib.dal.rewards import DynamoRewardRepository
     from chalicelib.dal.tiers import DynamoTierRepository
     from chalicelib.domain.points import Context
+    from chalicelib.domain.privacy import SignInAccounts
 
 
 @dataclass(frozen=True)
@@ -177,11 +178,28 @@ def points_context() -> Context:
     )
 
 
+def sign_in_accounts() -> SignInAccounts:
+    """Where members' sign-in accounts are closed on erasure: the stage's Cognito user
+    pool (its client made on first use), or nowhere on a stage that signs its own tokens."""
+    return _sign_in_accounts()
+
+
+@lru_cache(maxsize=1)
+def _sign_in_accounts() -> SignInAccounts:
+    from chalicelib.dal.sign_ins import CognitoSignIns, NoSignIns
+
+    settings = get_settings()
+    if settings.cognito_user_pool_id:
+        return CognitoSignIns(settings.cognito_user_pool_id, settings.region)
+    return NoSignIns()
+
+
 def reset_services() -> None:
     """Forget settings and clients (tests switch environments between cases)."""
     from chalicelib.dal import crypto
 
     reset_settings()
     services.cache_clear()
+    _sign_in_accounts.cache_clear()
     secret_value.cache_clear()
     crypto.use_cipher(None)

@@ -58,6 +58,10 @@ def secret(resource: str) -> Grant:
     return Grant(resource, ("secretsmanager:GetSecretValue",))
 
 
+def user_pool(resource: str, *actions: str) -> Grant:
+    return Grant(resource, tuple(f"cognito-idp:{a}" for a in actions))
+
+
 def stream_trigger(table_id: str) -> Grant:
     actions = ("DescribeStream", "GetRecords", "GetShardIterator", "ListStreams")
     return Grant(f"{table_id}/stream", tuple(f"dynamodb:{a}" for a in actions), for_trigger=True)
@@ -114,6 +118,8 @@ ACCESS: dict[str, tuple[Grant, ...]] = {
         # the look-up hash key and the payment provider's secret, read once per container
         secret("PiiHashKey"),
         secret("PaymentNotificationSecret"),
+        # erasure (PIPL): the member's sign-in account (a user of the stage's pool)
+        user_pool("UserPool", "AdminDeleteUser"),
     ),
     # The members stream: events, welcome messages, sign-up and referral points, tiers.
     "OnMemberStream": (

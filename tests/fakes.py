@@ -170,3 +170,22 @@ class InMemoryMembers:
         self.records[record.ref] = record
         self.audit.append(entry)
         return True
+
+
+class InMemorySignIns:
+    """Sign-in accounts at an identity provider (chalicelib/domain/privacy.SignInAccounts):
+    `accounts` open, `closed` every close asked for, in order; `down` makes the provider
+    unreachable (Unavailable, nothing closed)."""
+
+    def __init__(self, *accounts: str) -> None:
+        self.accounts: set[str] = set(accounts)
+        self.closed: list[str] = []
+        self.down = False
+
+    def close(self, subject: str) -> None:
+        from chalicelib.errors import Unavailable
+
+        if self.down:
+            raise Unavailable("the identity provider did not answer")
+        self.closed.append(subject)
+        self.accounts.discard(subject)  # one already gone counts as closed

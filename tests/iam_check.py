@@ -277,6 +277,9 @@ def requests_for(
     if service == "kms":
         key = resource_named(params.get("KeyId"), environ)
         return [Request(function, f"kms:{operation}", key, (), operation)]
+    if service == "cognito-idp":
+        pool = resource_named(params.get("UserPoolId"), environ)
+        return [Request(function, f"cognito-idp:{operation}", pool, (), operation)]
     if service == "secretsmanager":
         secret_id = params.get("SecretId")
         resource = next(
@@ -427,6 +430,8 @@ def _arn_of(resource: str, template: dict[str, Any]) -> str:
         return f"arn:aws:events:{REGION}:{ACCOUNT}:event-bus/{resource}"
     if kind == "AWS::KMS::Key":
         return f"arn:aws:kms:{REGION}:{ACCOUNT}:key/{resource}"
+    if kind == "AWS::Cognito::UserPool":
+        return f"arn:aws:cognito-idp:{REGION}:{ACCOUNT}:userpool/{resource}"
     if kind == "AWS::SecretsManager::Secret":
         return f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:{resource}-AbCdEf"
     return f"arn:unknown:{resource}"

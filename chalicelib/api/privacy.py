@@ -132,7 +132,9 @@ def export_member(call: Call) -> MemberExport:
     tags=("admin", *TAGS),
     summary=(
         "Erase the member's personal data (PIPL art. 47): identities deleted, personal "
-        "fields removed, the ledger's numbers kept; the phone can register anew. "
+        "fields removed, the app sign-in account closed (503 when the identity provider "
+        "cannot be reached: nothing erased, retry), the ledger's numbers kept; the phone "
+        "can register anew. "
         "Idempotent on request_id; audited (member.erase). Afterwards every member "
         "route answers 404 MEMBER_NOT_FOUND, also another erase request"
     ),
@@ -141,6 +143,7 @@ def export_member(call: Call) -> MemberExport:
 def erase_member(call: Call) -> EraseResponse:
     from chalicelib.dal.privacy import DynamoPrivacyStore
     from chalicelib.models.privacy import EraseResponse
+    from chalicelib.wiring import sign_in_accounts
 
     request: EraseRequest = call.body
     assert call.principal is not None
@@ -157,5 +160,6 @@ def erase_member(call: Call) -> EraseResponse:
         DynamoPrivacyStore(),
         svc.hasher,
         utc_now(),
+        sign_ins=sign_in_accounts(),
     )
     return EraseResponse.model_validate(body)

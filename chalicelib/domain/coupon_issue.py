@@ -330,7 +330,8 @@ def redeem(
     COUPON_USED. 404 COUPON_NOT_FOUND (also for what cannot be a code: nothing to learn
     for someone guessing), 422 COUPON_EXPIRED, COUPON_NOT_YET_VALID, COUPON_VOID,
     COUPON_NOT_VALID_HERE. Minimum spend and categories are the till's to check: this
-    route sees no bill."""
+    route sees no bill. A coupon whose member was erased is 422 COUPON_VOID: a code is a
+    bearer secret, and the value it carried went with the member (PIPL erasure)."""
     code = normalise_code(request.code)
     if code is None:
         raise NotFound("no such coupon", code="COUPON_NOT_FOUND")
@@ -342,6 +343,14 @@ def redeem(
         if coupon.status == "used" and coupon.used_by == used_by:
             return redeemed_view(coupon, request)  # this transaction's own redemption
         refuse(coupon, request.store_id, now)
+        if not store.member_exists(coupon.member_id):
+            # Its member was erased. Checked here, on the one path that writes, so a
+            # refusal or a replay costs nothing more: one consistent read of the member
+            # item (1 read unit). The erase does not void the coupons (a member may hold
+            # any number: no one transaction could), so a coupon issued in a race with
+            # the erase is refused here too. A redemption the erase overtakes between
+            # this read and the write went first, as if the till had been a moment faster.
+            raise BusinessRuleViolation(REFUSAL_MESSAGES["COUPON_VOID"], code="COUPON_VOID")
         audit = entry(
             by,
             "coupon.redeem",

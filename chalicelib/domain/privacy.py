@@ -11,10 +11,13 @@ is deleted in the same transaction, so the phone registers anew as a new member;
 audit entry (`member.erase`, no personal data) and the request record (idempotency on
 `request_id`) go in the same transaction too. Everything that reads a member (the
 member repository's `get`, `points._account`) reads an erased one as none: 404
-MEMBER_NOT_FOUND on every member route.
+MEMBER_NOT_FOUND on every member route. The member's sign-in account at the identity
+provider (in AWS a Cognito user, which holds the phone) is closed too, just before
+that transaction (`SignInAccounts`); the member's coupons are refused from then on
+(chalicelib/domain/coupon_issue.redeem).
 
 What outlives the member, on purpose: the sign-up claim `BONUS#signup#<hmac>` (a keyed
-hash of the phone in a hash domain of its own, naming the first member). It is the
+hash of the phone in a hash domain of its own, naming no member). It is the
 least that stops sign-up and referral farming (register, collect, erase, register
 again): without the key it cannot be turned back into a phone or joined with an
 identity key, and it holds nothing else about the person (PIPL art. 47 allows keeping
@@ -30,7 +33,7 @@ from typing import Any, Protocol
 
 from chalicelib.domain.audit import Actor, AuditEntry
 from chalicelib.domain.clock import rfc3339
-from chalicelib.domain.members import Identity, IdentityHasher, Member, identities_of
+from chalicelib.domain.members import SIGN_IN, Identity, IdentityHasher, Member, identities_of
 from chalicelib.domain.records import MemberRequestRef, RequestRecord
 from chalicelib.errors import Conflict, NotFound, Unavailable
 
@@ -57,6 +60,17 @@ class ErasureStore(Protocol):
         (each conditional on not existing). False when a condition failed."""
 
 
+class SignInAccounts(Protocol):
+    """The identity provider's accounts members sign in with (chalicelib/dal/sign_ins.py:
+    Cognito in AWS; none where the stage signs its own tokens)."""
+
+    def close(self, subject: str) -> None:
+        """Delete the sign-in account whose subject (`sub`) is `subject`: the person can
+        no longer sign in with it and the provider keeps none of their data. An account
+        already gone counts as closed (so it can be called again). Raises Unavailable
+        when the provider cannot be reached: nothing is closed then."""
+
+
 @dataclass(frozen=True)
 class Erasure:
     member_id: str
@@ -72,15 +86,23 @@ def erase_ref(member_id: str, request_id: str) -> MemberRequestRef:
 
 
 def erase(
-    cmd: Erasure, store: ErasureStore, hasher: IdentityHasher, now: datetime
+    cmd: Erasure,
+    store: ErasureStore,
+    hasher: IdentityHasher,
+    now: datetime,
+    *,
+    sign_ins: SignInAccounts,
 ) -> dict[str, Any]:
     """Erase the member once per request id: the same request again answers the first
     answer (202); the same id with another body is 409 IDEMPOTENCY_CONFLICT; another
     request id for a member already erased is 404 MEMBER_NOT_FOUND, as every route
     answers for it (nothing left to erase, and nothing written or audited again).
     A member changed between the read and the write (a purchase, a linked card) is read
-    again, so an identity linked meanwhile is deleted too."""
+    again, so an identity linked meanwhile is deleted too. A member with a sign-in has
+    its sign-in account closed first (503 when the provider cannot be reached: nothing
+    erased, and the same request again tries both again)."""
     ref = erase_ref(cmd.member_id, cmd.request_id)
+    closed: set[str] = set()
     for _ in range(ERASE_ATTEMPTS):
         first = store.erase_record(ref)
         if first is not None:
@@ -117,6 +139,19 @@ def erase(
             before={"identities": sorted({i.kind for i in identities_of(member, hasher)})},
             after={"erased": True, "reason": cmd.reason, "ticket": cmd.ticket},
         )
+        subject = member.external_ids.get(SIGN_IN)
+        if subject is not None and subject not in closed:
+            # The sign-in account is closed BEFORE the transaction, never after it. The
+            # transaction deletes the sign-in's identity item and the sealed external ids:
+            # once it is written, nothing names the account any more, and a retried erase
+            # only replays its recorded 202. So a close after it that failed (the provider
+            # down, the function timed out) would leave the account, with the phone as
+            # its username, for good. Closed first, a failure leaves the member as it was
+            # and the same request again closes again (an account already gone counts as
+            # closed) and then erases. The opposite window (closed, the transaction not
+            # written yet) only stops the person signing in until the retry finishes.
+            sign_ins.close(subject)
+            closed.add(subject)
         if store.erase(member, identities_of(member, hasher), record, entry, now):
             return response
     raise Unavailable("the member kept changing while being erased; retry", code="CONTENDED")

@@ -140,7 +140,9 @@ ALLOWED_REJECTIONS: tuple[Rejection, ...] = (
     Rejection("issue_coupon", 422, "TEMPLATE_RETIRED", "a retired template issues nothing"),
     Rejection("issue_coupon", 422, "TEMPLATE_EXPIRED", "a template's window is not over"),
     Rejection("redeem_coupon", 409, "COUPON_USED", "a coupon is used once"),
-    Rejection("redeem_coupon", 422, "COUPON_*", "expired, not yet valid, void, another store"),
+    Rejection(
+        "redeem_coupon", 422, "COUPON_*", "expired, not yet valid, void or owner erased, elsewhere"
+    ),
     Rejection("put_program", 422, "UNKNOWN_TEMPLATE", "coupon rules name existing templates"),
     Rejection("put_program", 422, "UNKNOWN_TIER", "coupon rules name tiers of the ladder"),
     # Personal data (api.md, Personal data and audit).

@@ -34,6 +34,7 @@ from tests.helpers import Pos, credit, stream_record
 
 DAYTIME = datetime(2026, 3, 2, 4, 0, tzinfo=UTC)  # 12:00 in Shanghai
 NIGHT = datetime(2026, 3, 1, 15, 0, tzinfo=UTC)  # 23:00 in Shanghai
+SIGN_IN_REGION = "ap-east-1"  # Cognito user pools: none in the China regions
 
 
 class World:
@@ -190,6 +191,44 @@ class World:
         )["Item"]
         return {str(k): next(iter(dict(v).values())) for k, v in item.items()}
 
+    def erase_with_sign_in(self, admin: dict[str, str]) -> None:
+        """A member who signed up in the app (a user of a user pool shaped like the
+        template's, on moto) erased by an admin: the API deletes the user. The template
+        names the pool to every function (COGNITO_USER_POOL_ID); this stage signs its own
+        tokens, so the pool is the stage's only for the erasure."""
+        import boto3
+
+        from chalicelib import wiring
+        from chalicelib.dal.sign_ins import CognitoSignIns
+        from local.tools import signed_token
+
+        cognito = boto3.client("cognito-idp", region_name=SIGN_IN_REGION)
+        pool_id = cognito.create_user_pool(PoolName="members", UsernameAttributes=["phone_number"])[
+            "UserPool"
+        ]["Id"]
+        phone = unique_phone()
+        user = cognito.admin_create_user(UserPoolId=pool_id, Username=phone)["User"]
+        sub = next(a["Value"] for a in user["Attributes"] if a["Name"] == "sub")
+        token = signed_token({"sub": sub, "phone_number": phone, "phone_number_verified": True})
+        signed_up = self.client.http.post(
+            "/v1/members",
+            headers=auth(token),
+            body=json.dumps({"phone": phone, "channel": "app", "name": "Li"}),
+        )
+        assert signed_up.status_code == 201, signed_up.json_body
+        with self.monkeypatch.context() as stage:
+            stage.setenv("COGNITO_USER_POOL_ID", pool_id)
+            stage.setattr(
+                wiring, "sign_in_accounts", lambda: CognitoSignIns(pool_id, SIGN_IN_REGION)
+            )
+            erased = self.client.http.post(
+                f"/v1/admin/members/{signed_up.json_body['member_id']}/erase",
+                headers=admin,
+                body=json.dumps({"request_id": "erase-app-1", "reason": "member_request"}),
+            )
+        assert erased.status_code == 202, erased.json_body
+        assert cognito.list_users(UserPoolId=pool_id)["Users"] == []
+
     def credit(self, member_id: str, points: int, earned_at: datetime) -> None:
         """Points earned at `earned_at` (so their lot expires 12 months on), as a test
         sets the scene: outside every function."""
@@ -313,6 +352,8 @@ def tour_http(world: World) -> None:
         body=json.dumps({"request_id": "erase-1", "reason": "member_request"}),
     )
     assert erased.status_code == 202, erased.json_body
+    # an app member's sign-in account closes with the erasure, in the stage's user pool
+    world.erase_with_sign_in(admin)
 
 
 def tour_tier_rules(world: World) -> None:

@@ -478,3 +478,116 @@ def _members_items() -> list[dict[str, Any]]:
 
     client = boto3.client("dynamodb", region_name="cn-north-1")
     return list(client.scan(TableName=services().settings.members_table)["Items"])
+
+
+# ---- what could outlive the member: the sign-in account, the coupons -----------------------
+
+
+def app_sign_up(client) -> tuple[str, str]:
+    """A member who signed up in the app: (member id, the sign-in's `sub`)."""
+    from local.tools import signed_token
+
+    phone, sub = unique_phone(), str(uuid.uuid4())
+    token = signed_token({"sub": sub, "phone_number": phone, "phone_number_verified": True})
+    response = client.http.post(
+        "/v1/members",
+        headers=auth(token),
+        body=json.dumps({"phone": phone, "channel": "app", "name": "韩梅梅"}),
+    )
+    assert response.status_code == 201, response.json_body
+    return str(response.json_body["member_id"]), sub
+
+
+def test_given_an_app_member_when_erased_then_its_sign_in_account_is_closed_once(
+    seeded, app_client, admin, monkeypatch
+):
+    from chalicelib import wiring
+    from tests.fakes import InMemorySignIns
+
+    member_id, sub = app_sign_up(app_client)
+    sign_ins = InMemorySignIns(sub)
+    monkeypatch.setattr(wiring, "sign_in_accounts", lambda: sign_ins)
+
+    first = erase(app_client, admin, member_id)
+    replay = erase(app_client, admin, member_id)
+
+    assert (first.status_code, replay.status_code) == (202, 202)
+    assert sign_ins.closed == [sub]
+    assert sign_ins.accounts == set()
+
+
+def test_given_the_identity_provider_down_when_erasing_then_503_nothing_erased_and_a_retry_erases(
+    seeded, app_client, admin, monkeypatch
+):
+    from chalicelib import wiring
+    from tests.fakes import InMemorySignIns
+
+    member_id, sub = app_sign_up(app_client)
+    sign_ins = InMemorySignIns(sub)
+    sign_ins.down = True
+    monkeypatch.setattr(wiring, "sign_in_accounts", lambda: sign_ins)
+    item_before = raw_item(f"MEMBER#{member_id}", "MEMBER")
+
+    refused = erase(app_client, admin, member_id)
+
+    assert refused.status_code == 503, refused.json_body
+    assert refused.json_body["error"]["code"] == "TEMPORARILY_UNAVAILABLE"
+    assert raw_item(f"MEMBER#{member_id}", "MEMBER") == item_before
+    assert audit_entries("member.erase", f"member:{member_id}") == []
+    assert app_client.http.get(f"/v1/members/{member_id}", headers=admin).status_code == 200
+
+    sign_ins.down = False
+    again = erase(app_client, admin, member_id)
+    assert again.status_code == 202, again.json_body
+    assert sign_ins.accounts == set()
+    assert len(audit_entries("member.erase", f"member:{member_id}")) == 1
+
+
+def test_given_an_erased_member_s_coupon_when_a_till_redeems_it_then_422_coupon_void_and_nothing_written(
+    seeded, app_client, staff_token, admin, pos
+):
+    """A coupon code is a bearer secret: whoever kept it cannot spend the erased
+    member's coupon (nor can ops keying it in)."""
+    from chalicelib.domain.coupons import normalise_code
+    from tests.unit.test_coupons_api import create_template, issue, redeem, send
+
+    member_id = register(app_client, staff_token)["member_id"]
+    template = create_template(app_client)
+    issued = issue(app_client, member_id, template["template_id"])
+    assert issued.status_code == 201, issued.json_body
+    code = issued.json_body["code"]
+    assert erase(app_client, admin, member_id).status_code == 202
+    coupon_pk = f"COUPON#{normalise_code(code)}"
+    before = raw_item(coupon_pk, "COUPON")
+
+    by_till = redeem(pos, code, "t-after-erase")
+    by_ops = send(
+        app_client,
+        "POST",
+        f"/v1/coupons/{code}/redeem",
+        {"transaction_id": "t-ops", "store_id": "store-001"},
+    )
+
+    for refused in (by_till, by_ops):
+        assert refused.status_code == 422, refused.json_body
+        assert refused.json_body["error"]["code"] == "COUPON_VOID"
+    assert raw_item(coupon_pk, "COUPON") == before
+    assert before["status"]["S"] == "active"
+    assert audit_entries("coupon.redeem", f"member:{member_id}") == []
+
+
+def test_given_a_member_s_coupon_when_redeemed_before_the_erase_then_the_till_s_retry_answers_the_same(
+    seeded, app_client, staff_token, admin, pos
+):
+    """The refusal is for coupons still to be spent: a till retrying a redemption made
+    before the erase gets its first answer (read back from the coupon), nothing more."""
+    from tests.unit.test_coupons_api import create_template, issue, redeem
+
+    member_id = register(app_client, staff_token)["member_id"]
+    template = create_template(app_client)
+    code = issue(app_client, member_id, template["template_id"]).json_body["code"]
+    first = redeem(pos, code, "t-before")
+    assert first.status_code == 200, first.json_body
+    assert erase(app_client, admin, member_id).status_code == 202
+    again = redeem(pos, code, "t-before")
+    assert (again.status_code, again.json_body) == (200, first.json_body)

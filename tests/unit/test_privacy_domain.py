@@ -24,7 +24,7 @@ from chalicelib.domain.points import (
 )
 from chalicelib.errors import BusinessRuleViolation, Conflict, NotFound, Unavailable
 from chalicelib.ids import request_hash
-from tests.fakes import InMemoryMembers
+from tests.fakes import InMemoryMembers, InMemorySignIns
 from tests.unit.test_points_domain import (
     activity,
     adjustment,
@@ -37,6 +37,8 @@ from tests.unit.test_points_domain import (
 NOW = datetime(2026, 3, 1, 4, 0, tzinfo=UTC)
 ADMIN = Actor("admin-1", "admin")
 PHONE = "+8613900005555"
+# members registered at a till have no sign-in: nothing to close
+NO_ACCOUNTS = InMemorySignIns()
 
 
 @pytest.fixture
@@ -72,7 +74,7 @@ def test_given_a_member_when_erased_then_every_identity_is_gone_and_it_reads_as_
     members, hasher
 ):
     member = register(members, hasher, name="韩梅梅", external_ids={"pos_card": "C1"})
-    answer = privacy.erase(erasure(member.member_id), members, hasher, NOW)
+    answer = privacy.erase(erasure(member.member_id), members, hasher, NOW, sign_ins=NO_ACCOUNTS)
     assert answer == {
         "member_id": member.member_id,
         "request_id": "erase-1",
@@ -90,7 +92,7 @@ def test_given_a_member_when_erased_then_every_identity_is_gone_and_it_reads_as_
 
 def test_given_an_erasure_then_one_audit_entry_without_personal_data(members, hasher):
     member = register(members, hasher, name="韩梅梅", external_ids={"pos_card": "C1"})
-    privacy.erase(erasure(member.member_id), members, hasher, NOW)
+    privacy.erase(erasure(member.member_id), members, hasher, NOW, sign_ins=NO_ACCOUNTS)
     (entry,) = members.audit
     assert (entry.action, entry.target, entry.actor.role) == (
         "member.erase",
@@ -110,8 +112,10 @@ def test_given_an_erased_member_when_the_same_request_comes_again_then_the_first
     members, hasher
 ):
     member = register(members, hasher)
-    first = privacy.erase(erasure(member.member_id), members, hasher, NOW)
-    again = privacy.erase(erasure(member.member_id), members, hasher, NOW + timedelta(hours=1))
+    first = privacy.erase(erasure(member.member_id), members, hasher, NOW, sign_ins=NO_ACCOUNTS)
+    again = privacy.erase(
+        erasure(member.member_id), members, hasher, NOW + timedelta(hours=1), sign_ins=NO_ACCOUNTS
+    )
     assert again == first
     assert len(members.audit) == 1
 
@@ -120,9 +124,15 @@ def test_given_an_erase_id_when_reused_with_another_reason_then_idempotency_conf
     members, hasher
 ):
     member = register(members, hasher)
-    privacy.erase(erasure(member.member_id), members, hasher, NOW)
+    privacy.erase(erasure(member.member_id), members, hasher, NOW, sign_ins=NO_ACCOUNTS)
     with pytest.raises(Conflict) as conflict:
-        privacy.erase(erasure(member.member_id, reason="account_closed"), members, hasher, NOW)
+        privacy.erase(
+            erasure(member.member_id, reason="account_closed"),
+            members,
+            hasher,
+            NOW,
+            sign_ins=NO_ACCOUNTS,
+        )
     assert conflict.value.code == "IDEMPOTENCY_CONFLICT"
 
 
@@ -132,16 +142,18 @@ def test_given_an_erased_member_when_another_request_id_erases_it_then_member_no
     """Nothing is left to erase: the member reads as none here as on every route, and
     nothing is written or audited a second time."""
     member = register(members, hasher)
-    privacy.erase(erasure(member.member_id), members, hasher, NOW)
+    privacy.erase(erasure(member.member_id), members, hasher, NOW, sign_ins=NO_ACCOUNTS)
     with pytest.raises(NotFound) as missing:
-        privacy.erase(erasure(member.member_id, "erase-2"), members, hasher, NOW)
+        privacy.erase(
+            erasure(member.member_id, "erase-2"), members, hasher, NOW, sign_ins=NO_ACCOUNTS
+        )
     assert missing.value.code == "MEMBER_NOT_FOUND"
     assert len(members.audit) == 1
 
 
 def test_given_an_unknown_member_when_erased_then_member_not_found(members, hasher):
     with pytest.raises(NotFound):
-        privacy.erase(erasure("mbr_nobody"), members, hasher, NOW)
+        privacy.erase(erasure("mbr_nobody"), members, hasher, NOW, sign_ins=NO_ACCOUNTS)
     assert members.audit == []
 
 
@@ -164,7 +176,7 @@ def test_given_a_card_linked_while_erasing_then_the_erasure_reads_again_and_dele
         return real_erase(*args, **kwargs)
 
     members.erase = erase_after_a_link  # type: ignore[method-assign]
-    privacy.erase(erasure(member.member_id), members, hasher, NOW)
+    privacy.erase(erasure(member.member_id), members, hasher, NOW, sign_ins=NO_ACCOUNTS)
     assert members.claims == {}
     assert members.audit[0].before == {"identities": ["phone", "pos_card"]}
 
@@ -173,8 +185,93 @@ def test_given_a_member_that_never_stops_changing_then_503_contended(members, ha
     member = register(members, hasher)
     members.erase = lambda *args, **kwargs: False  # type: ignore[method-assign]
     with pytest.raises(Unavailable) as busy:
-        privacy.erase(erasure(member.member_id), members, hasher, NOW)
+        privacy.erase(erasure(member.member_id), members, hasher, NOW, sign_ins=NO_ACCOUNTS)
     assert busy.value.code == "CONTENDED"
+
+
+# ---- the sign-in account ---------------------------------------------------------------------
+
+
+def test_given_a_member_with_a_sign_in_when_erased_then_its_account_is_closed_once_before_the_erase(
+    members, hasher
+):
+    member = register(members, hasher, external_ids={members_domain.SIGN_IN: "sub-1"})
+    sign_ins = InMemorySignIns("sub-1", "sub-other")
+    real_erase = members.erase
+    seen_at_erase: list[list[str]] = []
+
+    def erase(*args, **kwargs):
+        seen_at_erase.append(list(sign_ins.closed))
+        return real_erase(*args, **kwargs)
+
+    members.erase = erase  # type: ignore[method-assign]
+    privacy.erase(erasure(member.member_id), members, hasher, NOW, sign_ins=sign_ins)
+
+    assert sign_ins.closed == ["sub-1"]
+    assert seen_at_erase == [["sub-1"]]  # closed before the store's transaction
+    assert sign_ins.accounts == {"sub-other"}
+    assert members.get(member.member_id) is None
+
+
+def test_given_a_member_without_a_sign_in_when_erased_then_no_account_is_closed(members, hasher):
+    member = register(members, hasher, external_ids={"pos_card": "C1"})
+    sign_ins = InMemorySignIns("sub-other")
+    privacy.erase(erasure(member.member_id), members, hasher, NOW, sign_ins=sign_ins)
+    assert sign_ins.closed == []
+    assert sign_ins.accounts == {"sub-other"}
+
+
+def test_given_the_provider_down_when_erasing_then_503_the_member_unerased_and_a_retry_erases(
+    members, hasher
+):
+    member = register(members, hasher, external_ids={members_domain.SIGN_IN: "sub-1"})
+    sign_ins = InMemorySignIns("sub-1")
+    sign_ins.down = True
+    with pytest.raises(Unavailable):
+        privacy.erase(erasure(member.member_id), members, hasher, NOW, sign_ins=sign_ins)
+    assert members.get(member.member_id) == member  # as it was: nothing erased
+    assert members.audit == []
+    assert members.records == {}
+    assert sign_ins.accounts == {"sub-1"}
+
+    sign_ins.down = False
+    privacy.erase(erasure(member.member_id), members, hasher, NOW, sign_ins=sign_ins)
+    assert sign_ins.accounts == set()
+    assert members.get(member.member_id) is None
+    assert len(members.audit) == 1
+
+
+def test_given_the_transaction_lost_after_the_close_when_read_again_then_not_closed_twice(
+    members, hasher
+):
+    """A member changed between the read and the write: the erase reads again and writes,
+    the account already closed by this request is not asked again."""
+    member = register(members, hasher, external_ids={members_domain.SIGN_IN: "sub-1"})
+    sign_ins = InMemorySignIns("sub-1")
+    real_erase = members.erase
+    lost: list[bool] = []
+
+    def erase_once_lost(*args, **kwargs):
+        if not lost:
+            lost.append(True)
+            return False
+        return real_erase(*args, **kwargs)
+
+    members.erase = erase_once_lost  # type: ignore[method-assign]
+    privacy.erase(erasure(member.member_id), members, hasher, NOW, sign_ins=sign_ins)
+    assert sign_ins.closed == ["sub-1"]
+    assert members.get(member.member_id) is None
+
+
+def test_given_an_erased_member_when_the_erase_is_replayed_then_no_close_is_asked_again(
+    members, hasher
+):
+    member = register(members, hasher, external_ids={members_domain.SIGN_IN: "sub-1"})
+    sign_ins = InMemorySignIns("sub-1")
+    first = privacy.erase(erasure(member.member_id), members, hasher, NOW, sign_ins=sign_ins)
+    again = privacy.erase(erasure(member.member_id), members, hasher, NOW, sign_ins=sign_ins)
+    assert again == first
+    assert sign_ins.closed == ["sub-1"]
 
 
 def test_given_an_erased_phone_when_registered_again_then_a_new_member_not_due_a_sign_up_bonus(
@@ -182,7 +279,7 @@ def test_given_an_erased_phone_when_registered_again_then_a_new_member_not_due_a
 ):
     first = register(members, hasher)
     assert first.first_registration is True
-    privacy.erase(erasure(first.member_id), members, hasher, NOW)
+    privacy.erase(erasure(first.member_id), members, hasher, NOW, sign_ins=NO_ACCOUNTS)
     again = register(members, hasher, phone="139 0000 5555")
     assert again.member_id != first.member_id
     assert again.first_registration is False
@@ -320,9 +417,14 @@ def test_given_the_same_erase_committed_by_a_twin_between_the_reads_then_the_fir
     def member_read(member_id):
         if not raced:
             raced.append(True)
-            twin.append(privacy.erase(erasure(member_id), members, hasher, NOW))
+            twin.append(
+                privacy.erase(erasure(member_id), members, hasher, NOW, sign_ins=NO_ACCOUNTS)
+            )
         return real_member(member_id)
 
     members.member = member_read  # type: ignore[method-assign]
-    assert privacy.erase(erasure(member.member_id), members, hasher, NOW) == twin[0]
+    assert (
+        privacy.erase(erasure(member.member_id), members, hasher, NOW, sign_ins=NO_ACCOUNTS)
+        == twin[0]
+    )
     assert len(members.audit) == 1
