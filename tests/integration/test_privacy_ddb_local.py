@@ -52,13 +52,16 @@ def ledger_sum(member_id: str) -> int:
     return sum(int(i["points"]["N"]) for page in pages for i in page["Items"])
 
 
-def audit_entries(target: str) -> list[dict[str, Any]]:
+def audit_entries(target: str, action: str = "member.erase") -> list[dict[str, Any]]:
+    """The entries of one action on `target` (staff registering the member wrote one too)."""
     pages = client().get_paginator("scan").paginate(TableName=services().settings.program_table)
     return [
         i
         for page in pages
         for i in page["Items"]
-        if i.get("kind", {}).get("S") == "audit" and i["target"]["S"] == target
+        if i.get("kind", {}).get("S") == "audit"
+        and i["target"]["S"] == target
+        and i["action"]["S"] == action
     ]
 
 
