@@ -19,6 +19,7 @@ from chalicelib.domain.program import (
     config_from_dict,
     config_to_dict,
 )
+from chalicelib.domain.records import Entry
 from chalicelib.errors import Conflict, Forbidden, InvalidInput, NotFound
 from chalicelib.models.points import (
     ActivityRequest,
@@ -56,6 +57,22 @@ def get_points(call: Call) -> PointsResponse:
     return PointsResponse.model_validate(domain.points_view(account))
 
 
+def ledger_entry_view(e: Entry) -> LedgerEntryView:
+    """A ledger entry as the ledger listing and the member's export show it."""
+    return LedgerEntryView(
+        entry_id=e.entry_id,
+        type=e.type,
+        points=e.points,
+        balance_after=e.balance_after,
+        reason=e.reason,
+        source=e.source,
+        source_id=e.source_id,
+        store_id=e.store_id,
+        created_at=rfc3339(e.created_at),
+        lots=[ExpiringLot(date=d, points=p) for d, p in sorted(e.lots.items())],
+    )
+
+
 @operation(
     bp,
     "/v1/members/{member_id}/ledger",
@@ -74,21 +91,7 @@ def get_ledger(call: Call) -> LedgerPage:
         call.params["member_id"], query.limit, query.cursor
     )
     return LedgerPage(
-        entries=[
-            LedgerEntryView(
-                entry_id=e.entry_id,
-                type=e.type,
-                points=e.points,
-                balance_after=e.balance_after,
-                reason=e.reason,
-                source=e.source,
-                source_id=e.source_id,
-                store_id=e.store_id,
-                created_at=rfc3339(e.created_at),
-                lots=[ExpiringLot(date=d, points=p) for d, p in sorted(e.lots.items())],
-            )
-            for e in entries
-        ],
+        entries=[ledger_entry_view(e) for e in entries],
         next_cursor=cursor,
     )
 

@@ -58,6 +58,7 @@ def actor_of(principal: Principal) -> Actor:
 def export_member(call: Call) -> MemberExport:
     from chalicelib.api.coupons import _coupons
     from chalicelib.api.members import member_view
+    from chalicelib.api.points import ledger_entry_view
     from chalicelib.dal.privacy import all_of, record_audit
     from chalicelib.dal.rewards import redemption_page
     from chalicelib.domain import coupon_issue
@@ -65,7 +66,6 @@ def export_member(call: Call) -> MemberExport:
     from chalicelib.domain.redemptions import redemption_view
     from chalicelib.domain.tiering import tier_view
     from chalicelib.models import privacy as models
-    from chalicelib.models.points import ExpiringLot, LedgerEntryView
 
     assert call.principal is not None
     svc = services()
@@ -88,21 +88,7 @@ def export_member(call: Call) -> MemberExport:
             tier_view(state, tiers, program_date(now), svc.tiers.history(member_id, limit=1000))
         ),
         points=models.PointsResponse.model_validate(points_view(account)),
-        ledger=[
-            LedgerEntryView(
-                entry_id=e.entry_id,
-                type=e.type,
-                points=e.points,
-                balance_after=e.balance_after,
-                reason=e.reason,
-                source=e.source,
-                source_id=e.source_id,
-                store_id=e.store_id,
-                created_at=rfc3339(e.created_at),
-                lots=[ExpiringLot(date=d, points=p) for d, p in sorted(e.lots.items())],
-            )
-            for e in entries
-        ],
+        ledger=[ledger_entry_view(e) for e in entries],
         coupons=[
             models.CouponView.model_validate(c)
             for c in all_of(
