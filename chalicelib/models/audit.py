@@ -2,21 +2,20 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Annotated, Any
 
 from pydantic import Field
 
-from chalicelib.models.common import RequestModel, ResponseModel
+from chalicelib.models.common import QueryDate, RequestModel, ResponseModel
 
 
 class AuditQuery(RequestModel):
-    from_: dt.date | None = Field(
+    from_: QueryDate | None = Field(
         default=None,
         alias="from",
         description="first program day (Asia/Shanghai), inclusive; default: 29 days before `to`",
     )
-    to: dt.date | None = Field(
+    to: QueryDate | None = Field(
         default=None, description="last program day, inclusive; default: today"
     )
     actor: Annotated[str, Field(min_length=1, max_length=128)] | None = Field(

@@ -9,10 +9,12 @@ fields is required) are declared with `given_fields`, which feeds the schema.
 
 from __future__ import annotations
 
+import datetime as dt
+import re
 from collections.abc import Sequence
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
 # Ids chosen by clients (stores, transactions, activities) share one conservative shape,
 # so they are safe inside DynamoDB keys joined with '#'.
@@ -97,3 +99,17 @@ class ErrorResponse(ResponseModel):
 class Health(ResponseModel):
     status: str
     version: str
+
+
+def _iso_date_only(value: object) -> object:
+    """A query's date is `YYYY-MM-DD` (the document's `format: date`). Query strings are
+    validated leniently (every value arrives as a string), and lenient pydantic would
+    read `0` or `1700000000` as a Unix time."""
+    if isinstance(value, str) and not _ISO_DATE.fullmatch(value):
+        raise ValueError("a date is YYYY-MM-DD")
+    return value
+
+
+_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+# A date in a query string (GET /v1/admin/audit?from&to, reports): exactly YYYY-MM-DD.
+QueryDate = Annotated[dt.date, BeforeValidator(_iso_date_only)]

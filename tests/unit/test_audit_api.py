@@ -117,6 +117,9 @@ def test_given_a_range_over_366_days_or_reversed_or_a_foreign_cursor_then_400(se
     assert listing(app_client, "?from=2025-01-01&to=2026-03-01").status_code == 400
     assert listing(app_client, "?from=2026-03-02&to=2026-03-01").status_code == 400
     assert listing(app_client, "?from=2026-13-01").status_code == 400
+    # a date is YYYY-MM-DD: lenient parsing would read a number as a Unix time
+    assert listing(app_client, "?to=0").status_code == 400
+    assert listing(app_client, "?from=1700000000").status_code == 400
     foreign = "eyJwayI6eyJTIjoiU1RPUkVTIn0sInNrIjp7IlMiOiJ4In19"  # a stores listing's key
     response = listing(app_client, f"?cursor={foreign}")
     assert response.status_code == 400
