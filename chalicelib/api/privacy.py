@@ -59,7 +59,8 @@ def export_member(call: Call) -> MemberExport:
     from chalicelib.api.coupons import _coupons
     from chalicelib.api.members import member_view
     from chalicelib.api.points import ledger_entry_view
-    from chalicelib.dal.privacy import all_of, record_audit
+    from chalicelib.dal.audit import record as record_audit
+    from chalicelib.dal.privacy import all_of
     from chalicelib.dal.rewards import redemption_page
     from chalicelib.domain import coupon_issue
     from chalicelib.domain.points import points_view

@@ -52,12 +52,22 @@ def to_item(entry: AuditEntry) -> AuditItem:
     )
 
 
+# Every entry is put on this condition, and never updated or deleted (append-only).
+ENTRY_IS_NEW = AuditItem.pk.does_not_exist()
+
+
 def append(txn: TransactWrite, entry: AuditEntry | None) -> None:
     """Add the entry to a change's transaction: both are written, or neither. None (no
     one acted: the program itself, a tool) adds nothing. The entry is a put, so it goes
     after every delete and before every update of the transaction in pynamodb's order."""
     if entry is not None:
-        txn.save(to_item(entry), condition=AuditItem.pk.does_not_exist())
+        txn.save(to_item(entry), condition=ENTRY_IS_NEW)
+
+
+def record(entry: AuditEntry) -> None:
+    """An entry on its own, one conditional put: for a read that changes nothing (an
+    export), so there is no change's transaction to share."""
+    to_item(entry).save(condition=ENTRY_IS_NEW)
 
 
 def put_audited(item: Model, condition: Any, entry: AuditEntry | None) -> bool:

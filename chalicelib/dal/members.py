@@ -68,10 +68,9 @@ def _parse_time(value: str | None) -> datetime | None:
 # The member's personal fields: kept only inside `pii`, encrypted (docs/architecture.md,
 # "Personal data at rest"). `birthday_key` ('<MMDD>#<shard>') stays in clear for the
 # birthday index; nothing else about the person does.
+# An item written before encryption held them in clear, as attributes of the same names
+# (read by `from_item`, removed by the next profile write and by an erase).
 PERSONAL_FIELDS = ("phone", "name", "gender", "birthday", "email", "external_ids")
-# What an item written before encryption held in clear (read by `from_item`, removed by
-# the next profile write).
-_CLEAR_ATTRIBUTES = ("phone", "name", "gender", "birthday", "email", "external_ids")
 
 
 def personal_fields(member: Member) -> dict[str, Any]:
@@ -177,7 +176,7 @@ def _sealed_actions(member: Member) -> list[Any]:
         MemberItem.pii.set(sealed.pii),
         MemberItem.data_key.set(sealed.data_key),
     ]
-    actions += [getattr(MemberItem, name).remove() for name in _CLEAR_ATTRIBUTES]
+    actions += [getattr(MemberItem, name).remove() for name in PERSONAL_FIELDS]
     return actions
 
 
@@ -447,13 +446,8 @@ def _is_conflict(exc: TransactWriteError) -> bool:
 ERASED_ATTRIBUTES = (
     "pii",
     "data_key",
-    "phone",
-    "name",
-    "gender",
-    "birthday",
+    *PERSONAL_FIELDS,
     "birthday_key",  # leaves the birthday index with it
-    "email",
-    "external_ids",
     "tags",
     "referred_by",  # another person's id: who brought this one
 )

@@ -3,17 +3,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from pynamodb.connection import Connection
-from pynamodb.exceptions import DoesNotExist
 
+from chalicelib.dal.audit import ENTRY_IS_NEW
 from chalicelib.dal.audit import to_item as audit_item
 from chalicelib.dal.ledger import find_request, request_item
-from chalicelib.dal.members import MEMBER_SK, erase_member, from_item, member_pk
-from chalicelib.dal.tables import AuditItem, MemberItem, RequestItem
+from chalicelib.dal.members import DynamoMemberRepository, erase_member
+from chalicelib.dal.tables import MemberItem, RequestItem
 from chalicelib.domain.audit import AuditEntry
 from chalicelib.domain.members import Identity, Member
 from chalicelib.domain.records import MemberRequestRef, RequestRecord
@@ -27,11 +27,7 @@ class DynamoPrivacyStore:
         self._connection = connection or MemberItem._get_connection().connection
 
     def member(self, member_id: str) -> Member | None:
-        try:
-            item = MemberItem.get(member_pk(member_id), MEMBER_SK, consistent_read=True)
-        except DoesNotExist:
-            return None
-        return None if item.erased_at is not None else from_item(item)
+        return DynamoMemberRepository(self._connection).get(member_id, consistent=True)
 
     def erase_record(self, ref: MemberRequestRef) -> RequestRecord | None:
         return find_request(ref, consistent=True)
@@ -46,27 +42,18 @@ class DynamoPrivacyStore:
     ) -> bool:
         extra = [
             (request_item(record), RequestItem.pk.does_not_exist()),
-            # the audit foundation's item (chalicelib/dal/audit.py), in this transaction
-            (audit_item(entry), AuditItem.pk.does_not_exist()),
+            # the audit entry, on the condition every entry is put on, in this transaction
+            (audit_item(entry), ENTRY_IS_NEW),
         ]
         return erase_member(self._connection, member, identities, extra, now)
 
 
-def record_audit(entry: AuditEntry) -> None:
-    """An audit entry on its own (a read such as an export changes nothing to share a
-    transaction with): one conditional put, append-only as every entry."""
-    audit_item(entry).save(condition=AuditItem.pk.does_not_exist())
-
-
-def every_page(read: Callable[[str | None], tuple[list[T], str | None]]) -> Iterator[T]:
+def all_of(read: Callable[[str | None], tuple[list[T], str | None]]) -> list[T]:
     """Every item of a paged listing (`read(cursor)` -> (page, next cursor))."""
+    found: list[T] = []
     cursor: str | None = None
     while True:
         page, cursor = read(cursor)
-        yield from page
+        found += page
         if cursor is None:
-            return
-
-
-def all_of(read: Callable[[str | None], tuple[list[Any], str | None]]) -> list[Any]:
-    return list(every_page(read))
+            return found
