@@ -28,7 +28,8 @@ def scan_everything(tables: dict[str, str]) -> tuple[str, list[bytes]]:
     data, what it decompresses to)."""
     import boto3
 
-    client = boto3.client("dynamodb")
+    # the stage's region, not the environment's: an earlier test may have changed that
+    client = boto3.client("dynamodb", region_name=services().settings.region)
     texts: list[str] = []
     blobs: list[bytes] = []
 
